@@ -1,0 +1,62 @@
+// The host driver interface: the one seam between cyborgfs and the hardware.
+//
+// A driver finds the accelerators it manages and attaches them to a VM or to
+// the host. The core calls a driver only while it holds that accelerator's
+// operation lock, so a driver never sees two concurrent calls for the same
+// address; calls for different addresses may run concurrently.
+// A driver reports failures as Status (kIoError for a failed host step,
+// kInvalid for a target it cannot serve, kNoDevice for a device that is gone);
+// it never throws and never exits the process.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cyborgfs/status.h"
+
+namespace cyborgfs {
+
+// One device as a driver sees it.
+struct DiscoveredDevice {
+  std::string uuid;     // stable across restarts: derived from host and address
+  std::string address;  // the driver's key for the device, e.g. "0000:3b:00.0"
+  std::string name;     // suggested unique name, e.g. "gpu-0000:3b:00.0"
+  std::string device_type;  // GPU, FPGA, CRYPTO, ...
+  std::string acc_type;
+  std::string vendor_id;   // 4 lowercase hex digits
+  std::string product_id;  // 4 lowercase hex digits
+};
+
+// Where an accelerator is attached. Parsed from the `attach` file.
+struct AttachTarget {
+  enum class Kind { kVm, kHost };
+  Kind kind = Kind::kVm;
+  std::string id;  // instance uuid (lowercase) or host name
+
+  // "vm <uuid>" or "host <name>", the canonical text of the attach file.
+  std::string ToString() const { return (kind == Kind::kVm ? "vm " : "host ") + id; }
+};
+
+class Driver {
+ public:
+  virtual ~Driver() = default;
+
+  // The name shown in the `driver` file and used with --drivers.
+  virtual std::string Name() const = 0;
+
+  // Every device this driver manages right now.
+  virtual Result<std::vector<DiscoveredDevice>> Discover() = 0;
+
+  // Attaches the device at `address` to `target` and returns the attach
+  // handle, a compact JSON object telling a compute service how to use it.
+  // Attaching a device again to the target it already has succeeds. On
+  // failure nothing the call did is left behind.
+  virtual Result<std::string> Attach(const std::string& address, const AttachTarget& target) = 0;
+
+  // Returns the device at `address` to its detached state. Detaching a
+  // detached device succeeds.
+  virtual Status Detach(const std::string& address) = 0;
+};
+
+}  // namespace cyborgfs

@@ -1,0 +1,125 @@
+// The accelerator service: the Cyborg accelerator API in the core's terms.
+//
+// Service owns the accelerators in memory (loaded from the Store at Start and
+// written through on every change) and carries out each request: create,
+// write a file's value, attach, detach, remove, and reconcile with drivers.
+// It knows nothing of FUSE; src/fs maps files to these calls.
+//
+// Every request either succeeds and is committed in the Store before it
+// returns, or fails with a Status, leaves the accelerator as it was, and
+// records the reason in the accelerator's `error` file (Accelerator::last_error)
+// and the log.
+//
+// Thread safety: all public methods may be called concurrently. Changes to one
+// accelerator are serialized (a per-accelerator lock, held across driver
+// calls); changes to different accelerators only meet in the Store's commit.
+// Readers get immutable snapshots and never wait for a driver.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "cyborgfs/accelerator.h"
+#include "cyborgfs/attributes.h"
+#include "cyborgfs/driver.h"
+#include "cyborgfs/status.h"
+#include "cyborgfs/store.h"
+#include "cyborgfs/values.h"
+
+namespace cyborgfs {
+
+class DocumentBuffer;
+
+class Service {
+ public:
+  using Snapshot = std::shared_ptr<const Accelerator>;
+
+  // `host` is this host's name: the only host a driver can attach to.
+  Service(Store& store, std::vector<std::unique_ptr<Driver>> drivers, std::string host);
+  ~Service();
+
+  // Loads the store and reconciles it with what the drivers discover: new
+  // devices are added, known ones come back online, ones no longer reported
+  // go offline (their records are kept). Fails only if the store fails; a
+  // failing driver is logged and its accelerators go offline.
+  Status Start();
+
+  // --- reading: snapshots, never blocked by a writer ------------------------
+  Snapshot FindById(int64_t id) const;
+  Snapshot FindByUuid(std::string_view uuid) const;
+  Snapshot FindByName(std::string_view name) const;
+  std::vector<Snapshot> List() const;  // ordered by id
+
+  // --- POST /accelerators ---------------------------------------------------
+  // mkdir accelerators/<uuid>: name = uuid, spec {}, available.
+  // kInvalid unless `uuid` is lowercase canonical; kExists if taken.
+  Status CreateWithUuid(const std::string& uuid);
+
+  // A write(2) of the `create` file: the Cyborg POST body, possibly in several
+  // writes (see DocumentBuffer). The accelerator exists when the write that
+  // completes the body returns. kInvalid bad body, kExists name or uuid taken,
+  // kTooLarge over kMaxDocumentBytes.
+  Status WriteCreate(uint64_t offset, std::string_view data);
+  Status FlushCreate();      // at a close: kInvalid if an incomplete body is pending
+  void EndCreateWrites();    // the last writer closed: drop what is pending
+
+  // --- a file of an accelerator ---------------------------------------------
+  // A write(2) of `attr` of accelerator `id`; see the README for each file.
+  // kAccessDenied for read-only files; kNotFound if the accelerator is gone.
+  Status Write(int64_t id, Attr attr, uint64_t offset, std::string_view data);
+  Status Flush(int64_t id, Attr attr);    // at a close of a file open for writing
+  void EndWrites(int64_t id, Attr attr);  // the last writer closed
+
+  // --- rmdir accelerators/<uuid> ---------------------------------------------
+  // kBusy while attached or still reported by a driver; kNotFound.
+  Status Remove(int64_t id);
+
+ private:
+  struct Slot;
+  struct Entry {
+    Snapshot accelerator;
+    std::shared_ptr<Slot> slot;
+  };
+
+  std::shared_ptr<Slot> SlotOf(int64_t id) const;
+  Driver* DriverOf(const Accelerator& a) const;
+
+  // REQUIRES: the slot's op lock is held for the changes below.
+  Status WriteText(const Accelerator& current, Attr attr, std::string_view data);
+  Status ApplyName(const Accelerator& current, std::string_view bytes);
+  Status ApplyAttach(const Accelerator& current, std::string_view bytes);
+  Status ApplySpec(const Accelerator& current, const std::string& bytes, const Json& spec);
+  Status Detach(const Accelerator& current);
+  Status Commit(const Accelerator& current, Accelerator next);
+  Status Reject(int64_t id, Attr attr, Status why);
+
+  Status ReconcileDriver(Driver& driver, std::vector<int64_t>& seen);
+  Status Adopt(const Driver& driver, const DiscoveredDevice& device);
+  Status Refresh(Driver& driver, const Accelerator& current, const DiscoveredDevice& device);
+  Status Insert(Accelerator accelerator);
+  std::string UnusedName(const std::string& wanted) const;
+
+  void Publish(Snapshot accelerator);  // REQUIRES: mu_ not held
+  void Unpublish(const Accelerator& accelerator);
+
+  Store& store_;
+  std::vector<std::unique_ptr<Driver>> drivers_;
+  const std::string host_;
+
+  mutable std::shared_mutex mu_;  // guards the three indexes
+  std::map<int64_t, Entry> by_id_;
+  std::unordered_map<std::string, int64_t> by_uuid_;
+  std::unordered_map<std::string, int64_t> by_name_;
+
+  std::mutex create_mu_;  // serializes writes of the create file
+  std::unique_ptr<DocumentBuffer> create_writes_;
+};
+
+}  // namespace cyborgfs

@@ -1,0 +1,68 @@
+// The durable store: one SQLite file holding the `accelerators` table.
+//
+// Durability: every call that changes data is one SQLite transaction in WAL
+// mode with synchronous=FULL, committed before the call returns. What a
+// successful call wrote survives a kill -9 of the daemon and a power cut.
+//
+// Schema: versioned with PRAGMA user_version; Open() applies the migrations in
+// store.cc in order, each in its own transaction, and refuses a database whose
+// version is newer than this build knows.
+//
+// Thread safety: a Store may be shared by threads; calls are serialized on
+// one connection.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "cyborgfs/accelerator.h"
+#include "cyborgfs/status.h"
+
+struct sqlite3;
+
+namespace cyborgfs {
+
+class Store {
+ public:
+  // Opens the database at `path`, creating the file if it is missing (its
+  // folder must exist), and migrates it to the current schema. Fails with
+  // kIoError and a one-line reason for anything unusable.
+  static Result<std::unique_ptr<Store>> Open(const std::string& path);
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  static int SchemaVersion();  // the version this build migrates to
+
+  // Every accelerator, ordered by id.
+  Result<std::vector<Accelerator>> LoadAll();
+
+  // Adds `accelerator` and sets its id. kExists when its uuid or name is taken.
+  Status Insert(Accelerator& accelerator);
+
+  // Stores `accelerator` over the row with its id, whose generation must be
+  // accelerator.generation - 1 (kBusy otherwise: someone else changed it).
+  // kExists when the new name is taken.
+  Status Update(const Accelerator& accelerator);
+
+  // Deletes the row; kNotFound if it is not there.
+  Status Remove(int64_t id);
+
+  // Runs `body` in one transaction: all of its changes commit, or none do
+  // (when it returns an error). Calls of this Store inside `body` join it.
+  Status InTransaction(const std::function<Status()>& body);
+
+ private:
+  explicit Store(sqlite3* db);
+  Status Exec(const char* sql);
+  Status Migrate();
+
+  std::recursive_mutex mu_;
+  sqlite3* db_;
+};
+
+}  // namespace cyborgfs

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs everything cyborgfs needs to build, run and test, from Debian's archive.
+# Safe to run again; does nothing when all packages are present.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  fuse3 libfuse3-dev
+  libsqlite3-dev sqlite3
+  nlohmann-json3-dev libspdlog-dev libfmt-dev
+  libgtest-dev googletest
+  libcli11-dev uuid-dev
+  python3 coreutils procps
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,154 @@
+// cyborgfs: wires the store, the drivers, the service and the FUSE adapter,
+// mounts, and serves until unmounted or signalled.
+//
+// Everything that can fail on bad input (options, mountpoint, database,
+// drivers) is checked before mounting, and reported as one line on stderr
+// with a non-zero exit. Once the mount is live the parent exits 0 (unless
+// --foreground); SIGINT, SIGTERM and `fusermount3 -u` unmount and exit 0.
+#include <fuse_lowlevel.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/sinks/syslog_sink.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstring>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+
+#include "../fs/filesystem.h"
+#include "cyborgfs/drivers.h"
+#include "cyborgfs/service.h"
+#include "cyborgfs/store.h"
+#include "options.h"
+
+namespace cyborgfs::app {
+namespace {
+
+int Fail(const std::string& message) {
+  std::cerr << "cyborgfs: " << message << "\n";
+  return 1;
+}
+
+std::string HostName() {
+  char name[HOST_NAME_MAX + 1] = {};
+  gethostname(name, sizeof name - 1);
+  return name;
+}
+
+// The database path made absolute (the daemon changes to / when it detaches);
+// the default folder is created, a folder the user named must exist.
+Result<std::string> DatabasePath(const std::string& path) {
+  std::error_code ec;
+  const std::filesystem::path absolute = std::filesystem::absolute(path, ec);
+  if (path == kDefaultDatabase) std::filesystem::create_directories(absolute.parent_path(), ec);
+  if (!std::filesystem::is_directory(absolute.parent_path())) {
+    return Status::IoError("cannot open database " + path + ": folder " + absolute.parent_path().string() +
+                           " does not exist");
+  }
+  return absolute.string();
+}
+
+Result<std::string> MountpointPath(const std::string& path) {
+  char resolved[PATH_MAX];
+  struct stat st {};
+  if (!realpath(path.c_str(), resolved) || stat(resolved, &st) != 0) {
+    return Status::NotFound("mountpoint " + path + ": " + std::strerror(errno));
+  }
+  if (!S_ISDIR(st.st_mode)) return Status::Invalid("mountpoint " + path + ": not a folder");
+  return std::string(resolved);
+}
+
+void SetUpLogging(const Options& options) {
+  std::shared_ptr<spdlog::logger> logger;
+  if (options.foreground) {
+    logger = std::make_shared<spdlog::logger>("cyborgfs", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  } else {
+    logger = std::make_shared<spdlog::logger>(
+        "cyborgfs", std::make_shared<spdlog::sinks::syslog_sink_mt>("cyborgfs", LOG_PID, LOG_DAEMON, false));
+    logger->set_pattern("%l %v");
+  }
+  logger->set_level(spdlog::level::from_str(options.log_level));
+  logger->flush_on(spdlog::level::trace);
+  spdlog::set_default_logger(logger);
+}
+
+// The FUSE command line for `options`. libfuse may grow and free the argument
+// vector, so it owns it: release it with fuse_opt_free_args.
+fuse_args FuseArgs(const Options& options) {
+  fuse_args args = FUSE_ARGS_INIT(0, nullptr);
+  std::vector<std::string> words = {"cyborgfs", "-o", "fsname=cyborgfs,subtype=cyborgfs"};
+  for (const std::string& o : options.mount_options) words.insert(words.end(), {"-o", o});
+  for (const std::string& w : words) fuse_opt_add_arg(&args, w.c_str());
+  return args;
+}
+
+// True when libfuse accepts the -o options; it prints what it refuses.
+bool MountOptionsValid(const Options& options) {
+  fuse_args args = FuseArgs(options);
+  const fuse_lowlevel_ops no_operations{};
+  fuse_session* session = fuse_session_new(&args, &no_operations, sizeof no_operations, nullptr);
+  fuse_opt_free_args(&args);
+  if (session) fuse_session_destroy(session);
+  return session != nullptr;
+}
+
+// Mounts `fs` on `mountpoint` and serves requests until unmounted or
+// signalled. Returns the process exit code.
+int Serve(fs::Filesystem& fs, const Options& options, const std::string& mountpoint) {
+  fuse_args args = FuseArgs(options);
+  fuse_session* session = fuse_session_new(&args, &fs::Filesystem::Operations(), sizeof(fuse_lowlevel_ops), &fs);
+  fuse_opt_free_args(&args);
+  if (!session) return 2;  // libfuse has printed which option it refused
+  int code = 1;
+  if (fuse_set_signal_handlers(session) != 0) {
+    Fail("cannot install signal handlers");
+  } else if (fuse_session_mount(session, mountpoint.c_str()) != 0) {
+    Fail("cannot mount on " + mountpoint);
+  } else {
+    spdlog::info("mounted on {}", mountpoint);
+    fuse_daemonize(options.foreground ? 1 : 0);
+    fuse_loop_config* config = fuse_loop_cfg_create();
+    const int served = fuse_session_loop_mt(session, config);
+    fuse_loop_cfg_destroy(config);
+    code = served < 0 ? 1 : 0;  // > 0: ended by a signal, which is a clean stop
+    fuse_session_unmount(session);
+    spdlog::info("unmounted {}", mountpoint);
+  }
+  fuse_remove_signal_handlers(session);
+  fuse_session_destroy(session);
+  return code;
+}
+
+int Run(int argc, char** argv) {
+  int exit_code = -1;
+  Options options = ParseOptions(argc, argv, exit_code);
+  if (exit_code >= 0) return exit_code;
+  SetUpLogging(options);
+
+  if (!MountOptionsValid(options)) return 2;
+  auto mountpoint = MountpointPath(options.mountpoint);
+  if (!mountpoint.ok()) return Fail(mountpoint.status().message());
+  auto database = DatabasePath(options.database);
+  if (!database.ok()) return Fail(database.status().message());
+  auto store = Store::Open(*database);
+  if (!store.ok()) return Fail(store.status().message());
+
+  DriverOptions driver_options{options.host.empty() ? HostName() : options.host, options.fake_devices};
+  auto drivers = MakeDrivers(options.drivers, driver_options);
+  if (!drivers.ok()) return Fail("--drivers: " + drivers.status().message());
+  Service service(**store, std::move(*drivers), driver_options.host);
+  if (Status s = service.Start(); !s.ok()) return Fail(s.message());
+
+  fs::Filesystem fs(service);
+  return Serve(fs, options, *mountpoint);
+}
+
+}  // namespace
+}  // namespace cyborgfs::app
+
+int main(int argc, char** argv) { return cyborgfs::app::Run(argc, argv); }

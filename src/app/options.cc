@@ -1,0 +1,42 @@
+#include "options.h"
+
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+
+namespace cyborgfs::app {
+
+Options ParseOptions(int argc, char** argv, int& exit_code) {
+  Options o;
+  CLI::App cli{"cyborgfs: the host's hardware accelerators as a filesystem (the OpenStack Cyborg accelerator API)",
+               "cyborgfs"};
+  cli.add_option("MOUNTPOINT", o.mountpoint, "folder to mount on")->required();
+  cli.add_option("--db", o.database, "SQLite database file, created if missing")->capture_default_str();
+  cli.add_option("--drivers", o.drivers, "comma-separated host drivers: fake, none")->capture_default_str();
+  cli.add_option("--fake-devices", o.fake_devices, "how many devices the fake driver reports")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 4096));
+  cli.add_option("--host", o.host, "this host's name (default: the system host name)");
+  cli.add_flag("-f,--foreground", o.foreground, "stay in the foreground");
+  cli.add_option("-o", o.mount_options, "FUSE mount options, passed through (allow_other, ...)")
+      ->allow_extra_args(false)
+      ->take_all();
+  cli.add_option("--log-level", o.log_level, "trace, debug, info, warn, error")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  cli.set_version_flag("--version", std::string("cyborgfs ") + kVersion);
+  exit_code = -1;
+  try {
+    cli.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    exit_code = cli.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    exit_code = cli.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "cyborgfs: " << e.what() << " (see cyborgfs --help)\n";
+    exit_code = 2;
+  }
+  return o;
+}
+
+}  // namespace cyborgfs::app

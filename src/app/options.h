@@ -1,0 +1,28 @@
+// The command line of cyborgfs.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace cyborgfs::app {
+
+inline constexpr const char* kVersion = "0.1.0";
+inline constexpr const char* kDefaultDatabase = "/var/lib/cyborgfs/cyborgfs.db";
+
+struct Options {
+  std::string mountpoint;
+  std::string database = kDefaultDatabase;
+  std::string drivers = "fake";
+  int fake_devices = 4;
+  std::string host;  // empty: the system host name
+  bool foreground = false;
+  std::vector<std::string> mount_options;  // each -o argument
+  std::string log_level = "info";
+};
+
+// Parses argv. On --help/--version prints and sets `exit_code` to 0; on a bad
+// command line prints one line to stderr and sets it non-zero. Otherwise
+// `exit_code` is -1 and the options are returned.
+Options ParseOptions(int argc, char** argv, int& exit_code);
+
+}  // namespace cyborgfs::app

@@ -1,0 +1,59 @@
+// Rendering of each accelerator file.
+#include "cyborgfs/attributes.h"
+
+#include "cyborgfs/values.h"
+
+namespace cyborgfs {
+namespace {
+
+std::string Line(const std::string& value) { return value.empty() ? std::string() : value + "\n"; }
+
+std::string RenderName(const Accelerator& a) { return a.name_bytes.value_or(a.name + "\n"); }
+std::string RenderSpec(const Accelerator& a) {
+  return a.spec_bytes ? *a.spec_bytes : RenderJson(Json::parse(a.spec));
+}
+// Detached reads 0 bytes, however the detach was written.
+std::string RenderAttach(const Accelerator& a) {
+  return a.attachment.empty() ? std::string() : a.attach_bytes.value_or(a.attachment + "\n");
+}
+std::string RenderStatus(const Accelerator& a) { return std::string(StateName(a.state)) + "\n"; }
+std::string RenderError(const Accelerator& a) { return Line(a.last_error); }
+std::string RenderDeviceType(const Accelerator& a) { return Line(a.device_type); }
+std::string RenderAccType(const Accelerator& a) { return Line(a.acc_type); }
+std::string RenderVendorId(const Accelerator& a) { return Line(a.vendor_id); }
+std::string RenderProductId(const Accelerator& a) { return Line(a.product_id); }
+std::string RenderRemotable(const Accelerator& a) { return a.remotable ? "1\n" : "0\n"; }
+std::string RenderDriver(const Accelerator& a) { return Line(a.driver); }
+std::string RenderAttachHandle(const Accelerator& a) {
+  return a.attach_handle.empty() ? std::string() : RenderJson(Json::parse(a.attach_handle));
+}
+
+const std::vector<AttrInfo> kAttributes = {
+    {Attr::kName, "name", 0644, WriteKind::kText, RenderName},
+    {Attr::kSpec, "spec", 0644, WriteKind::kDocument, RenderSpec},
+    {Attr::kAttach, "attach", 0644, WriteKind::kText, RenderAttach},
+    {Attr::kStatus, "status", 0444, WriteKind::kReadOnly, RenderStatus},
+    {Attr::kError, "error", 0444, WriteKind::kReadOnly, RenderError},
+    {Attr::kDeviceType, "device_type", 0444, WriteKind::kReadOnly, RenderDeviceType},
+    {Attr::kAccType, "acc_type", 0444, WriteKind::kReadOnly, RenderAccType},
+    {Attr::kVendorId, "vendor_id", 0444, WriteKind::kReadOnly, RenderVendorId},
+    {Attr::kProductId, "product_id", 0444, WriteKind::kReadOnly, RenderProductId},
+    {Attr::kRemotable, "remotable", 0444, WriteKind::kReadOnly, RenderRemotable},
+    {Attr::kDriver, "driver", 0444, WriteKind::kReadOnly, RenderDriver},
+    {Attr::kAttachHandle, "attach_handle", 0444, WriteKind::kReadOnly, RenderAttachHandle},
+};
+
+}  // namespace
+
+const std::vector<AttrInfo>& Attributes() { return kAttributes; }
+
+const AttrInfo& AttributeInfo(Attr attr) { return kAttributes[static_cast<size_t>(attr)]; }
+
+const AttrInfo* FindAttribute(std::string_view name) {
+  for (const AttrInfo& info : kAttributes) {
+    if (name == info.name) return &info;
+  }
+  return nullptr;
+}
+
+}  // namespace cyborgfs

@@ -1,0 +1,446 @@
+// The accelerator lifecycle.
+//
+// Invariants:
+//  1. An accelerator is attached (attachment != "") in state attached, error,
+//     or offline; it is detached in state available or offline.
+//  2. Only an accelerator reported by a running driver can be available or
+//     attached through a driver; one created by hand has no driver and never
+//     goes offline.
+//  3. Every state below is durable: each transition is one Store commit,
+//     made after the driver step succeeded and before the request returns.
+//
+//                 attach [ApplyAttach]
+//     available ------------------------> attached
+//         ^      <------------------------    |
+//         |         detach [Detach]           | detach fails in the driver
+//         |                                   v [Detach]
+//         |                                 error --detach [Detach]--> available
+//         |
+//         |  driver reports it again [Refresh]
+//     offline <-- driver stops reporting it [Start] (from any state; the
+//                 attachment is kept, and restored through the driver when the
+//                 device comes back; a failed restore is the error state)
+//
+// Removal [Remove] is allowed from available, error-free detached states and
+// from offline once detached.
+#include "cyborgfs/service.h"
+
+#include <spdlog/spdlog.h>
+
+#include <ctime>
+#include <set>
+
+#include "document_buffer.h"
+#include "cyborgfs/values.h"
+
+namespace cyborgfs {
+
+struct Service::Slot {
+  std::mutex op;                // held for every change of this accelerator
+  DocumentBuffer spec_writes;   // REQUIRES: op
+};
+
+namespace {
+
+int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
+
+// The Cyborg columns follow the spec, falling back to the driver's facts.
+void DeriveColumns(Accelerator& a) {
+  const Json spec = Json::parse(a.spec);
+  auto text = [&](const char* key, const std::string& fallback) {
+    auto it = spec.find(key);
+    return it != spec.end() && it->is_string() ? it->get<std::string>() : fallback;
+  };
+  a.device_type = text("device_type", a.driver_device_type);
+  a.acc_type = text("acc_type", a.driver_acc_type);
+  auto capability = spec.find("acc_capability");
+  a.acc_capability = capability != spec.end() ? capability->dump() : "{}";
+  auto remote = spec.find("remote");
+  a.remotable = remote != spec.end() && *remote == 1;
+}
+
+}  // namespace
+
+Service::Service(Store& store, std::vector<std::unique_ptr<Driver>> drivers, std::string host)
+    : store_(store),
+      drivers_(std::move(drivers)),
+      host_(std::move(host)),
+      create_writes_(std::make_unique<DocumentBuffer>()) {}
+
+Service::~Service() = default;
+
+// --- reading -----------------------------------------------------------------
+
+Service::Snapshot Service::FindById(int64_t id) const {
+  std::shared_lock lock(mu_);
+  auto it = by_id_.find(id);
+  return it == by_id_.end() ? nullptr : it->second.accelerator;
+}
+
+Service::Snapshot Service::FindByUuid(std::string_view uuid) const {
+  std::shared_lock lock(mu_);
+  auto it = by_uuid_.find(std::string(uuid));
+  return it == by_uuid_.end() ? nullptr : by_id_.at(it->second).accelerator;
+}
+
+Service::Snapshot Service::FindByName(std::string_view name) const {
+  std::shared_lock lock(mu_);
+  auto it = by_name_.find(std::string(name));
+  return it == by_name_.end() ? nullptr : by_id_.at(it->second).accelerator;
+}
+
+std::vector<Service::Snapshot> Service::List() const {
+  std::shared_lock lock(mu_);
+  std::vector<Snapshot> all;
+  all.reserve(by_id_.size());
+  for (const auto& [id, entry] : by_id_) all.push_back(entry.accelerator);
+  return all;
+}
+
+std::shared_ptr<Service::Slot> Service::SlotOf(int64_t id) const {
+  std::shared_lock lock(mu_);
+  auto it = by_id_.find(id);
+  return it == by_id_.end() ? nullptr : it->second.slot;
+}
+
+Driver* Service::DriverOf(const Accelerator& a) const {
+  for (const auto& driver : drivers_) {
+    if (!a.driver.empty() && driver->Name() == a.driver) return driver.get();
+  }
+  return nullptr;
+}
+
+// --- publishing --------------------------------------------------------------
+
+void Service::Publish(Snapshot accelerator) {
+  std::unique_lock lock(mu_);
+  Entry& entry = by_id_[accelerator->id];
+  if (!entry.slot) entry.slot = std::make_shared<Slot>();
+  if (entry.accelerator && entry.accelerator->name != accelerator->name) by_name_.erase(entry.accelerator->name);
+  by_uuid_[accelerator->uuid] = accelerator->id;
+  by_name_[accelerator->name] = accelerator->id;
+  entry.accelerator = std::move(accelerator);
+}
+
+void Service::Unpublish(const Accelerator& accelerator) {
+  std::unique_lock lock(mu_);
+  by_uuid_.erase(accelerator.uuid);
+  by_name_.erase(accelerator.name);
+  by_id_.erase(accelerator.id);
+}
+
+Status Service::Commit(const Accelerator& current, Accelerator next) {
+  next.generation = current.generation + 1;
+  next.updated_at = Now();
+  next.last_error.clear();
+  if (Status s = store_.Update(next); !s.ok()) return s;
+  Publish(std::make_shared<const Accelerator>(std::move(next)));
+  return Status::Ok();
+}
+
+Status Service::Reject(int64_t id, Attr attr, Status why) {
+  why = why.Prefixed(AttributeInfo(attr).name);
+  if (why.code() == Code::kNotFound) return why;  // nothing left to explain it on
+  if (Snapshot current = FindById(id)) {
+    spdlog::warn("accelerator {}: refused: {}", current->uuid, why.message());
+    auto next = std::make_shared<Accelerator>(*current);
+    next->last_error = why.message();
+    Publish(std::move(next));
+  }
+  return why;
+}
+
+// --- creating ----------------------------------------------------------------
+
+Status Service::Insert(Accelerator accelerator) {
+  accelerator.created_at = accelerator.updated_at = Now();
+  DeriveColumns(accelerator);
+  if (Status s = store_.Insert(accelerator); !s.ok()) return s;
+  spdlog::info("accelerator {}: created, name \"{}\"", accelerator.uuid, accelerator.name);
+  Publish(std::make_shared<const Accelerator>(std::move(accelerator)));
+  return Status::Ok();
+}
+
+Status Service::CreateWithUuid(const std::string& uuid) {
+  if (!IsCanonicalUuid(uuid)) {
+    return Status::Invalid("\"" + uuid + "\" is not a lowercase canonical uuid (8-4-4-4-12 hex digits)");
+  }
+  if (FindByUuid(uuid)) return Status::Exists("uuid " + uuid + " exists");
+  if (FindByName(uuid)) return Status::Exists("name \"" + uuid + "\" is taken");
+  Accelerator a;
+  a.uuid = uuid;
+  a.name = uuid;
+  return Insert(std::move(a));
+}
+
+Status Service::WriteCreate(uint64_t offset, std::string_view data) {
+  std::lock_guard lock(create_mu_);
+  auto added = create_writes_->Add(offset, data);
+  if (!added.ok()) return added.status().Prefixed("create");
+  if (!*added || (*added)->repeat) return Status::Ok();
+  auto request = ParseCreateRequest((*added)->document);
+  if (!request.ok()) return request.status().Prefixed("create");
+  Accelerator a;
+  a.uuid = request->uuid.value_or(RandomUuid());
+  a.name = request->name;
+  if (FindByUuid(a.uuid)) return Status::Exists("create: uuid " + a.uuid + " exists");
+  if (FindByName(a.name)) return Status::Exists("create: name \"" + a.name + "\" is taken");
+  return Insert(std::move(a)).Prefixed("create");
+}
+
+Status Service::FlushCreate() {
+  std::lock_guard lock(create_mu_);
+  return create_writes_->Flush().Prefixed("create");
+}
+
+void Service::EndCreateWrites() {
+  std::lock_guard lock(create_mu_);
+  if (auto lost = create_writes_->Drop()) spdlog::warn("create: discarded at close: {}", lost->message());
+}
+
+// --- writing files -----------------------------------------------------------
+
+Status Service::Write(int64_t id, Attr attr, uint64_t offset, std::string_view data) {
+  const WriteKind kind = AttributeInfo(attr).write;
+  if (kind == WriteKind::kReadOnly) return Status::AccessDenied(std::string(AttributeInfo(attr).name) + " is read-only");
+  std::shared_ptr<Slot> slot = SlotOf(id);
+  if (!slot) return Status::NotFound("no such accelerator");
+  std::lock_guard lock(slot->op);
+  Snapshot current = FindById(id);
+  if (!current) return Status::NotFound("no such accelerator");
+  Status result;
+  if (kind == WriteKind::kText) {
+    result = WriteText(*current, attr, data);
+  } else {
+    auto added = slot->spec_writes.Add(offset, data);
+    if (!added.ok()) {
+      result = added.status();
+    } else if (*added) {
+      result = ApplySpec(*current, (*added)->bytes, (*added)->document);
+    }
+  }
+  return result.ok() ? result : Reject(id, attr, result);
+}
+
+Status Service::Flush(int64_t id, Attr attr) {
+  if (AttributeInfo(attr).write != WriteKind::kDocument) return Status::Ok();
+  std::shared_ptr<Slot> slot = SlotOf(id);
+  if (!slot) return Status::Ok();
+  std::lock_guard lock(slot->op);
+  Status pending = slot->spec_writes.Flush();
+  return pending.ok() ? pending : Reject(id, attr, pending);
+}
+
+void Service::EndWrites(int64_t id, Attr attr) {
+  if (AttributeInfo(attr).write != WriteKind::kDocument) return;
+  std::shared_ptr<Slot> slot = SlotOf(id);
+  if (!slot) return;
+  std::lock_guard lock(slot->op);
+  if (auto lost = slot->spec_writes.Drop()) {
+    (void)Reject(id, attr, lost->Prefixed("discarded at the last close"));
+  }
+}
+
+Status Service::WriteText(const Accelerator& current, Attr attr, std::string_view data) {
+  if (data.size() > kMaxTextBytes) {
+    return Status::TooLarge("value of " + std::to_string(data.size()) + " bytes, at most " +
+                            std::to_string(kMaxTextBytes) + " are allowed");
+  }
+  return attr == Attr::kName ? ApplyName(current, data) : ApplyAttach(current, data);
+}
+
+Status Service::ApplyName(const Accelerator& current, std::string_view bytes) {
+  const std::string name(StripNewline(bytes));
+  if (Status s = ValidateName(name); !s.ok()) return s;
+  if (name == current.name && bytes == AttributeInfo(Attr::kName).render(current)) return Status::Ok();
+  if (name != current.name && FindByName(name)) return Status::Exists("name \"" + name + "\" is taken");
+  Accelerator next = current;
+  next.name = name;
+  next.name_bytes = std::string(bytes);
+  if (Status s = Commit(current, std::move(next)); !s.ok()) return s;
+  if (name != current.name) spdlog::info("accelerator {}: renamed \"{}\" -> \"{}\"", current.uuid, current.name, name);
+  return Status::Ok();
+}
+
+Status Service::ApplySpec(const Accelerator& current, const std::string& bytes, const Json& spec) {
+  if (Status s = ValidateSpec(spec); !s.ok()) return s;
+  Accelerator next = current;
+  next.spec = spec.dump();
+  next.spec_bytes = bytes;
+  if (next.spec == current.spec && next.spec_bytes == current.spec_bytes) return Status::Ok();
+  DeriveColumns(next);
+  if (Status s = Commit(current, std::move(next)); !s.ok()) return s;
+  spdlog::info("accelerator {}: spec set to {}", current.uuid, spec.dump());
+  return Status::Ok();
+}
+
+Status Service::ApplyAttach(const Accelerator& current, std::string_view bytes) {
+  auto parsed = ParseAttach(bytes);
+  if (!parsed.ok()) return parsed.status();
+  if (!*parsed) return Detach(current);
+  const AttachTarget& target = **parsed;
+  Accelerator next = current;
+  next.attachment = target.ToString();
+  next.attach_bytes = std::string(bytes);
+  if (current.attachment == next.attachment) {
+    return next.attach_bytes == current.attach_bytes ? Status::Ok() : Commit(current, std::move(next));
+  }
+  if (!current.attachment.empty()) {
+    return Status::Busy("attached to " + current.attachment + "; detach it first (echo > attach)");
+  }
+  if (current.state == State::kOffline) {
+    return Status::NoDevice("offline: driver " + current.driver + " no longer reports it");
+  }
+  Driver* driver = DriverOf(current);
+  if (driver) {
+    auto handle = driver->Attach(current.driver_address, target);
+    if (!handle.ok()) return handle.status().Prefixed("driver " + driver->Name());
+    next.attach_handle = *handle;
+  }
+  next.state = State::kAttached;
+  Status committed = Commit(current, std::move(next));
+  if (!committed.ok()) {
+    if (driver) (void)driver->Detach(current.driver_address);  // roll the host side back
+    return committed;
+  }
+  spdlog::info("accelerator {}: attached to {}", current.uuid, target.ToString());
+  return Status::Ok();
+}
+
+Status Service::Detach(const Accelerator& current) {
+  if (current.attachment.empty()) return Status::Ok();
+  Accelerator next = current;
+  Driver* driver = current.state == State::kOffline ? nullptr : DriverOf(current);
+  if (driver) {
+    if (Status s = driver->Detach(current.driver_address); !s.ok()) {
+      next.state = State::kError;
+      if (current.state != State::kError) (void)Commit(current, std::move(next));
+      return s.Prefixed("driver " + driver->Name());
+    }
+  }
+  next.attachment.clear();
+  next.attach_bytes.reset();
+  next.attach_handle.clear();
+  next.state = current.state == State::kOffline ? State::kOffline : State::kAvailable;
+  if (Status s = Commit(current, std::move(next)); !s.ok()) return s;
+  spdlog::info("accelerator {}: detached from {}", current.uuid, current.attachment);
+  return Status::Ok();
+}
+
+// --- removing ----------------------------------------------------------------
+
+Status Service::Remove(int64_t id) {
+  std::shared_ptr<Slot> slot = SlotOf(id);
+  if (!slot) return Status::NotFound("no such accelerator");
+  std::lock_guard lock(slot->op);
+  Snapshot current = FindById(id);
+  if (!current) return Status::NotFound("no such accelerator");
+  Status refusal;
+  if (!current->attachment.empty()) {
+    refusal = Status::Busy("attached to " + current->attachment + "; detach it first (echo > attach)");
+  } else if (!current->driver.empty() && current->state != State::kOffline) {
+    refusal = Status::Busy("still reported by driver " + current->driver + "; only offline records can be removed");
+  }
+  if (!refusal.ok()) {
+    spdlog::warn("accelerator {}: refused: rmdir: {}", current->uuid, refusal.message());
+    auto next = std::make_shared<Accelerator>(*current);
+    next->last_error = "rmdir: " + refusal.message();
+    Publish(std::move(next));
+    return refusal;
+  }
+  if (Status s = store_.Remove(id); !s.ok()) return s;
+  Unpublish(*current);
+  spdlog::info("accelerator {}: removed", current->uuid);
+  return Status::Ok();
+}
+
+// --- reconciling with drivers ------------------------------------------------
+
+Status Service::Start() {
+  auto loaded = store_.LoadAll();
+  if (!loaded.ok()) return loaded.status();
+  for (Accelerator& a : *loaded) Publish(std::make_shared<const Accelerator>(std::move(a)));
+
+  std::vector<int64_t> seen;
+  for (const auto& driver : drivers_) {
+    if (Status s = ReconcileDriver(*driver, seen); !s.ok()) return s;
+  }
+  const std::set<int64_t> reported(seen.begin(), seen.end());
+  for (const Snapshot& a : List()) {
+    if (a->driver.empty() || reported.count(a->id) || a->state == State::kOffline) continue;
+    Accelerator next = *a;
+    next.state = State::kOffline;
+    if (Status s = Commit(*a, std::move(next)); !s.ok()) return s;
+    spdlog::warn("accelerator {}: offline: driver {} does not report {}", a->uuid, a->driver, a->driver_address);
+  }
+  spdlog::info("{} accelerators, {} reported by drivers", List().size(), reported.size());
+  return Status::Ok();
+}
+
+Status Service::ReconcileDriver(Driver& driver, std::vector<int64_t>& seen) {
+  auto devices = driver.Discover();
+  if (!devices.ok()) {
+    spdlog::error("driver {}: discovery failed, its accelerators go offline: {}", driver.Name(),
+                  devices.status().message());
+    return Status::Ok();
+  }
+  for (const DiscoveredDevice& device : *devices) {
+    Snapshot current = FindByUuid(device.uuid);
+    Status s = current ? Refresh(driver, *current, device) : Adopt(driver, device);
+    if (!s.ok()) return s;
+    seen.push_back(FindByUuid(device.uuid)->id);
+  }
+  return Status::Ok();
+}
+
+Status Service::Adopt(const Driver& driver, const DiscoveredDevice& device) {
+  Accelerator a;
+  a.uuid = device.uuid;
+  a.name = UnusedName(device.name);
+  a.driver = driver.Name();
+  a.driver_address = device.address;
+  a.driver_device_type = device.device_type;
+  a.driver_acc_type = device.acc_type;
+  a.vendor_id = device.vendor_id;
+  a.product_id = device.product_id;
+  return Insert(std::move(a));
+}
+
+// A known device reported again: take the driver's facts, come back online,
+// and restore an attachment the database remembers.
+Status Service::Refresh(Driver& driver, const Accelerator& current, const DiscoveredDevice& device) {
+  Accelerator next = current;
+  next.driver = driver.Name();
+  next.driver_address = device.address;
+  next.driver_device_type = device.device_type;
+  next.driver_acc_type = device.acc_type;
+  next.vendor_id = device.vendor_id;
+  next.product_id = device.product_id;
+  DeriveColumns(next);
+  next.state = current.attachment.empty() ? State::kAvailable : State::kAttached;
+  if (!current.attachment.empty()) {
+    auto target = ParseAttach(current.attachment);
+    auto handle = driver.Attach(device.address, **target);
+    if (handle.ok()) {
+      next.attach_handle = *handle;
+    } else {
+      next.state = State::kError;
+      spdlog::error("accelerator {}: restoring {} failed: {}", current.uuid, current.attachment,
+                    handle.status().message());
+    }
+  }
+  next.last_error = current.last_error;
+  const bool same = next.state == current.state && next.driver_address == current.driver_address &&
+                    next.attach_handle == current.attach_handle && next.device_type == current.device_type &&
+                    next.acc_type == current.acc_type && next.vendor_id == current.vendor_id &&
+                    next.product_id == current.product_id && next.driver == current.driver;
+  return same ? Status::Ok() : Commit(current, std::move(next));
+}
+
+std::string Service::UnusedName(const std::string& wanted) const {
+  std::string name = wanted;
+  for (int n = 2; FindByName(name); ++n) name = wanted + "-" + std::to_string(n);
+  return name;
+}
+
+}  // namespace cyborgfs

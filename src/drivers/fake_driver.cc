@@ -1,0 +1,119 @@
+// The fake driver: simulated PCI accelerators for demos and tests.
+#include <cstdio>
+#include <map>
+#include <mutex>
+
+#include "cyborgfs/drivers.h"
+#include "cyborgfs/values.h"
+
+namespace cyborgfs {
+namespace {
+
+struct Model {
+  const char* device_type;
+  const char* acc_type;
+  const char* vendor_id;
+  const char* product_id;
+};
+
+// Real cards: NVIDIA Tesla V100, Intel PAC Arria 10, Intel QAT C62x.
+constexpr Model kModels[] = {
+    {"GPU", "nvidia-tesla-v100", "10de", "1db4"},
+    {"FPGA", "intel-pac-arria10", "8086", "09c4"},
+    {"CRYPTO", "intel-qat-c62x", "8086", "37c8"},
+};
+
+std::string Lower(std::string text) {
+  for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return text;
+}
+
+class FakeDriver final : public Driver {
+ public:
+  FakeDriver(std::string host, int devices) : host_(std::move(host)) {
+    for (int i = 0; i < devices; ++i) {
+      const Model& model = kModels[i % std::size(kModels)];
+      char address[32];
+      std::snprintf(address, sizeof address, "0000:f0:%02x.%d", i / 8, i % 8);
+      DiscoveredDevice d;
+      d.address = address;
+      d.uuid = NameBasedUuid(host_ + "/fake/" + d.address);
+      d.name = Lower(model.device_type) + "-" + d.address;
+      d.device_type = model.device_type;
+      d.acc_type = model.acc_type;
+      d.vendor_id = model.vendor_id;
+      d.product_id = model.product_id;
+      devices_.push_back(d);
+    }
+  }
+
+  std::string Name() const override { return "fake"; }
+
+  Result<std::vector<DiscoveredDevice>> Discover() override { return devices_; }
+
+  Result<std::string> Attach(const std::string& address, const AttachTarget& target) override {
+    if (!Known(address)) return Status::NoDevice("no device at " + address);
+    if (target.kind == AttachTarget::Kind::kHost && target.id != Lower(host_)) {
+      return Status::Invalid("can only attach to this host (" + host_ + "), not " + target.id);
+    }
+    std::lock_guard lock(mu_);
+    auto [it, inserted] = bound_.emplace(address, target.ToString());
+    if (!inserted && it->second != target.ToString()) {
+      return Status::Busy(address + " is bound to " + it->second);
+    }
+    Json handle = {{"type", "TEST_PCI"}, {"address", address}};
+    return handle.dump();
+  }
+
+  Status Detach(const std::string& address) override {
+    if (!Known(address)) return Status::NoDevice("no device at " + address);
+    std::lock_guard lock(mu_);
+    bound_.erase(address);
+    return Status::Ok();
+  }
+
+ private:
+  bool Known(const std::string& address) const {
+    for (const auto& d : devices_) {
+      if (d.address == address) return true;
+    }
+    return false;
+  }
+
+  const std::string host_;
+  std::vector<DiscoveredDevice> devices_;
+  std::mutex mu_;
+  std::map<std::string, std::string> bound_;  // address -> target, REQUIRES: mu_
+};
+
+}  // namespace
+
+std::unique_ptr<Driver> MakeFakeDriver(std::string host, int devices) {
+  return std::make_unique<FakeDriver>(std::move(host), devices);
+}
+
+Result<std::vector<std::unique_ptr<Driver>>> MakeDrivers(const std::string& list, const DriverOptions& options) {
+  std::vector<std::unique_ptr<Driver>> drivers;
+  std::vector<std::string> names;
+  size_t start = 0;
+  while (start <= list.size()) {
+    size_t end = list.find(',', start);
+    if (end == std::string::npos) end = list.size();
+    names.push_back(list.substr(start, end - start));
+    start = end + 1;
+  }
+  for (const std::string& name : names) {
+    if (name == "none" && names.size() == 1) continue;
+    if (name == "fake") {
+      for (const auto& d : drivers) {
+        if (d->Name() == name) return Status::Invalid("driver \"" + name + "\" named twice");
+      }
+      drivers.push_back(MakeFakeDriver(options.host, options.fake_devices));
+      continue;
+    }
+    return Status::Invalid("unknown driver \"" + name + "\" (known: fake, none)");
+  }
+  return drivers;
+}
+
+}  // namespace cyborgfs

@@ -1,0 +1,378 @@
+#include "filesystem.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <memory>
+#include <vector>
+
+#include "errno_map.h"
+#include "nodes.h"
+
+namespace cyborgfs::fs {
+namespace {
+
+// What an open file keeps: the content served to its reads. A read at offset
+// 0 renders the value afresh, later offsets continue that rendering, so a
+// reader never gets the halves of two values.
+struct OpenFile {
+  std::mutex mu;
+  std::string content;  // REQUIRES: mu
+  bool writer = false;
+};
+
+struct DirEntry {
+  std::string name;
+  fuse_ino_t ino;
+  mode_t type;
+};
+using DirListing = std::vector<DirEntry>;
+
+Filesystem& Self(fuse_req_t req) { return *static_cast<Filesystem*>(fuse_req_userdata(req)); }
+OpenFile& FileOf(fuse_file_info* fi) { return *reinterpret_cast<OpenFile*>(fi->fh); }
+
+void ReplyErrno(fuse_req_t req, int error) { fuse_reply_err(req, error); }
+
+void ReplyStatus(fuse_req_t req, const Status& status) {
+  if (!status.ok()) spdlog::debug("request refused: {}", status.message());
+  fuse_reply_err(req, ErrnoOf(status));
+}
+
+bool WantsWrite(const fuse_file_info* fi) { return (fi->flags & O_ACCMODE) != O_RDONLY; }
+bool WantsRead(const fuse_file_info* fi) { return (fi->flags & O_ACCMODE) != O_WRONLY; }
+
+Status NotHere(const char* what) { return Status::AccessDenied(std::string(what) + ": the tree has no such file"); }
+
+// The C callbacks: each hands the request to the Filesystem in its userdata.
+const fuse_lowlevel_ops kOperations = [] {
+  fuse_lowlevel_ops ops{};
+  ops.lookup = [](fuse_req_t r, fuse_ino_t p, const char* n) { Self(r).Lookup(r, p, n); };
+  ops.getattr = [](fuse_req_t r, fuse_ino_t i, fuse_file_info*) { Self(r).GetAttr(r, i); };
+  ops.setattr = [](fuse_req_t r, fuse_ino_t i, struct stat* a, int s, fuse_file_info*) {
+    Self(r).SetAttr(r, i, *a, s);
+  };
+  ops.readlink = [](fuse_req_t r, fuse_ino_t i) { Self(r).ReadLink(r, i); };
+  ops.mkdir = [](fuse_req_t r, fuse_ino_t p, const char* n, mode_t) { Self(r).MakeDir(r, p, n); };
+  ops.rmdir = [](fuse_req_t r, fuse_ino_t p, const char* n) { Self(r).RemoveDir(r, p, n); };
+  ops.unlink = [](fuse_req_t r, fuse_ino_t p, const char* n) { Self(r).Unlink(r, p, n); };
+  ops.rename = [](fuse_req_t r, fuse_ino_t p, const char* n, fuse_ino_t, const char*, unsigned) {
+    Self(r).Rename(r, p, n);
+  };
+  ops.mknod = [](fuse_req_t r, fuse_ino_t, const char*, mode_t, dev_t) { ReplyStatus(r, NotHere("mknod")); };
+  ops.create = [](fuse_req_t r, fuse_ino_t, const char*, mode_t, fuse_file_info*) {
+    ReplyStatus(r, NotHere("create"));
+  };
+  ops.symlink = [](fuse_req_t r, const char*, fuse_ino_t, const char*) { ReplyStatus(r, NotHere("symlink")); };
+  ops.link = [](fuse_req_t r, fuse_ino_t, fuse_ino_t, const char*) {
+    ReplyStatus(r, Status::NotPermitted("link: listed files cannot be linked"));
+  };
+  ops.open = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) { Self(r).Open(r, i, fi); };
+  ops.read = [](fuse_req_t r, fuse_ino_t i, size_t s, off_t o, fuse_file_info* fi) { Self(r).Read(r, i, s, o, fi); };
+  ops.write = [](fuse_req_t r, fuse_ino_t i, const char* b, size_t s, off_t o, fuse_file_info* fi) {
+    Self(r).Write(r, i, b, s, o, fi);
+  };
+  ops.flush = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) { Self(r).Flush(r, i, fi); };
+  ops.release = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) { Self(r).Release(r, i, fi); };
+  ops.fsync = [](fuse_req_t r, fuse_ino_t, int, fuse_file_info*) { fuse_reply_err(r, 0); };  // writes are durable
+  ops.opendir = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) { Self(r).OpenDir(r, i, fi); };
+  ops.readdir = [](fuse_req_t r, fuse_ino_t, size_t s, off_t o, fuse_file_info* fi) { Self(r).ReadDir(r, s, o, fi); };
+  ops.releasedir = [](fuse_req_t r, fuse_ino_t, fuse_file_info* fi) { Self(r).ReleaseDir(r, fi); };
+  ops.fsyncdir = [](fuse_req_t r, fuse_ino_t, int, fuse_file_info*) { fuse_reply_err(r, 0); };
+  ops.init = [](void*, fuse_conn_info* conn) {
+    conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;  // errors must reach write(2)
+    conn->want |= conn->capable & FUSE_CAP_ATOMIC_O_TRUNC;
+  };
+  return ops;
+}();
+
+}  // namespace
+
+Filesystem::Filesystem(Service& service)
+    : service_(service), uid_(geteuid()), gid_(getegid()), mounted_at_(std::time(nullptr)) {}
+
+const fuse_lowlevel_ops& Filesystem::Operations() { return kOperations; }
+
+// --- names -------------------------------------------------------------------
+
+void Filesystem::ReplyEntry(fuse_req_t req, fuse_ino_t ino) {
+  auto attr = Stat(ino);
+  if (!attr.ok()) return ReplyStatus(req, attr.status());
+  fuse_entry_param entry{};
+  entry.ino = ino;
+  entry.attr = *attr;
+  fuse_reply_entry(req, &entry);
+}
+
+void Filesystem::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  const Node node = Decode(parent);
+  const std::string_view n(name);
+  fuse_ino_t found = 0;
+  if (node.kind == NodeKind::kRoot) {
+    found = n == "accelerators" ? kAcceleratorsIno : n == "by-name" ? kByNameIno : n == "create" ? kCreateIno : 0;
+  } else if (node.kind == NodeKind::kAccelerators) {
+    if (auto a = service_.FindByUuid(n)) found = DirIno(a->id);
+  } else if (node.kind == NodeKind::kByName) {
+    if (auto a = service_.FindByName(n)) found = LinkIno(a->id);
+  } else if (node.kind == NodeKind::kAcceleratorDir) {
+    if (const AttrInfo* info = FindAttribute(n)) found = AttrIno(node.id, info->attr);
+  }
+  if (found == 0) return ReplyErrno(req, ENOENT);
+  ReplyEntry(req, found);
+}
+
+// --- attributes --------------------------------------------------------------
+
+Result<std::string> Filesystem::Content(fuse_ino_t ino) const {
+  const Node node = Decode(ino);
+  if (node.kind == NodeKind::kCreate) return std::string();
+  auto a = service_.FindById(node.id);
+  if (!a) return Status::NotFound("no such accelerator");
+  if (node.kind == NodeKind::kLink) return "../accelerators/" + a->uuid;
+  return AttributeInfo(node.attr).render(*a);
+}
+
+Result<struct stat> Filesystem::Stat(fuse_ino_t ino) const {
+  struct stat st {};
+  st.st_ino = ino;
+  st.st_uid = uid_;
+  st.st_gid = gid_;
+  st.st_nlink = 1;
+  st.st_atime = st.st_mtime = st.st_ctime = mounted_at_;
+  const Node node = Decode(ino);
+  switch (node.kind) {
+    case NodeKind::kRoot:
+    case NodeKind::kAccelerators:
+      st.st_mode = S_IFDIR | 0755;
+      st.st_nlink = 2;
+      return st;
+    case NodeKind::kByName:
+      st.st_mode = S_IFDIR | 0555;
+      st.st_nlink = 2;
+      return st;
+    case NodeKind::kCreate:
+      st.st_mode = S_IFREG | 0200;
+      return st;
+    case NodeKind::kUnknown:
+      return Status::NotFound("no such file");
+    default:
+      break;
+  }
+  auto a = service_.FindById(node.id);
+  if (!a) return Status::NotFound("no such accelerator");
+  st.st_mtime = st.st_ctime = a->updated_at;
+  if (node.kind == NodeKind::kAcceleratorDir) {
+    st.st_mode = S_IFDIR | 0755;
+    st.st_nlink = 2;
+    return st;
+  }
+  auto content = Content(ino);
+  if (!content.ok()) return content.status();
+  st.st_size = static_cast<off_t>(content->size());
+  st.st_mode = node.kind == NodeKind::kLink ? S_IFLNK | 0777 : S_IFREG | AttributeInfo(node.attr).mode;
+  return st;
+}
+
+void Filesystem::GetAttr(fuse_req_t req, fuse_ino_t ino) {
+  auto st = Stat(ino);
+  if (!st.ok()) return ReplyStatus(req, st.status());
+  fuse_reply_attr(req, &*st, 0);
+}
+
+// chmod, chown, utimens and truncate are accepted and change nothing: the
+// value changes only by a write, and config tools call them on every file.
+void Filesystem::SetAttr(fuse_req_t req, fuse_ino_t ino, const struct stat&, int to_set) {
+  const Node node = Decode(ino);
+  const bool read_only = node.kind == NodeKind::kAttribute && AttributeInfo(node.attr).write == WriteKind::kReadOnly;
+  if ((to_set & FUSE_SET_ATTR_SIZE) && read_only) {
+    return ReplyStatus(req, Status::AccessDenied(std::string(AttributeInfo(node.attr).name) + " is read-only"));
+  }
+  GetAttr(req, ino);
+}
+
+void Filesystem::ReadLink(fuse_req_t req, fuse_ino_t ino) {
+  auto target = Content(ino);
+  if (!target.ok()) return ReplyStatus(req, target.status());
+  fuse_reply_readlink(req, target->c_str());
+}
+
+// --- folders -----------------------------------------------------------------
+
+void Filesystem::MakeDir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  if (Decode(parent).kind != NodeKind::kAccelerators) return ReplyStatus(req, NotHere("mkdir"));
+  Status created = service_.CreateWithUuid(name);
+  if (!created.ok()) {
+    spdlog::warn("mkdir accelerators/{}: refused: {}", name, created.message());
+    return ReplyStatus(req, created);
+  }
+  Lookup(req, parent, name);
+}
+
+void Filesystem::RemoveDir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  const NodeKind kind = Decode(parent).kind;
+  if (kind == NodeKind::kAccelerators) {
+    auto a = service_.FindByUuid(name);
+    return ReplyStatus(req, a ? service_.Remove(a->id) : Status::NotFound("no such accelerator"));
+  }
+  if (kind == NodeKind::kRoot && (std::strcmp(name, "accelerators") == 0 || std::strcmp(name, "by-name") == 0)) {
+    return ReplyStatus(req, Status::NotPermitted("rmdir: listed folders cannot be removed"));
+  }
+  Lookup(req, parent, name);  // exists -> not a folder; otherwise ENOENT
+}
+
+// Removing or renaming a listed name is never allowed; an unknown name does
+// not exist.
+void Filesystem::Unlink(fuse_req_t req, fuse_ino_t parent, const char* name) { Rename(req, parent, name); }
+
+void Filesystem::Rename(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  const Node node = Decode(parent);
+  bool listed = false;
+  if (node.kind == NodeKind::kRoot) {
+    listed = !std::strcmp(name, "accelerators") || !std::strcmp(name, "by-name") || !std::strcmp(name, "create");
+  } else if (node.kind == NodeKind::kAccelerators) {
+    listed = service_.FindByUuid(name) != nullptr;
+  } else if (node.kind == NodeKind::kByName) {
+    listed = service_.FindByName(name) != nullptr;
+  } else if (node.kind == NodeKind::kAcceleratorDir) {
+    listed = FindAttribute(name) != nullptr && service_.FindById(node.id) != nullptr;
+  }
+  if (!listed) return ReplyErrno(req, ENOENT);
+  ReplyStatus(req, Status::NotPermitted(std::string(name) + ": listed files cannot be removed or renamed"));
+}
+
+void Filesystem::OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  const Node node = Decode(ino);
+  auto listing = std::make_unique<DirListing>();
+  listing->push_back({".", ino, S_IFDIR});
+  listing->push_back({"..", node.kind == NodeKind::kAcceleratorDir ? kAcceleratorsIno : kRootIno, S_IFDIR});
+  switch (node.kind) {
+    case NodeKind::kRoot:
+      listing->push_back({"accelerators", kAcceleratorsIno, S_IFDIR});
+      listing->push_back({"by-name", kByNameIno, S_IFDIR});
+      listing->push_back({"create", kCreateIno, S_IFREG});
+      break;
+    case NodeKind::kAccelerators:
+      for (const auto& a : service_.List()) listing->push_back({a->uuid, DirIno(a->id), S_IFDIR});
+      break;
+    case NodeKind::kByName:
+      for (const auto& a : service_.List()) listing->push_back({a->name, LinkIno(a->id), S_IFLNK});
+      break;
+    case NodeKind::kAcceleratorDir:
+      if (!service_.FindById(node.id)) return ReplyErrno(req, ENOENT);
+      for (const AttrInfo& info : Attributes()) listing->push_back({info.name, AttrIno(node.id, info.attr), S_IFREG});
+      break;
+    default:
+      return ReplyErrno(req, ENOTDIR);
+  }
+  fi->fh = reinterpret_cast<uint64_t>(listing.release());
+  fuse_reply_open(req, fi);
+}
+
+void Filesystem::ReadDir(fuse_req_t req, size_t size, off_t offset, fuse_file_info* fi) {
+  const DirListing& listing = *reinterpret_cast<DirListing*>(fi->fh);
+  std::vector<char> buffer(size);
+  size_t used = 0;
+  for (size_t i = static_cast<size_t>(offset); i < listing.size(); ++i) {
+    struct stat st {};
+    st.st_ino = listing[i].ino;
+    st.st_mode = listing[i].type;
+    const size_t need = fuse_add_direntry(req, buffer.data() + used, size - used, listing[i].name.c_str(), &st,
+                                          static_cast<off_t>(i + 1));
+    if (need > size - used) break;
+    used += need;
+  }
+  fuse_reply_buf(req, buffer.data(), used);
+}
+
+void Filesystem::ReleaseDir(fuse_req_t req, fuse_file_info* fi) {
+  delete reinterpret_cast<DirListing*>(fi->fh);
+  fuse_reply_err(req, 0);
+}
+
+// --- files -------------------------------------------------------------------
+
+void Filesystem::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  const Node node = Decode(ino);
+  if (node.kind == NodeKind::kCreate && WantsRead(fi)) {
+    return ReplyStatus(req, Status::AccessDenied("create is write-only"));
+  }
+  if (node.kind == NodeKind::kAttribute) {
+    const AttrInfo& info = AttributeInfo(node.attr);
+    if (WantsWrite(fi) && info.write == WriteKind::kReadOnly) {
+      return ReplyStatus(req, Status::AccessDenied(std::string(info.name) + " is read-only"));
+    }
+    if (!service_.FindById(node.id)) return ReplyErrno(req, ENOENT);
+  } else if (node.kind != NodeKind::kCreate) {
+    return ReplyErrno(req, EISDIR);
+  }
+  auto file = std::make_unique<OpenFile>();
+  file->writer = WantsWrite(fi);
+  if (file->writer) WriterOpened(ino);
+  fi->fh = reinterpret_cast<uint64_t>(file.release());
+  fi->direct_io = 1;
+  fuse_reply_open(req, fi);
+}
+
+void Filesystem::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse_file_info* fi) {
+  OpenFile& file = FileOf(fi);
+  std::lock_guard lock(file.mu);
+  if (offset == 0) {
+    auto content = Content(ino);
+    if (!content.ok()) return ReplyStatus(req, content.status());
+    file.content = std::move(*content);
+  }
+  const size_t start = std::min(static_cast<size_t>(offset), file.content.size());
+  const size_t length = std::min(size, file.content.size() - start);
+  fuse_reply_buf(req, file.content.data() + start, length);
+}
+
+void Filesystem::Write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t offset,
+                       fuse_file_info*) {
+  const Node node = Decode(ino);
+  const std::string_view bytes(data, size);
+  const Status written = node.kind == NodeKind::kCreate
+                             ? service_.WriteCreate(static_cast<uint64_t>(offset), bytes)
+                             : service_.Write(node.id, node.attr, static_cast<uint64_t>(offset), bytes);
+  if (!written.ok()) {
+    if (node.kind == NodeKind::kCreate) spdlog::warn("refused: {}", written.message());
+    return ReplyStatus(req, written);
+  }
+  fuse_reply_write(req, size);
+}
+
+void Filesystem::Flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  if (!FileOf(fi).writer) return ReplyErrno(req, 0);
+  const Node node = Decode(ino);
+  const Status flushed = node.kind == NodeKind::kCreate ? service_.FlushCreate() : service_.Flush(node.id, node.attr);
+  ReplyStatus(req, flushed);
+}
+
+void Filesystem::Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  std::unique_ptr<OpenFile> file(&FileOf(fi));
+  if (file->writer && LastWriterClosed(ino)) {
+    const Node node = Decode(ino);
+    if (node.kind == NodeKind::kCreate) {
+      service_.EndCreateWrites();
+    } else {
+      service_.EndWrites(node.id, node.attr);
+    }
+  }
+  fuse_reply_err(req, 0);
+}
+
+void Filesystem::WriterOpened(fuse_ino_t ino) {
+  std::lock_guard lock(writers_mu_);
+  ++writers_[ino];
+}
+
+bool Filesystem::LastWriterClosed(fuse_ino_t ino) {
+  std::lock_guard lock(writers_mu_);
+  if (--writers_[ino] > 0) return false;
+  writers_.erase(ino);
+  return true;
+}
+
+}  // namespace cyborgfs::fs

@@ -1,0 +1,54 @@
+// Inode numbers of the tree, computed rather than stored.
+//
+// The fixed folders and files have small numbers; accelerator N (its
+// accelerator_id, never reused) owns the block N*32 .. N*32+31: its folder,
+// one number per attribute row, and its by-name link. So the adapter keeps no
+// inode table, `forget` has nothing to free, and a number always means the
+// same object.
+#pragma once
+
+#include <fuse_lowlevel.h>
+
+#include <cstdint>
+
+#include "cyborgfs/attributes.h"
+
+namespace cyborgfs::fs {
+
+enum class NodeKind { kRoot, kAccelerators, kByName, kCreate, kAcceleratorDir, kAttribute, kLink, kUnknown };
+
+struct Node {
+  NodeKind kind = NodeKind::kUnknown;
+  int64_t id = 0;          // accelerator id for the per-accelerator kinds
+  Attr attr = Attr::kName;  // for kAttribute
+};
+
+inline constexpr fuse_ino_t kRootIno = FUSE_ROOT_ID;  // 1
+inline constexpr fuse_ino_t kAcceleratorsIno = 2;
+inline constexpr fuse_ino_t kByNameIno = 3;
+inline constexpr fuse_ino_t kCreateIno = 4;
+inline constexpr fuse_ino_t kBlock = 32;
+inline constexpr fuse_ino_t kLinkSlot = kBlock - 1;
+
+inline fuse_ino_t DirIno(int64_t id) { return static_cast<fuse_ino_t>(id) * kBlock; }
+inline fuse_ino_t AttrIno(int64_t id, Attr attr) { return DirIno(id) + 1 + static_cast<fuse_ino_t>(attr); }
+inline fuse_ino_t LinkIno(int64_t id) { return DirIno(id) + kLinkSlot; }
+
+inline Node Decode(fuse_ino_t ino) {
+  switch (ino) {
+    case kRootIno: return {NodeKind::kRoot};
+    case kAcceleratorsIno: return {NodeKind::kAccelerators};
+    case kByNameIno: return {NodeKind::kByName};
+    case kCreateIno: return {NodeKind::kCreate};
+    default: break;
+  }
+  const int64_t id = static_cast<int64_t>(ino / kBlock);
+  const fuse_ino_t slot = ino % kBlock;
+  if (id == 0) return {};
+  if (slot == 0) return {NodeKind::kAcceleratorDir, id};
+  if (slot == kLinkSlot) return {NodeKind::kLink, id};
+  if (slot - 1 < Attributes().size()) return {NodeKind::kAttribute, id, static_cast<Attr>(slot - 1)};
+  return {};
+}
+
+}  // namespace cyborgfs::fs

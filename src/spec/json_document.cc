@@ -1,0 +1,106 @@
+// JSON documents: completeness detection, depth bound, spec and create rules.
+#include <string>
+
+#include "cyborgfs/values.h"
+
+namespace cyborgfs {
+namespace {
+
+struct TooDeep {};
+
+// nlohmann's parse_error::what() reads "[json.exception.parse_error.101] parse
+// error at line L, column C: syntax error while parsing X - <detail>". Users
+// get "line L, column C: <detail>".
+std::string DescribeParseError(const std::string& what) {
+  std::string message = what;
+  const auto at = message.find("at line ");
+  if (at != std::string::npos) message = message.substr(at + 3);
+  const auto dash = message.find(" - ");
+  const auto colon = message.find(": ");
+  if (dash != std::string::npos && colon != std::string::npos && colon < dash) {
+    message = message.substr(0, colon + 2) + message.substr(dash + 3);
+  }
+  return message;
+}
+
+// A prefix that a later write may complete: the parser ran out of input, either
+// between tokens ("unexpected end of input") or inside one (the lexer's error
+// position lies past the end), unless it had finished the value and only
+// wanted the end of input.
+bool RanOutOfInput(const nlohmann::json::parse_error& error, size_t size) {
+  const std::string what = error.what();
+  if (what.find("unexpected end of input") != std::string::npos) return true;
+  return error.byte > size && what.find("expected end of input") == std::string::npos;
+}
+
+bool IsPositiveInteger(const Json& v) {
+  return v.is_number_unsigned() ? v.get<uint64_t>() > 0 : v.is_number_integer() && v.get<int64_t>() > 0;
+}
+
+}  // namespace
+
+ParsedDocument ParseJsonDocument(std::string_view text) {
+  ParsedDocument result;
+  auto depth_guard = [](int depth, Json::parse_event_t event, Json&) {
+    const bool opens = event == Json::parse_event_t::object_start || event == Json::parse_event_t::array_start;
+    if (opens && depth >= kMaxJsonDepth) throw TooDeep{};
+    return true;
+  };
+  try {
+    result.value = Json::parse(text.begin(), text.end(), depth_guard);
+    result.state = DocumentState::kComplete;
+  } catch (const TooDeep&) {
+    result.error = Status::Invalid("nesting deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+  } catch (const nlohmann::json::parse_error& e) {
+    result.state = RanOutOfInput(e, text.size()) ? DocumentState::kIncomplete : DocumentState::kInvalid;
+    result.error = Status::Invalid(DescribeParseError(e.what()));
+  }
+  return result;
+}
+
+Status ValidateSpec(const Json& spec) {
+  if (!spec.is_object()) return Status::Invalid(std::string("must be a JSON object, not ") + spec.type_name());
+  if (auto it = spec.find("remote"); it != spec.end()) {
+    if (!it->is_number_integer() || (it->get<int64_t>() != 0 && it->get<int64_t>() != 1)) {
+      return Status::Invalid("\"remote\" must be 0 or 1, not " + it->dump());
+    }
+  }
+  if (auto it = spec.find("num"); it != spec.end() && !IsPositiveInteger(*it)) {
+    return Status::Invalid("\"num\" must be a positive integer, not " + it->dump());
+  }
+  if (auto it = spec.find("device_type"); it != spec.end()) {
+    if (!it->is_string() || it->get<std::string>().empty()) {
+      return Status::Invalid("\"device_type\" must be a non-empty string, not " + it->dump());
+    }
+  }
+  if (auto it = spec.find("acc_capability"); it != spec.end() && !it->is_object()) {
+    return Status::Invalid("\"acc_capability\" must be an object, not " + it->dump());
+  }
+  return Status::Ok();
+}
+
+Result<CreateRequest> ParseCreateRequest(const Json& body) {
+  if (!body.is_object()) return Status::Invalid(std::string("must be a JSON object, not ") + body.type_name());
+  CreateRequest request;
+  bool has_name = false;
+  for (const auto& [key, value] : body.items()) {
+    if (key == "name") {
+      if (!value.is_string()) return Status::Invalid("\"name\" must be a string, not " + value.dump());
+      request.name = value.get<std::string>();
+      if (Status s = ValidateName(request.name); !s.ok()) return s.Prefixed("\"name\"");
+      has_name = true;
+    } else if (key == "uuid") {
+      auto uuid = value.is_string() ? NormalizeUuid(value.get<std::string>()) : std::nullopt;
+      if (!uuid) return Status::Invalid("\"uuid\" must be a uuid, not " + value.dump());
+      request.uuid = *uuid;
+    } else {
+      return Status::Invalid("unknown key \"" + key + "\" (allowed: name, uuid)");
+    }
+  }
+  if (!has_name) return Status::Invalid("\"name\" is required");
+  return request;
+}
+
+std::string RenderJson(const Json& value) { return value.dump(2) + "\n"; }
+
+}  // namespace cyborgfs

@@ -1,0 +1,85 @@
+// Text values: names and attach targets.
+#include <algorithm>
+#include <cctype>
+#include <sstream>
+#include <vector>
+
+#include "cyborgfs/values.h"
+
+namespace cyborgfs {
+namespace {
+
+// RFC 1123 host name: dot-separated labels of letters, digits and '-', each
+// 1..63 bytes and not starting or ending with '-'; 253 bytes in all.
+bool IsHostName(std::string_view name) {
+  if (name.empty() || name.size() > 253) return false;
+  size_t start = 0;
+  while (start <= name.size()) {
+    size_t end = name.find('.', start);
+    if (end == std::string_view::npos) end = name.size();
+    std::string_view label = name.substr(start, end - start);
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') return false;
+    for (char c : label) {
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-') return false;
+    }
+    start = end + 1;
+  }
+  return true;
+}
+
+std::vector<std::string> SplitWords(std::string_view text) {
+  std::istringstream in{std::string(text)};
+  std::vector<std::string> words;
+  for (std::string word; in >> word;) words.push_back(word);
+  return words;
+}
+
+std::string Lowercase(std::string text) {
+  std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return std::tolower(c); });
+  return text;
+}
+
+}  // namespace
+
+std::string_view StripNewline(std::string_view text) {
+  if (!text.empty() && text.back() == '\n') text.remove_suffix(1);
+  return text;
+}
+
+Status ValidateName(std::string_view name) {
+  if (name.empty()) return Status::Invalid("must not be empty");
+  if (name.size() > kMaxNameBytes) {
+    return Status::Invalid("is " + std::to_string(name.size()) + " bytes, at most " +
+                           std::to_string(kMaxNameBytes) + " are allowed");
+  }
+  if (name == "." || name == "..") return Status::Invalid("must not be \".\" or \"..\"");
+  if (name.find('/') != std::string_view::npos) return Status::Invalid("must not contain '/'");
+  if (name.find('\n') != std::string_view::npos) return Status::Invalid("must not contain a newline");
+  if (name.find('\0') != std::string_view::npos) return Status::Invalid("must not contain a NUL byte");
+  return Status::Ok();
+}
+
+Result<std::optional<AttachTarget>> ParseAttach(std::string_view text) {
+  text = StripNewline(text);
+  if (text.empty()) return std::optional<AttachTarget>();
+  if (text.find('\0') != std::string_view::npos || text.find('\n') != std::string_view::npos) {
+    return Status::Invalid("expected one line \"vm <instance-uuid>\" or \"host <hostname>\"");
+  }
+  const std::vector<std::string> words = SplitWords(text);
+  if (words.size() != 2 || (words[0] != "vm" && words[0] != "host")) {
+    return Status::Invalid("expected \"vm <instance-uuid>\", \"host <hostname>\" or an empty line, got \"" +
+                           std::string(text) + "\"");
+  }
+  AttachTarget target;
+  if (words[0] == "vm") {
+    auto uuid = NormalizeUuid(words[1]);
+    if (!uuid) return Status::Invalid("\"" + words[1] + "\" is not an instance uuid");
+    target = {AttachTarget::Kind::kVm, *uuid};
+  } else {
+    if (!IsHostName(words[1])) return Status::Invalid("\"" + words[1] + "\" is not a host name");
+    target = {AttachTarget::Kind::kHost, Lowercase(words[1])};
+  }
+  return std::optional<AttachTarget>(target);
+}
+
+}  // namespace cyborgfs

@@ -1,0 +1,267 @@
+// SQLite persistence of accelerators.
+#include "cyborgfs/store.h"
+
+#include <sqlite3.h>
+
+#include <string>
+
+namespace cyborgfs {
+namespace {
+
+// Migration i takes the schema from version i to version i + 1. Never edit a
+// migration that has shipped; append a new one.
+const char* const kMigrations[] = {
+    R"sql(
+    CREATE TABLE accelerators (
+      accelerator_id     INTEGER PRIMARY KEY AUTOINCREMENT,
+      uuid               TEXT    NOT NULL UNIQUE,
+      name               TEXT    NOT NULL UNIQUE,
+      device_type        TEXT    NOT NULL DEFAULT '',
+      acc_type           TEXT    NOT NULL DEFAULT '',
+      acc_capability     TEXT    NOT NULL DEFAULT '{}',
+      vendor_id          TEXT    NOT NULL DEFAULT '',
+      product_id         TEXT    NOT NULL DEFAULT '',
+      remotable          INTEGER NOT NULL DEFAULT 0 CHECK (remotable IN (0, 1)),
+      spec               TEXT    NOT NULL DEFAULT '{}',
+      state              TEXT    NOT NULL DEFAULT 'available'
+                         CHECK (state IN ('available', 'attached', 'offline', 'error')),
+      attachment         TEXT    NOT NULL DEFAULT '',
+      attach_handle      TEXT    NOT NULL DEFAULT '',
+      driver             TEXT    NOT NULL DEFAULT '',
+      driver_address     TEXT    NOT NULL DEFAULT '',
+      driver_device_type TEXT    NOT NULL DEFAULT '',
+      driver_acc_type    TEXT    NOT NULL DEFAULT '',
+      name_bytes         BLOB,
+      spec_bytes         BLOB,
+      attach_bytes       BLOB,
+      generation         INTEGER NOT NULL DEFAULT 1,
+      created_at         INTEGER NOT NULL,
+      updated_at         INTEGER NOT NULL
+    );
+    )sql",
+};
+constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
+
+// The columns in the order Bind() and Read() use them.
+constexpr const char* kColumns =
+    "uuid, name, device_type, acc_type, acc_capability, vendor_id, product_id, remotable, spec, state, "
+    "attachment, attach_handle, driver, driver_address, driver_device_type, driver_acc_type, name_bytes, "
+    "spec_bytes, attach_bytes, generation, created_at, updated_at";
+constexpr int kColumnCount = 22;
+
+// One prepared statement, finalized when it goes out of scope.
+class Statement {
+ public:
+  Statement(sqlite3* db, const std::string& sql) : db_(db) {
+    rc_ = sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt_, nullptr);
+  }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  void Bind(int i, const std::string& v) { sqlite3_bind_text(stmt_, i, v.data(), int(v.size()), SQLITE_TRANSIENT); }
+  void Bind(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
+  void Bind(int i, const std::optional<std::string>& v) {
+    if (v) {
+      sqlite3_bind_blob(stmt_, i, v->data(), int(v->size()), SQLITE_TRANSIENT);
+    } else {
+      sqlite3_bind_null(stmt_, i);
+    }
+  }
+
+  // SQLITE_ROW, SQLITE_DONE or an error code.
+  int Step() { return rc_ == SQLITE_OK ? sqlite3_step(stmt_) : rc_; }
+
+  std::string Text(int i) const {
+    auto* p = reinterpret_cast<const char*>(sqlite3_column_blob(stmt_, i));
+    return p ? std::string(p, size_t(sqlite3_column_bytes(stmt_, i))) : std::string();
+  }
+  std::optional<std::string> OptionalText(int i) const {
+    if (sqlite3_column_type(stmt_, i) == SQLITE_NULL) return std::nullopt;
+    return Text(i);
+  }
+  int64_t Int(int i) const { return sqlite3_column_int64(stmt_, i); }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+  int rc_;
+};
+
+Status DatabaseError(sqlite3* db, const std::string& what) {
+  return Status::IoError("database: " + what + ": " + sqlite3_errmsg(db));
+}
+
+// A unique-constraint failure names the column ("UNIQUE constraint failed:
+// accelerators.name"), which tells the user what is taken.
+Status WriteError(sqlite3* db, const Accelerator& a, const std::string& what) {
+  if (sqlite3_extended_errcode(db) == SQLITE_CONSTRAINT_UNIQUE) {
+    const std::string message = sqlite3_errmsg(db);
+    if (message.find(".uuid") != std::string::npos) return Status::Exists("uuid " + a.uuid + " exists");
+    if (message.find(".name") != std::string::npos) return Status::Exists("name \"" + a.name + "\" is taken");
+  }
+  return DatabaseError(db, what);
+}
+
+void BindColumns(Statement& s, const Accelerator& a) {
+  int i = 1;
+  s.Bind(i++, a.uuid);
+  s.Bind(i++, a.name);
+  s.Bind(i++, a.device_type);
+  s.Bind(i++, a.acc_type);
+  s.Bind(i++, a.acc_capability);
+  s.Bind(i++, a.vendor_id);
+  s.Bind(i++, a.product_id);
+  s.Bind(i++, int64_t{a.remotable});
+  s.Bind(i++, a.spec);
+  s.Bind(i++, std::string(StateName(a.state)));
+  s.Bind(i++, a.attachment);
+  s.Bind(i++, a.attach_handle);
+  s.Bind(i++, a.driver);
+  s.Bind(i++, a.driver_address);
+  s.Bind(i++, a.driver_device_type);
+  s.Bind(i++, a.driver_acc_type);
+  s.Bind(i++, a.name_bytes);
+  s.Bind(i++, a.spec_bytes);
+  s.Bind(i++, a.attach_bytes);
+  s.Bind(i++, a.generation);
+  s.Bind(i++, a.created_at);
+  s.Bind(i++, a.updated_at);
+}
+
+Accelerator ReadColumns(const Statement& s) {
+  Accelerator a;
+  int i = 0;
+  a.id = s.Int(i++);
+  a.uuid = s.Text(i++);
+  a.name = s.Text(i++);
+  a.device_type = s.Text(i++);
+  a.acc_type = s.Text(i++);
+  a.acc_capability = s.Text(i++);
+  a.vendor_id = s.Text(i++);
+  a.product_id = s.Text(i++);
+  a.remotable = s.Int(i++) != 0;
+  a.spec = s.Text(i++);
+  a.state = StateFromName(s.Text(i++)).value_or(State::kError);
+  a.attachment = s.Text(i++);
+  a.attach_handle = s.Text(i++);
+  a.driver = s.Text(i++);
+  a.driver_address = s.Text(i++);
+  a.driver_device_type = s.Text(i++);
+  a.driver_acc_type = s.Text(i++);
+  a.name_bytes = s.OptionalText(i++);
+  a.spec_bytes = s.OptionalText(i++);
+  a.attach_bytes = s.OptionalText(i++);
+  a.generation = s.Int(i++);
+  a.created_at = s.Int(i++);
+  a.updated_at = s.Int(i++);
+  return a;
+}
+
+std::string Placeholders(int n) {
+  std::string out;
+  for (int i = 1; i <= n; ++i) out += (i > 1 ? ", ?" : "?");
+  return out;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> Store::Open(const std::string& path) {
+  sqlite3* db = nullptr;
+  const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
+  if (sqlite3_open_v2(path.c_str(), &db, flags, nullptr) != SQLITE_OK) {
+    std::string message = db ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close(db);
+    return Status::IoError("cannot open database " + path + ": " + message);
+  }
+  std::unique_ptr<Store> store(new Store(db));
+  sqlite3_busy_timeout(db, 5000);
+  for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON"}) {
+    if (Status s = store->Exec(pragma); !s.ok()) return s.Prefixed("cannot use database " + path);
+  }
+  if (Status s = store->Migrate(); !s.ok()) return s.Prefixed("cannot use database " + path);
+  return store;
+}
+
+Store::Store(sqlite3* db) : db_(db) {}
+Store::~Store() { sqlite3_close(db_); }
+
+int Store::SchemaVersion() { return kSchemaVersion; }
+
+Status Store::Exec(const char* sql) {
+  char* error = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &error) == SQLITE_OK) return Status::Ok();
+  std::string message = error ? error : sqlite3_errmsg(db_);
+  sqlite3_free(error);
+  return Status::IoError(message);
+}
+
+Status Store::Migrate() {
+  std::lock_guard lock(mu_);
+  Statement query(db_, "PRAGMA user_version");
+  if (query.Step() != SQLITE_ROW) return DatabaseError(db_, "reading the schema version");
+  const int64_t version = query.Int(0);
+  if (version > kSchemaVersion) {
+    return Status::IoError("schema version " + std::to_string(version) + " is newer than this cyborgfs knows (" +
+                           std::to_string(kSchemaVersion) + ")");
+  }
+  for (int64_t v = version; v < kSchemaVersion; ++v) {
+    const std::string sql = std::string(kMigrations[v]) + "PRAGMA user_version=" + std::to_string(v + 1) + ";";
+    Status s = InTransaction([&] { return Exec(sql.c_str()); });
+    if (!s.ok()) return s.Prefixed("migrating to schema version " + std::to_string(v + 1));
+  }
+  return Status::Ok();
+}
+
+Status Store::InTransaction(const std::function<Status()>& body) {
+  std::lock_guard lock(mu_);
+  if (!sqlite3_get_autocommit(db_)) return body();  // joins the enclosing transaction
+  if (Status s = Exec("BEGIN IMMEDIATE"); !s.ok()) return s.Prefixed("database: begin");
+  Status result = body();
+  if (result.ok()) result = Exec("COMMIT");
+  if (!result.ok() && !sqlite3_get_autocommit(db_)) (void)Exec("ROLLBACK");
+  return result;
+}
+
+Result<std::vector<Accelerator>> Store::LoadAll() {
+  std::lock_guard lock(mu_);
+  Statement s(db_, std::string("SELECT accelerator_id, ") + kColumns + " FROM accelerators ORDER BY accelerator_id");
+  std::vector<Accelerator> all;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) all.push_back(ReadColumns(s));
+  if (rc != SQLITE_DONE) return DatabaseError(db_, "loading accelerators");
+  return all;
+}
+
+Status Store::Insert(Accelerator& accelerator) {
+  std::lock_guard lock(mu_);
+  Statement s(db_, std::string("INSERT INTO accelerators (") + kColumns + ") VALUES (" +
+                       Placeholders(kColumnCount) + ")");
+  BindColumns(s, accelerator);
+  if (s.Step() != SQLITE_DONE) return WriteError(db_, accelerator, "inserting " + accelerator.uuid);
+  accelerator.id = sqlite3_last_insert_rowid(db_);
+  return Status::Ok();
+}
+
+Status Store::Update(const Accelerator& accelerator) {
+  std::lock_guard lock(mu_);
+  Statement s(db_, std::string("UPDATE accelerators SET (") + kColumns + ") = (" + Placeholders(kColumnCount) +
+                       ") WHERE accelerator_id = ? AND generation = ?");
+  BindColumns(s, accelerator);
+  s.Bind(kColumnCount + 1, accelerator.id);
+  s.Bind(kColumnCount + 2, accelerator.generation - 1);
+  if (s.Step() != SQLITE_DONE) return WriteError(db_, accelerator, "updating " + accelerator.uuid);
+  if (sqlite3_changes(db_) != 1) return Status::Busy("accelerator " + accelerator.uuid + " was changed meanwhile");
+  return Status::Ok();
+}
+
+Status Store::Remove(int64_t id) {
+  std::lock_guard lock(mu_);
+  Statement s(db_, "DELETE FROM accelerators WHERE accelerator_id = ?");
+  s.Bind(1, id);
+  if (s.Step() != SQLITE_DONE) return DatabaseError(db_, "removing accelerator " + std::to_string(id));
+  if (sqlite3_changes(db_) != 1) return Status::NotFound("no accelerator with id " + std::to_string(id));
+  return Status::Ok();
+}
+
+}  // namespace cyborgfs

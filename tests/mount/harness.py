@@ -1,0 +1,152 @@
+"""Starts the real cyborgfs on a temp mountpoint and drives it with real programs.
+
+Every Mount is unmounted and its daemon stopped (by its pid) when the test ends,
+whether it passed or not.
+"""
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+
+BIN = os.environ.get("CYBORGFS_BIN", os.path.join(os.path.dirname(__file__), "../../build/cyborgfs"))
+HOST = "testhost"
+
+
+def wait_for(predicate, timeout=10.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def is_mounted(path):
+    with open("/proc/self/mounts") as mounts:
+        return any(line.split()[1] == path for line in mounts)
+
+
+class Mount:
+    """One daemon in the foreground on `self.mnt`, with its database `self.db`."""
+
+    def __init__(self, workdir, *extra_args, db=None, fake_devices=4):
+        self.workdir = workdir
+        self.mnt = os.path.join(workdir, "mnt")
+        self.db = db or os.path.join(workdir, "cyborgfs.db")
+        self.log_path = os.path.join(workdir, "daemon.log")
+        os.makedirs(self.mnt, exist_ok=True)
+        args = [BIN, "-f", "--db", self.db, "--host", HOST, "--fake-devices", str(fake_devices),
+                "--log-level", "debug", *extra_args, self.mnt]
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: is_mounted(self.mnt) or self.proc.poll() is not None, what="the mount")
+            if self.proc.poll() is not None:
+                raise AssertionError("cyborgfs exited with %d: %s" % (self.proc.returncode, self.log_text()))
+        except BaseException:
+            self.stop()
+            raise
+
+    def log_text(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def path(self, *parts):
+        return os.path.join(self.mnt, *parts)
+
+    def stop(self):
+        """Unmounts and waits for the daemon; returns its exit code.
+
+        Raises if the daemon had died on its own before (a crash).
+        """
+        if self.log.closed:
+            return self.proc.returncode
+        died = self.proc.poll()
+        if is_mounted(self.mnt):
+            subprocess.run(["fusermount3", "-u", "-z", self.mnt], stderr=subprocess.DEVNULL)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+        if died not in (None, 0):
+            raise AssertionError("cyborgfs died with %d before the test ended:\n%s" % (died, self.log_text()[-3000:]))
+        return self.proc.returncode
+
+    def crash(self):
+        """kill -9 of the daemon, then clears the dead mount."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        subprocess.run(["fusermount3", "-u", "-z", self.mnt], stderr=subprocess.DEVNULL)
+        self.log.close()
+
+
+class MountTest(unittest.TestCase):
+    """A test with a fresh work folder and one mounted daemon in self.fs."""
+
+    fake_devices = 4
+
+    def setUp(self):
+        self.workdir = tempfile.mkdtemp(prefix="cyborgfs-test-")
+        self.addCleanup(shutil.rmtree, self.workdir, ignore_errors=True)
+        self.fs = self.start()
+
+    def start(self, *args, **kwargs):
+        kwargs.setdefault("fake_devices", self.fake_devices)
+        m = Mount(self.workdir, *args, **kwargs)
+        self.addCleanup(m.stop)
+        return m
+
+    def restart(self, *args, crash=False, **kwargs):
+        if crash:
+            self.fs.crash()
+        else:
+            self.assertEqual(self.fs.stop(), 0, self.fs.log_text())
+        self.fs = self.start(*args, db=self.fs.db, **kwargs)
+        return self.fs
+
+    def sh(self, script, shell="bash"):
+        """Runs `script` in the mount; returns (exit status, stdout, stderr)."""
+        r = subprocess.run([shell, "-c", script], cwd=self.fs.mnt, capture_output=True, text=True, timeout=60)
+        return r.returncode, r.stdout, r.stderr
+
+    def ok(self, script):
+        rc, out, err = self.sh(script)
+        self.assertEqual(rc, 0, "%r failed: %s" % (script, err))
+        return out
+
+    def fails(self, script, message):
+        """Asserts `script` fails and prints `message` (an strerror text) on stderr."""
+        rc, out, err = self.sh(script)
+        self.assertNotEqual(rc, 0, "%r succeeded" % script)
+        self.assertIn(message, err)
+        return err
+
+    def read(self, *parts):
+        with open(self.fs.path(*parts), "rb") as f:
+            return f.read().decode()
+
+    def uuids(self):
+        return sorted(os.listdir(self.fs.path("accelerators")))
+
+    def acc(self, uuid, name):
+        return self.read("accelerators", uuid, name)
+
+    def snapshot(self, uuid):
+        """Every file of accelerator `uuid`, for comparing before/after a refusal."""
+        files = sorted(os.listdir(self.fs.path("accelerators", uuid)))
+        return {f: self.acc(uuid, f) for f in files if f != "error"}
+
+    def fake_uuid(self, device_type):
+        for name in sorted(os.listdir(self.fs.path("by-name"))):
+            if name.startswith(device_type.lower() + "-"):
+                return os.path.basename(os.readlink(self.fs.path("by-name", name)))
+        raise AssertionError("no fake " + device_type)
+
+    def make(self, uuid):
+        os.mkdir(self.fs.path("accelerators", uuid))
+        return uuid

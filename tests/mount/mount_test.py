@@ -1,0 +1,553 @@
+"""Mount tests: every operation of the README, with real programs, against a real mount."""
+import errno
+import json
+import os
+import re
+import subprocess
+import threading
+import uuid as uuidlib
+
+from harness import BIN, HOST, Mount, MountTest, is_mounted, wait_for
+
+U1 = "8e45a2ea-5364-4b0d-a252-bf8becaa606e"
+U2 = "eaaf1c04-ced2-40e4-89a2-87edded06d64"
+VM1 = "11111111-2222-4333-8444-555555555555"
+VM2 = "66666666-7777-4888-9999-aaaaaaaaaaaa"
+
+
+class TreeTest(MountTest):
+    def test_lists_the_fake_accelerators_with_their_files(self):
+        uuids = self.uuids()
+        self.assertEqual(len(uuids), 4)
+        for u in uuids:
+            self.assertRegex(u, r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+            self.assertEqual(sorted(os.listdir(self.fs.path("accelerators", u))), sorted(
+                ["name", "spec", "attach", "status", "error", "device_type", "acc_type", "vendor_id",
+                 "product_id", "remotable", "driver", "attach_handle"]))
+            self.assertEqual(self.acc(u, "status"), "available\n")
+            self.assertEqual(self.acc(u, "driver"), "fake\n")
+            self.assertEqual(self.acc(u, "spec"), "{}\n")
+            self.assertEqual(self.acc(u, "attach"), "")
+            self.assertRegex(self.acc(u, "vendor_id"), r"^[0-9a-f]{4}\n$")
+        types = sorted(self.acc(u, "device_type") for u in uuids)
+        self.assertEqual(types, ["CRYPTO\n", "FPGA\n", "GPU\n", "GPU\n"])
+
+    def test_modes_match_the_tree(self):
+        out = self.ok("stat -c '%a %F %n' . accelerators by-name create accelerators/*/ | sort -u")
+        self.assertIn("755 directory .", out)
+        self.assertIn("755 directory accelerators", out)
+        self.assertIn("555 directory by-name", out)
+        self.assertIn("200 regular empty file create", out)
+        u = self.uuids()[0]
+        modes = dict(line.split()[::-1] for line in self.ok("cd accelerators/%s && stat -c '%%a %%n' *" % u).split("\n")
+                     if line)
+        self.assertEqual(modes, {"name": "644", "spec": "644", "attach": "644", "status": "444", "error": "444",
+                                 "device_type": "444", "acc_type": "444", "vendor_id": "444", "product_id": "444",
+                                 "remotable": "444", "driver": "444", "attach_handle": "444"})
+
+    def test_by_name_links_every_accelerator(self):
+        for name in os.listdir(self.fs.path("by-name")):
+            target = os.readlink(self.fs.path("by-name", name))
+            self.assertRegex(target, r"^\.\./accelerators/[0-9a-f-]{36}$")
+            self.assertEqual(self.read("by-name", name, "name"), name + "\n")
+
+    def test_stat_size_equals_content_for_every_file(self):
+        u = self.fake_uuid("GPU")
+        self.ok("echo 'vm %s' > accelerators/%s/attach" % (VM1, u))
+        for f in os.listdir(self.fs.path("accelerators", u)):
+            p = self.fs.path("accelerators", u, f)
+            self.assertEqual(os.stat(p).st_size, len(self.read("accelerators", u, f).encode()), f)
+        self.assertEqual(self.ok("cat accelerators/%s/attach_handle | wc -c" % u).strip(),
+                         self.ok("stat -c %%s accelerators/%s/attach_handle" % u).strip())
+
+    def test_unknown_uuid_is_enoent(self):
+        missing = str(uuidlib.uuid4())
+        self.fails("cat accelerators/%s/spec" % missing, "No such file or directory")
+        self.fails("stat accelerators/%s" % missing, "No such file or directory")
+        self.fails("echo '{}' > accelerators/%s/spec" % missing, "No such file or directory")
+        self.fails("cat accelerators/%s/nosuchfile" % self.uuids()[0], "No such file or directory")
+
+
+class CreateTest(MountTest):
+    def test_mkdir_creates_an_available_accelerator_named_by_its_uuid(self):
+        self.ok("mkdir accelerators/" + U1)
+        self.assertIn(U1, self.uuids())
+        self.assertEqual(self.acc(U1, "name"), U1 + "\n")
+        self.assertEqual(self.acc(U1, "spec"), "{}\n")
+        self.assertEqual(self.acc(U1, "status"), "available\n")
+        self.assertEqual(self.acc(U1, "driver"), "")
+        self.assertEqual(os.readlink(self.fs.path("by-name", U1)), "../accelerators/" + U1)
+
+    def test_mkdir_existing_is_eexist(self):
+        self.make(U1)
+        self.fails("mkdir accelerators/" + U1, "File exists")
+        self.assertEqual(self.uuids().count(U1), 1)
+
+    def test_mkdir_of_a_non_canonical_uuid_is_einval(self):
+        before = self.uuids()
+        for bad in [U1.upper(), "not-a-uuid", U1.replace("-", ""), U1 + "0"]:
+            self.fails("mkdir accelerators/" + bad, "Invalid argument")
+        self.assertEqual(self.uuids(), before)
+
+    def test_create_file_takes_the_cyborg_post_body(self):
+        self.ok("""printf '%%s\\n' '{"name": "IPSec Card", "uuid": "%s"}' > create""" % U1)
+        self.assertEqual(self.acc(U1, "name"), "IPSec Card\n")
+        self.assertEqual(os.readlink(self.fs.path("by-name", "IPSec Card")), "../accelerators/" + U1)
+        self.ok("""echo '{"name":"no uuid given"}' > create""")
+        target = os.readlink(self.fs.path("by-name", "no uuid given"))
+        self.assertIn(os.path.basename(target), self.uuids())
+
+    def test_create_with_python_in_several_writes(self):
+        with open(self.fs.path("create"), "w") as f:
+            f.write('{"name":')
+            f.flush()
+            f.write(' "py", "uuid": "%s"}\n' % U2.upper())
+        self.assertEqual(self.acc(U2, "name"), "py\n")
+
+    def test_create_rejects_bad_bodies_with_einval(self):
+        before = self.uuids()
+        for body in ['{bad', '[]', '{}', '{"name": 5}', '{"name": ""}', '{"name": "a/b"}',
+                     '{"name": "x", "uuid": "nope"}', '{"name": "x", "extra": 1}']:
+            self.fails("echo '%s' > create" % body, "Invalid argument")
+        self.assertEqual(self.uuids(), before)
+        self.assertIn("unknown key", self.fs.log_text())
+
+    def test_create_with_a_taken_name_or_uuid_is_eexist(self):
+        self.make(U1)
+        self.fails("""echo '{"name":"%s"}' > create""" % U1, "File exists")
+        self.fails("""echo '{"name":"other", "uuid":"%s"}' > create""" % U1, "File exists")
+        self.assertEqual(len(self.uuids()), 5)
+
+    def test_create_body_over_64k_is_efbig(self):
+        body = '{"name": "%s"}' % ("x" * 70000)
+        with self.assertRaises(OSError) as e:
+            with open(self.fs.path("create"), "w") as f:
+                f.write(body)
+        self.assertEqual(e.exception.errno, errno.EFBIG)
+        self.assertEqual(len(self.uuids()), 4)
+
+    def test_reading_create_is_eacces(self):
+        self.fails("cat create", "Permission denied")
+
+
+class SpecTest(MountTest):
+    def setUp(self):
+        super().setUp()
+        self.u = self.make(U1)
+        self.spec = "accelerators/%s/spec" % U1
+
+    def test_what_you_write_is_what_you_read(self):
+        for text in ['{"num":1}\n', '{"num":1}', '{\n   "remote": 0,\n   "num": 1\n}\n']:
+            with open(self.fs.path(self.spec), "w") as f:
+                f.write(text)
+            self.assertEqual(self.read(self.spec), text)
+            self.assertEqual(os.stat(self.fs.path(self.spec)).st_size, len(text))
+
+    def test_cyborg_example_spec_sets_the_derived_files(self):
+        spec = {"remote": 1, "num": 1, "device_type": "CRYPTO", "acc_type": "qat",
+                "acc_capability": {"num": 2, "ipsec": {"aes": {"3des": 50, "num": 1}}}}
+        self.ok("echo '%s' > %s" % (json.dumps(spec), self.spec))
+        self.assertEqual(json.loads(self.read(self.spec)), spec)
+        self.assertEqual(self.acc(U1, "device_type"), "CRYPTO\n")
+        self.assertEqual(self.acc(U1, "acc_type"), "qat\n")
+        self.assertEqual(self.acc(U1, "remotable"), "1\n")
+        self.assertEqual(self.acc(U1, "error"), "")
+
+    def test_bad_json_fails_the_write_and_keeps_the_old_value(self):
+        self.ok("""echo '{"num": 2}' > %s""" % self.spec)
+        err = self.fails("echo '{bad' > " + self.spec, "write error: Invalid argument")
+        self.assertIn("echo: write error", err)
+        self.assertEqual(self.read(self.spec), '{"num": 2}\n')
+        self.assertRegex(self.acc(U1, "error"), r"^spec: line 1, column \d+: .+\n$")
+        self.fails("printf '{\\n  \"a\": 1\\n  \"b\": 2\\n}\\n' > " + self.spec, "Invalid argument")
+        self.assertRegex(self.acc(U1, "error"), r"^spec: line 3, column \d+: .*expected .}.")
+        self.assertEqual(self.read(self.spec), '{"num": 2}\n')
+
+    def test_invalid_specs_are_einval(self):
+        before = self.snapshot(U1)
+        for spec in ['[1, 2]', '"text"', '{"remote": 2}', '{"remote": "0"}', '{"num": 0}', '{"num": -1}',
+                     '{"num": 1.5}', '{"device_type": ""}', '{"device_type": 7}', '{"acc_capability": []}',
+                     '{"a": 1} trailing', '{"a": 1}}']:
+            self.fails("printf '%%s' '%s' > %s" % (spec, self.spec), "Invalid argument")
+            self.assertTrue(self.acc(U1, "error").startswith("spec: "), spec)
+        self.assertEqual(self.snapshot(U1), before)
+
+    def test_nesting_is_bounded_at_32_levels(self):
+        deep_ok = '{"a":' * 31 + '{}' + '}' * 31
+        self.ok("printf '%%s' '%s' > %s" % (deep_ok, self.spec))
+        too_deep = '{"a":' * 32 + '{}' + '}' * 32
+        self.fails("printf '%%s' '%s' > %s" % (too_deep, self.spec), "Invalid argument")
+        self.assertIn("nesting deeper than 32", self.acc(U1, "error"))
+        self.assertEqual(self.read(self.spec), deep_ok)
+
+    def test_a_document_in_two_processes_writes_is_applied(self):
+        rc, out, err = self.sh("{ /bin/echo '{'; /bin/echo '\"num\": 3}'; } > " + self.spec)
+        self.assertEqual(self.read(self.spec), '{\n"num": 3}\n')
+        self.assertEqual(self.acc(U1, "error"), "")
+
+    def test_an_incomplete_document_fails_the_close(self):
+        self.fails("/bin/echo '{\"num\":' > " + self.spec, "write error: Invalid argument")
+        self.assertEqual(self.read(self.spec), "{}\n")
+        self.assertIn("incomplete", self.acc(U1, "error"))
+        with self.assertRaises(OSError) as e:
+            with open(self.fs.path(self.spec), "w") as f:
+                f.write('{"num": ')
+        self.assertEqual(e.exception.errno, errno.EINVAL)
+        self.assertEqual(self.read(self.spec), "{}\n")
+
+    def test_large_spec_in_4k_pieces_applies_and_over_64k_is_efbig(self):
+        big = json.dumps({"device_type": "GPU", "blob": "x" * 60000}) + "\n"
+        with open(self.fs.path(self.spec), "w", buffering=4096) as f:
+            for i in range(0, len(big), 4096):
+                f.write(big[i:i + 4096])
+        self.assertEqual(self.read(self.spec), big)
+        huge = json.dumps({"blob": "y" * 70000})
+        path = os.path.join(self.workdir, "huge.json")
+        with open(path, "w") as f:
+            f.write(huge)
+        self.fails("cat %s > %s" % (path, self.spec), "File too large")
+        self.assertEqual(self.read(self.spec), big)
+
+    def test_rewriting_the_same_meaning_keeps_the_value_and_takes_the_bytes(self):
+        self.ok("""echo '{"num": 1}' > %s""" % self.spec)
+        self.ok("""printf '{"num":1}' > %s""" % self.spec)
+        self.assertEqual(self.read(self.spec), '{"num":1}')
+        self.ok("cat %s > /tmp/cyborgfs-same.$$ && cat /tmp/cyborgfs-same.$$ > %s; rm -f /tmp/cyborgfs-same.$$"
+                % (self.spec, self.spec))
+        self.assertEqual(self.read(self.spec), '{"num":1}')
+
+    def test_write_at_an_offset_that_continues_nothing_is_einval(self):
+        self.ok("""echo '{"num": 1}' > %s""" % self.spec)
+        self.fails("""echo '{"num": 2}' >> %s""" % self.spec, "Invalid argument")
+        self.assertEqual(self.read(self.spec), '{"num": 1}\n')
+
+    def test_overwrite_without_truncation_never_mixes_in_the_old_value(self):
+        self.ok("""echo '{"num": 1, "device_type": "LONGER"}' > %s""" % self.spec)
+        self.ok("""printf '{"num": 2}\\n' | dd of=%s conv=notrunc status=none""" % self.spec)
+        self.assertEqual(self.read(self.spec), '{"num": 2}\n')
+
+    def test_a_truncate_alone_changes_nothing(self):
+        self.ok("""echo '{"num": 1}' > %s""" % self.spec)
+        self.ok(": > " + self.spec)
+        self.ok("truncate -s 0 " + self.spec)
+        self.assertEqual(self.read(self.spec), '{"num": 1}\n')
+
+    def test_a_reader_after_a_write_sees_the_new_value(self):
+        with open(self.fs.path(self.spec)) as reader:
+            self.assertEqual(reader.read(), "{}\n")
+            self.ok("""echo '{"num": 9}' > %s""" % self.spec)
+            reader.seek(0)
+            self.assertEqual(reader.read(), '{"num": 9}\n')
+
+
+class AttachTest(MountTest):
+    def test_attach_to_a_vm_and_detach_through_the_fake_driver(self):
+        u = self.fake_uuid("GPU")
+        attach = "accelerators/%s/attach" % u
+        self.ok("echo 'vm %s' > %s" % (VM1, attach))
+        self.assertEqual(self.acc(u, "attach"), "vm %s\n" % VM1)
+        self.assertEqual(self.acc(u, "status"), "attached\n")
+        handle = json.loads(self.acc(u, "attach_handle"))
+        self.assertEqual(handle["type"], "TEST_PCI")
+        self.assertRegex(handle["address"], r"^0000:f0:00\.\d$")
+        self.ok("echo > " + attach)
+        self.assertEqual(self.acc(u, "attach"), "")
+        self.assertEqual(os.stat(self.fs.path(attach)).st_size, 0)
+        self.assertEqual(self.acc(u, "status"), "available\n")
+        self.assertEqual(self.acc(u, "attach_handle"), "")
+
+    def test_attach_to_this_host(self):
+        u = self.fake_uuid("FPGA")
+        self.ok("printf 'host %s' > accelerators/%s/attach" % (HOST, u))
+        self.assertEqual(self.acc(u, "attach"), "host " + HOST)
+        self.assertEqual(self.acc(u, "status"), "attached\n")
+
+    def test_the_fake_driver_cannot_attach_to_another_host(self):
+        u = self.fake_uuid("FPGA")
+        self.fails("echo 'host elsewhere' > accelerators/%s/attach" % u, "Invalid argument")
+        self.assertIn("this host", self.acc(u, "error"))
+        self.assertEqual(self.acc(u, "status"), "available\n")
+
+    def test_a_hand_made_accelerator_records_the_attachment_only(self):
+        self.make(U1)
+        self.ok("echo 'host other-host.example' > accelerators/%s/attach" % U1)
+        self.assertEqual(self.acc(U1, "status"), "attached\n")
+        self.assertEqual(self.acc(U1, "attach_handle"), "")
+
+    def test_attaching_elsewhere_is_ebusy_and_the_same_target_is_a_noop(self):
+        u = self.fake_uuid("GPU")
+        attach = "accelerators/%s/attach" % u
+        self.ok("echo 'vm %s' > %s" % (VM1, attach))
+        self.ok("echo 'vm %s' > %s" % (VM1, attach))
+        before = self.snapshot(u)
+        self.fails("echo 'vm %s' > %s" % (VM2, attach), "Device or resource busy")
+        self.assertIn("attached to vm " + VM1, self.acc(u, "error"))
+        self.fails("echo 'host %s' > %s" % (HOST, attach), "Device or resource busy")
+        self.assertEqual(self.snapshot(u), before)
+
+    def test_bad_attach_syntax_is_einval(self):
+        u = self.fake_uuid("CRYPTO")
+        before = self.snapshot(u)
+        for bad in ["vm", "vm not-a-uuid", "container %s" % VM1, "host bad_name!", "vm %s extra" % VM1]:
+            self.fails("echo '%s' > accelerators/%s/attach" % (bad, u), "Invalid argument")
+            self.assertTrue(self.acc(u, "error").startswith("attach: "))
+        self.assertEqual(self.snapshot(u), before)
+
+    def test_detaching_a_detached_accelerator_succeeds(self):
+        u = self.fake_uuid("GPU")
+        self.ok("echo > accelerators/%s/attach" % u)
+        self.ok(": > accelerators/%s/attach" % u)
+        self.assertEqual(self.acc(u, "status"), "available\n")
+
+    def test_racing_attaches_exactly_one_wins(self):
+        for round_ in range(10):
+            u = str(uuidlib.uuid4())
+            self.make(u)
+            path = self.fs.path("accelerators", u, "attach")
+            results = []
+            barrier = threading.Barrier(2)
+
+            def attach(vm):
+                barrier.wait()
+                r = subprocess.run(["bash", "-c", "printf 'vm %s' > %s" % (vm, path)], capture_output=True,
+                                   text=True)
+                results.append((vm, r.returncode, r.stderr))
+
+            threads = [threading.Thread(target=attach, args=(vm,)) for vm in (VM1, VM2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            winners = [vm for vm, rc, _ in results if rc == 0]
+            self.assertEqual(len(winners), 1, results)
+            loser = [err for _, rc, err in results if rc != 0][0]
+            self.assertIn("Device or resource busy", loser)
+            self.assertEqual(self.acc(u, "attach"), "vm " + winners[0])
+
+
+class OfflineTest(MountTest):
+    def test_devices_no_longer_reported_go_offline_and_come_back(self):
+        gone = [os.readlink(self.fs.path("by-name", n)).split("/")[-1] for n in os.listdir(self.fs.path("by-name"))
+                if n.endswith(":00.3") or n.endswith(":00.2")]
+        self.assertEqual(len(gone), 2)
+        self.ok("echo 'vm %s' > accelerators/%s/attach" % (VM1, gone[0]))
+        self.restart(fake_devices=2)
+        self.assertEqual(len(self.uuids()), 4)
+        for u in gone:
+            self.assertEqual(self.acc(u, "status"), "offline\n")
+        self.assertEqual(self.acc(gone[0], "attach"), "vm %s\n" % VM1)
+        self.fails("echo 'vm %s' > accelerators/%s/attach" % (VM2, gone[1]), "No such device")
+        self.assertIn("offline", self.acc(gone[1], "error"))
+        self.restart(fake_devices=4)
+        self.assertEqual(self.acc(gone[0], "status"), "attached\n")
+        self.assertEqual(json.loads(self.acc(gone[0], "attach_handle"))["type"], "TEST_PCI")
+        self.assertEqual(self.acc(gone[1], "status"), "available\n")
+
+    def test_uuids_are_stable_across_restarts_and_database_rebuilds(self):
+        before = self.uuids()
+        self.restart()
+        self.assertEqual(self.uuids(), before)
+        self.fs.stop()
+        os.remove(self.fs.db)
+        self.fs = self.start(db=self.fs.db)
+        self.assertEqual(self.uuids(), before)
+
+
+class RemoveTest(MountTest):
+    def test_rmdir_removes_a_hand_made_accelerator(self):
+        self.make(U1)
+        self.ok("rmdir accelerators/" + U1)
+        self.assertNotIn(U1, self.uuids())
+        self.assertNotIn(U1, os.listdir(self.fs.path("by-name")))
+        self.fails("rmdir accelerators/" + U1, "No such file or directory")
+
+    def test_rmdir_of_an_attached_accelerator_is_ebusy(self):
+        self.make(U1)
+        self.ok("echo 'vm %s' > accelerators/%s/attach" % (VM1, U1))
+        self.fails("rmdir accelerators/" + U1, "Device or resource busy")
+        self.assertIn("detach", self.acc(U1, "error"))
+        self.assertEqual(self.acc(U1, "status"), "attached\n")
+
+    def test_rmdir_of_a_reported_accelerator_is_ebusy_until_offline(self):
+        u = [os.readlink(self.fs.path("by-name", n)).split("/")[-1] for n in os.listdir(self.fs.path("by-name"))
+             if n.endswith(":00.3")][0]
+        self.fails("rmdir accelerators/" + u, "Device or resource busy")
+        self.assertIn("still reported by driver fake", self.acc(u, "error"))
+        self.restart(fake_devices=3)
+        self.ok("rmdir accelerators/" + u)
+        self.assertNotIn(u, self.uuids())
+
+
+class NameTest(MountTest):
+    def setUp(self):
+        super().setUp()
+        self.make(U1)
+        self.make(U2)
+        self.name = "accelerators/%s/name" % U1
+
+    def test_renaming_updates_by_name(self):
+        self.ok("echo 'IPSec Card' > " + self.name)
+        self.assertEqual(self.read(self.name), "IPSec Card\n")
+        self.assertEqual(os.readlink(self.fs.path("by-name", "IPSec Card")), "../accelerators/" + U1)
+        self.assertNotIn(U1, os.listdir(self.fs.path("by-name")))
+        self.ok("printf crypto-1 > " + self.name)
+        self.assertEqual(self.read(self.name), "crypto-1")
+
+    def test_a_taken_name_is_eexist(self):
+        self.fails("echo %s > %s" % (U2, self.name), "File exists")
+        self.assertEqual(self.read(self.name), U1 + "\n")
+        self.assertIn("taken", self.acc(U1, "error"))
+
+    def test_bad_names_are_einval(self):
+        for bad in ["", "a/b", ".", "..", "x" * 256, "two\nlines", "nul\0byte"]:
+            with self.assertRaises(OSError, msg=bad) as e:
+                with open(self.fs.path(self.name), "w") as f:
+                    f.write(bad + "\n")
+            self.assertEqual(e.exception.errno, errno.EINVAL)
+            self.assertTrue(self.acc(U1, "error").startswith("name: "), bad)
+        self.assertEqual(self.read(self.name), U1 + "\n")
+        self.ok("printf '%s' > %s" % ("x" * 255, self.name))
+
+    def test_rewriting_the_current_value_of_any_file_is_a_noop(self):
+        self.ok("echo 'vm %s' > accelerators/%s/attach" % (VM1, U1))
+        for f in ["name", "spec", "attach"]:
+            path = "accelerators/%s/%s" % (U1, f)
+            before = self.read(path)
+            self.ok('v="$(cat %s)"; printf "%%s\\n" "$v" > %s' % (path, path))
+            self.assertEqual(self.read(path), before)
+        self.assertEqual(self.acc(U1, "status"), "attached\n")
+
+
+class RefusalTest(MountTest):
+    def test_read_only_files_refuse_writes_with_eacces(self):
+        u = self.fake_uuid("GPU")
+        before = self.snapshot(u)
+        for f in ["status", "error", "device_type", "acc_type", "vendor_id", "product_id", "remotable", "driver",
+                  "attach_handle"]:
+            self.fails("echo x > accelerators/%s/%s" % (u, f), "Permission denied")
+        self.assertEqual(self.snapshot(u), before)
+
+    def test_creating_where_the_tree_has_nothing_is_eacces(self):
+        u = self.fake_uuid("GPU")
+        for script in ["touch newfile", "touch accelerators/newfile", "touch accelerators/%s/newfile" % u,
+                       "mkdir newdir", "mkdir accelerators/%s/sub" % u, "echo x > by-name/x", "ln -s a b"]:
+            self.fails(script, "Permission denied")
+        self.assertEqual(sorted(os.listdir(self.fs.mnt)), ["accelerators", "by-name", "create"])
+
+    def test_removing_or_renaming_listed_files_is_eperm(self):
+        u = self.fake_uuid("GPU")
+        for script in ["rm -f accelerators/%s/spec" % u, "mv accelerators/%s/spec accelerators/%s/x" % (u, u),
+                       "rm -f create", "rm -f by-name/*", "rmdir by-name", "mv accelerators/%s accelerators/x" % u]:
+            self.fails(script, "Operation not permitted")
+        self.assertEqual(self.acc(u, "spec"), "{}\n")
+        self.assertEqual(len(os.listdir(self.fs.path("by-name"))), 4)
+
+    def test_harmless_calls_on_listed_files_succeed(self):
+        u = self.fake_uuid("GPU")
+        self.ok("chmod 600 accelerators/%s/spec && touch accelerators/%s/spec && sync accelerators/%s/spec"
+                % (u, u, u))
+        self.assertEqual(self.acc(u, "spec"), "{}\n")
+
+
+class DurabilityTest(MountTest):
+    def test_acknowledged_writes_survive_kill_9(self):
+        gpu = self.fake_uuid("GPU")
+        self.make(U1)
+        self.ok("""echo '{"num": 2, "device_type": "FPGA"}' > accelerators/%s/spec""" % U1)
+        self.ok("echo renamed > accelerators/%s/name" % U1)
+        self.ok("echo 'vm %s' > accelerators/%s/attach" % (VM1, gpu))
+        self.ok("""printf '{"name":"posted","uuid":"%s"}' > create""" % U2)
+        self.restart(crash=True)
+        self.assertEqual(self.acc(U1, "spec"), '{"num": 2, "device_type": "FPGA"}\n')
+        self.assertEqual(self.acc(U1, "device_type"), "FPGA\n")
+        self.assertEqual(self.acc(U1, "name"), "renamed\n")
+        self.assertEqual(self.acc(gpu, "attach"), "vm %s\n" % VM1)
+        self.assertEqual(self.acc(gpu, "status"), "attached\n")
+        self.assertEqual(self.acc(U2, "name"), "posted\n")
+
+    def test_a_rejected_write_survives_nothing(self):
+        self.make(U1)
+        self.fails("echo '{\"num\": 0}' > accelerators/%s/spec" % U1, "Invalid argument")
+        self.restart(crash=True)
+        self.assertEqual(self.acc(U1, "spec"), "{}\n")
+        self.assertEqual(self.acc(U1, "error"), "")
+
+
+class CommandTest(MountTest):
+    def run_bin(self, *args, timeout=20):
+        return subprocess.run([BIN, *args], capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+
+    def test_help_and_version(self):
+        r = self.run_bin("--help")
+        self.assertEqual(r.returncode, 0)
+        for option in ["--db", "--drivers", "--fake-devices", "--host", "--foreground", "-o", "--log-level"]:
+            self.assertIn(option, r.stdout)
+        r = self.run_bin("--version")
+        self.assertEqual(r.returncode, 0)
+        self.assertRegex(r.stdout, r"^cyborgfs \d+\.\d+\.\d+")
+
+    def assert_refused_before_mounting(self, args, words):
+        mnt = os.path.join(self.workdir, "other")
+        os.makedirs(mnt, exist_ok=True)
+        r = self.run_bin("-f", *args, mnt)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+        self.assertIn(words, r.stderr)
+        self.assertFalse(is_mounted(mnt))
+
+    def test_bad_input_ends_it_before_mounting(self):
+        db = os.path.join(self.workdir, "x.db")
+        self.assert_refused_before_mounting(["--db", db, "--bogus"], "bogus")
+        self.assert_refused_before_mounting(["--db", db, "--drivers", "gpu"], "unknown driver")
+        self.assert_refused_before_mounting(["--db", db, "--log-level", "loud"], "loud")
+        self.assert_refused_before_mounting(["--db", db, "-o", "nosuchoption"], "nosuchoption")
+        self.assert_refused_before_mounting(["--db", os.path.join(self.workdir, "no/such/dir/x.db")], "database")
+        notdb = os.path.join(self.workdir, "not.db")
+        with open(notdb, "w") as f:
+            f.write("this is not a database, " * 100)
+        self.assert_refused_before_mounting(["--db", notdb], "not a database")
+        r = self.run_bin("-f", "--db", db, os.path.join(self.workdir, "missing"))
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("mountpoint", r.stderr)
+
+    def test_sigterm_and_sigint_unmount_and_exit_0(self):
+        for sig in ("TERM", "INT"):
+            self.fs.proc.send_signal(getattr(__import__("signal"), "SIG" + sig))
+            self.assertEqual(self.fs.proc.wait(timeout=15), 0)
+            self.assertFalse(is_mounted(self.fs.mnt))
+            self.fs = self.start(db=self.fs.db)
+
+    def test_fusermount_unmount_exits_0(self):
+        subprocess.run(["fusermount3", "-u", self.fs.mnt], check=True)
+        self.assertEqual(self.fs.proc.wait(timeout=15), 0)
+
+    def test_without_foreground_the_parent_exits_once_the_mount_is_live(self):
+        mnt = os.path.join(self.workdir, "bg")
+        os.makedirs(mnt)
+        r = self.run_bin("--db", os.path.join(self.workdir, "bg.db"), "--host", HOST, mnt)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        try:
+            self.assertTrue(is_mounted(mnt))
+            self.assertEqual(len(os.listdir(os.path.join(mnt, "accelerators"))), 4)
+            daemon = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p).endswith("\0" + mnt)]
+            self.assertEqual(len(daemon), 1)
+        finally:
+            subprocess.run(["fusermount3", "-u", mnt])
+        wait_for(lambda: not os.path.exists("/proc/" + daemon[0]) or _is_zombie(daemon[0]), what="daemon exit")
+
+
+def _cmdline(pid):
+    try:
+        with open("/proc/%s/cmdline" % pid) as f:
+            return f.read().rstrip("\0")
+    except OSError:
+        return ""
+
+
+def _is_zombie(pid):
+    try:
+        with open("/proc/%s/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
