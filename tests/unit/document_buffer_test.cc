@@ -1,0 +1,75 @@
+#include "document_buffer.h"
+
+#include <gtest/gtest.h>
+
+namespace cyborgfs {
+namespace {
+
+TEST(DocumentBuffer, ReturnsTheDocumentWhenTheWriteCompletesIt) {
+  DocumentBuffer buffer;
+  auto first = buffer.Add(0, "{\"num\":");
+  ASSERT_TRUE(first.ok());
+  EXPECT_FALSE(first->has_value());
+  EXPECT_EQ(buffer.Flush().code(), Code::kInvalid);  // incomplete at a close
+  auto second = buffer.Add(7, " 1}\n");
+  ASSERT_TRUE(second.ok());
+  ASSERT_TRUE(second->has_value());
+  EXPECT_EQ((*second)->bytes, "{\"num\": 1}\n");
+  EXPECT_EQ((*second)->document["num"], 1);
+  EXPECT_TRUE(buffer.Flush().ok());
+}
+
+TEST(DocumentBuffer, ANewlineAfterTheDocumentIsARepeat) {
+  DocumentBuffer buffer;
+  ASSERT_TRUE(buffer.Add(0, "{}").ok());
+  auto again = buffer.Add(2, "\n");
+  ASSERT_TRUE(again.ok() && again->has_value());
+  EXPECT_TRUE((*again)->repeat);
+  EXPECT_EQ((*again)->bytes, "{}\n");
+}
+
+TEST(DocumentBuffer, OffsetZeroStartsANewValue) {
+  DocumentBuffer buffer;
+  ASSERT_TRUE(buffer.Add(0, "{\"a\": [1, 2, 3").ok());
+  auto fresh = buffer.Add(0, "{}");
+  ASSERT_TRUE(fresh.ok() && fresh->has_value());
+  EXPECT_EQ((*fresh)->bytes, "{}");
+  EXPECT_FALSE((*fresh)->repeat);
+}
+
+TEST(DocumentBuffer, AnOffsetThatContinuesNothingIsRefused) {
+  DocumentBuffer buffer;
+  EXPECT_EQ(buffer.Add(5, "{}").status().code(), Code::kInvalid);
+  ASSERT_TRUE(buffer.Add(0, "{").ok());
+  EXPECT_EQ(buffer.Add(3, "}").status().code(), Code::kInvalid);
+}
+
+TEST(DocumentBuffer, ARefusedValueStaysRefusedUntilOffsetZero) {
+  DocumentBuffer buffer;
+  Status bad = buffer.Add(0, "{\n  \"a\": 1\n  \"b\"").status();
+  EXPECT_EQ(bad.code(), Code::kInvalid);
+  Status rest = buffer.Add(11, "}\n").status();  // the writer retries at the old position
+  EXPECT_EQ(rest.message(), bad.message());
+  EXPECT_TRUE(buffer.Add(0, "{}").ok());
+}
+
+TEST(DocumentBuffer, TheWriteThatCrossesTheBoundIsEfbig) {
+  DocumentBuffer buffer;
+  const std::string piece = "{\"blob\": \"" + std::string(60000, 'x');
+  ASSERT_TRUE(buffer.Add(0, piece).ok());
+  EXPECT_EQ(buffer.Add(piece.size(), std::string(8000, 'y')).status().code(), Code::kTooLarge);
+  EXPECT_EQ(buffer.Add(piece.size() + 8000, "\"}").status().code(), Code::kTooLarge);
+  EXPECT_FALSE(buffer.Drop().has_value());  // refused, not pending
+}
+
+TEST(DocumentBuffer, DropReportsLostIncompleteBytes) {
+  DocumentBuffer buffer;
+  ASSERT_TRUE(buffer.Add(0, "{").ok());
+  auto lost = buffer.Drop();
+  ASSERT_TRUE(lost.has_value());
+  EXPECT_NE(lost->message().find("incomplete"), std::string::npos);
+  EXPECT_FALSE(buffer.Drop().has_value());
+}
+
+}  // namespace
+}  // namespace cyborgfs

@@ -1,0 +1,139 @@
+#include "cyborgfs/store.h"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <fstream>
+
+#include "test_db.h"
+
+namespace cyborgfs {
+namespace {
+
+Accelerator Sample(const std::string& uuid, const std::string& name) {
+  Accelerator a;
+  a.uuid = uuid;
+  a.name = name;
+  a.created_at = a.updated_at = 1700000000;
+  return a;
+}
+
+const char* kU1 = "8e45a2ea-5364-4b0d-a252-bf8becaa606e";
+const char* kU2 = "eaaf1c04-ced2-40e4-89a2-87edded06d64";
+
+TEST(Store, CreatesAndMigratesANewFile) {
+  TempDir dir;
+  auto store = Store::Open(dir.File("db"));
+  ASSERT_TRUE(store.ok()) << store.status().message();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(dir.File("db").c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, nullptr);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(stmt, 0), Store::SchemaVersion());
+  sqlite3_finalize(stmt);
+  sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &stmt, nullptr);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0)), "wal");
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+}
+
+TEST(Store, KeepsEveryFieldAcrossReopening) {
+  TempDir dir;
+  Accelerator a = Sample(kU1, "IPSec Card");
+  a.spec = R"({"num":1})";
+  a.spec_bytes = "{\"num\": 1}\n";
+  a.name_bytes = std::string("IPSec Card", 10);
+  a.state = State::kAttached;
+  a.attachment = "vm x";
+  a.attach_handle = R"({"type":"TEST_PCI"})";
+  a.driver = "fake";
+  a.vendor_id = "8086";
+  a.remotable = true;
+  {
+    auto store = Store::Open(dir.File("db"));
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE((*store)->Insert(a).ok());
+    EXPECT_GT(a.id, 0);
+  }
+  auto store = Store::Open(dir.File("db"));
+  ASSERT_TRUE(store.ok());
+  auto all = (*store)->LoadAll();
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 1u);
+  const Accelerator& b = all->front();
+  EXPECT_EQ(b.id, a.id);
+  EXPECT_EQ(b.uuid, a.uuid);
+  EXPECT_EQ(b.spec_bytes, a.spec_bytes);
+  EXPECT_EQ(b.name_bytes, a.name_bytes);
+  EXPECT_FALSE(b.attach_bytes.has_value());
+  EXPECT_EQ(b.state, State::kAttached);
+  EXPECT_EQ(b.attach_handle, a.attach_handle);
+  EXPECT_TRUE(b.remotable);
+  EXPECT_EQ(b.vendor_id, "8086");
+}
+
+TEST(Store, UuidAndNameAreUnique) {
+  TempDir dir;
+  auto store = Store::Open(dir.File("db"));
+  Accelerator a = Sample(kU1, "one");
+  ASSERT_TRUE((*store)->Insert(a).ok());
+  Accelerator same_uuid = Sample(kU1, "two");
+  Status s = (*store)->Insert(same_uuid);
+  EXPECT_EQ(s.code(), Code::kExists);
+  EXPECT_NE(s.message().find("uuid"), std::string::npos);
+  Accelerator same_name = Sample(kU2, "one");
+  s = (*store)->Insert(same_name);
+  EXPECT_EQ(s.code(), Code::kExists);
+  EXPECT_NE(s.message().find("name"), std::string::npos);
+}
+
+TEST(Store, UpdateChecksTheGeneration) {
+  TempDir dir;
+  auto store = Store::Open(dir.File("db"));
+  Accelerator a = Sample(kU1, "one");
+  ASSERT_TRUE((*store)->Insert(a).ok());
+  Accelerator next = a;
+  next.generation = 2;
+  next.name = "renamed";
+  ASSERT_TRUE((*store)->Update(next).ok());
+  EXPECT_EQ((*store)->Update(next).code(), Code::kBusy);  // generation 1 is gone
+  EXPECT_EQ((*store)->LoadAll()->front().name, "renamed");
+}
+
+TEST(Store, RemoveAndTransactions) {
+  TempDir dir;
+  auto store = Store::Open(dir.File("db"));
+  Accelerator a = Sample(kU1, "one");
+  ASSERT_TRUE((*store)->Insert(a).ok());
+  Status failed = (*store)->InTransaction([&] {
+    EXPECT_TRUE((*store)->Remove(a.id).ok());
+    return Status::IoError("abandon");
+  });
+  EXPECT_EQ(failed.code(), Code::kIoError);
+  EXPECT_EQ((*store)->LoadAll()->size(), 1u);  // rolled back
+  EXPECT_TRUE((*store)->Remove(a.id).ok());
+  EXPECT_EQ((*store)->Remove(a.id).code(), Code::kNotFound);
+  EXPECT_TRUE((*store)->LoadAll()->empty());
+}
+
+TEST(Store, RefusesUnusableFiles) {
+  TempDir dir;
+  EXPECT_EQ(Store::Open(dir.File("missing/dir/db")).status().code(), Code::kIoError);
+  std::ofstream(dir.File("text")) << std::string(2000, 'x');
+  auto text = Store::Open(dir.File("text"));
+  EXPECT_EQ(text.status().code(), Code::kIoError);
+  EXPECT_NE(text.status().message().find("not a database"), std::string::npos);
+  {
+    sqlite3* db = nullptr;
+    sqlite3_open(dir.File("future").c_str(), &db);
+    sqlite3_exec(db, "PRAGMA user_version=999", nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+  }
+  auto future = Store::Open(dir.File("future"));
+  EXPECT_NE(future.status().message().find("newer"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace cyborgfs
