@@ -14,8 +14,18 @@
 namespace cyborgfs {
 
 enum class Attr {
-  kName, kSpec, kAttach, kStatus, kError, kDeviceType, kAccType,
-  kVendorId, kProductId, kRemotable, kDriver, kAttachHandle,
+  kName,
+  kSpec,
+  kAttach,
+  kStatus,
+  kError,
+  kDeviceType,
+  kAccType,
+  kVendorId,
+  kProductId,
+  kRemotable,
+  kDriver,
+  kAttachHandle,
 };
 
 enum class WriteKind {

@@ -19,9 +19,9 @@ namespace cyborgfs {
 
 // One device as a driver sees it.
 struct DiscoveredDevice {
-  std::string uuid;     // stable across restarts: derived from host and address
-  std::string address;  // the driver's key for the device, e.g. "0000:3b:00.0"
-  std::string name;     // suggested unique name, e.g. "gpu-0000:3b:00.0"
+  std::string uuid;         // stable across restarts: derived from host and address
+  std::string address;      // the driver's key for the device, e.g. "0000:3b:00.0"
+  std::string name;         // suggested unique name, e.g. "gpu-0000:3b:00.0"
   std::string device_type;  // GPU, FPGA, CRYPTO, ...
   std::string acc_type;
   std::string vendor_id;   // 4 lowercase hex digits

@@ -67,8 +67,8 @@ class Service {
   // completes the body returns. kInvalid bad body, kExists name or uuid taken,
   // kTooLarge over kMaxDocumentBytes.
   Status WriteCreate(uint64_t offset, std::string_view data);
-  Status FlushCreate();      // at a close: kInvalid if an incomplete body is pending
-  void EndCreateWrites();    // the last writer closed: drop what is pending
+  Status FlushCreate();    // at a close: kInvalid if an incomplete body is pending
+  void EndCreateWrites();  // the last writer closed: drop what is pending
 
   // --- a file of an accelerator ---------------------------------------------
   // A write(2) of `attr` of accelerator `id`; see the README for each file.
@@ -88,7 +88,13 @@ class Service {
     std::shared_ptr<Slot> slot;
   };
 
-  std::shared_ptr<Slot> SlotOf(int64_t id) const;
+  // Accelerator `id` with its op lock held, and its snapshot under that lock.
+  struct Locked {
+    std::shared_ptr<Slot> slot;
+    std::unique_lock<std::mutex> lock;
+    Snapshot current;
+  };
+  Result<Locked> Lock(int64_t id) const;
   Driver* DriverOf(const Accelerator& a) const;
 
   // REQUIRES: the slot's op lock is held for the changes below.
@@ -98,7 +104,9 @@ class Service {
   Status ApplySpec(const Accelerator& current, const std::string& bytes, const Json& spec);
   Status Detach(const Accelerator& current);
   Status Commit(const Accelerator& current, Accelerator next);
-  Status Reject(int64_t id, Attr attr, Status why);
+  // Records `why` (prefixed with `what`, e.g. "spec") in the error file and
+  // the log, and returns it.
+  Status Reject(int64_t id, const std::string& what, Status why);
 
   Status ReconcileDriver(Driver& driver, std::vector<int64_t>& seen);
   Status Adopt(const Driver& driver, const DiscoveredDevice& device);

@@ -46,9 +46,7 @@ class [[nodiscard]] Status {
   const std::string& message() const { return message_; }
 
   // The same failure with `prefix + ": "` in front of the message.
-  Status Prefixed(const std::string& prefix) const {
-    return ok() ? *this : Status(code_, prefix + ": " + message_);
-  }
+  Status Prefixed(const std::string& prefix) const { return ok() ? *this : Status(code_, prefix + ": " + message_); }
 
  private:
   Status(Code code, std::string msg) : code_(code), message_(std::move(msg)) {}
@@ -60,8 +58,8 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : value_(std::move(value)) {}                   // NOLINT: implicit by design
-  Result(Status status) : status_(std::move(status)) {}           // NOLINT: must not be OK
+  Result(T value) : value_(std::move(value)) {}          // NOLINT: implicit by design
+  Result(Status status) : status_(std::move(status)) {}  // NOLINT: must not be OK
   bool ok() const { return value_.has_value(); }
   const Status& status() const { return status_; }
   T& value() & { return *value_; }

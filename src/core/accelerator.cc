@@ -5,10 +5,14 @@ namespace cyborgfs {
 
 const char* StateName(State state) {
   switch (state) {
-    case State::kAvailable: return "available";
-    case State::kAttached: return "attached";
-    case State::kOffline: return "offline";
-    case State::kError: return "error";
+    case State::kAvailable:
+      return "available";
+    case State::kAttached:
+      return "attached";
+    case State::kOffline:
+      return "offline";
+    case State::kError:
+      return "error";
   }
   return "error";
 }

@@ -9,9 +9,7 @@ namespace {
 std::string Line(const std::string& value) { return value.empty() ? std::string() : value + "\n"; }
 
 std::string RenderName(const Accelerator& a) { return a.name_bytes.value_or(a.name + "\n"); }
-std::string RenderSpec(const Accelerator& a) {
-  return a.spec_bytes ? *a.spec_bytes : RenderJson(Json::parse(a.spec));
-}
+std::string RenderSpec(const Accelerator& a) { return a.spec_bytes ? *a.spec_bytes : RenderJson(Json::parse(a.spec)); }
 // Detached reads 0 bytes, however the detach was written.
 std::string RenderAttach(const Accelerator& a) {
   return a.attachment.empty() ? std::string() : a.attach_bytes.value_or(a.attachment + "\n");

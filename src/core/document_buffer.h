@@ -47,8 +47,8 @@ class DocumentBuffer {
   Status Refuse(Status why);
 
   std::string bytes_;
-  uint64_t end_ = 0;               // offset where the next continuation lands
-  std::optional<Status> refused_;  // set while continuations are refused
+  uint64_t end_ = 0;                  // offset where the next continuation lands
+  std::optional<Status> refused_;     // set while continuations are refused
   std::optional<Status> incomplete_;  // set while the bytes are a prefix
   std::optional<Json> complete_;      // the last document Add() returned
 };

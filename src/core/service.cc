@@ -29,15 +29,16 @@
 
 #include <ctime>
 #include <set>
+#include <tuple>
 
-#include "document_buffer.h"
 #include "cyborgfs/values.h"
+#include "document_buffer.h"
 
 namespace cyborgfs {
 
 struct Service::Slot {
-  std::mutex op;                // held for every change of this accelerator
-  DocumentBuffer spec_writes;   // REQUIRES: op
+  std::mutex op;               // held for every change of this accelerator
+  DocumentBuffer spec_writes;  // REQUIRES: op
 };
 
 namespace {
@@ -97,10 +98,17 @@ std::vector<Service::Snapshot> Service::List() const {
   return all;
 }
 
-std::shared_ptr<Service::Slot> Service::SlotOf(int64_t id) const {
-  std::shared_lock lock(mu_);
-  auto it = by_id_.find(id);
-  return it == by_id_.end() ? nullptr : it->second.slot;
+Result<Service::Locked> Service::Lock(int64_t id) const {
+  std::shared_ptr<Slot> slot;
+  {
+    std::shared_lock lock(mu_);
+    auto it = by_id_.find(id);
+    if (it != by_id_.end()) slot = it->second.slot;
+  }
+  if (!slot) return Status::NotFound("no such accelerator");
+  Locked locked{slot, std::unique_lock(slot->op), FindById(id)};
+  if (!locked.current) return Status::NotFound("no such accelerator");  // removed while we waited
+  return locked;
 }
 
 Driver* Service::DriverOf(const Accelerator& a) const {
@@ -138,8 +146,8 @@ Status Service::Commit(const Accelerator& current, Accelerator next) {
   return Status::Ok();
 }
 
-Status Service::Reject(int64_t id, Attr attr, Status why) {
-  why = why.Prefixed(AttributeInfo(attr).name);
+Status Service::Reject(int64_t id, const std::string& what, Status why) {
+  why = why.Prefixed(what);
   if (why.code() == Code::kNotFound) return why;  // nothing left to explain it on
   if (Snapshot current = FindById(id)) {
     spdlog::warn("accelerator {}: refused: {}", current->uuid, why.message());
@@ -202,42 +210,39 @@ void Service::EndCreateWrites() {
 
 Status Service::Write(int64_t id, Attr attr, uint64_t offset, std::string_view data) {
   const WriteKind kind = AttributeInfo(attr).write;
-  if (kind == WriteKind::kReadOnly) return Status::AccessDenied(std::string(AttributeInfo(attr).name) + " is read-only");
-  std::shared_ptr<Slot> slot = SlotOf(id);
-  if (!slot) return Status::NotFound("no such accelerator");
-  std::lock_guard lock(slot->op);
-  Snapshot current = FindById(id);
-  if (!current) return Status::NotFound("no such accelerator");
+  if (kind == WriteKind::kReadOnly)
+    return Status::AccessDenied(std::string(AttributeInfo(attr).name) + " is read-only");
+  auto locked = Lock(id);
+  if (!locked.ok()) return locked.status();
+  const Accelerator& current = *locked->current;
   Status result;
   if (kind == WriteKind::kText) {
-    result = WriteText(*current, attr, data);
+    result = WriteText(current, attr, data);
   } else {
-    auto added = slot->spec_writes.Add(offset, data);
+    auto added = locked->slot->spec_writes.Add(offset, data);
     if (!added.ok()) {
       result = added.status();
     } else if (*added) {
-      result = ApplySpec(*current, (*added)->bytes, (*added)->document);
+      result = ApplySpec(current, (*added)->bytes, (*added)->document);
     }
   }
-  return result.ok() ? result : Reject(id, attr, result);
+  return result.ok() ? result : Reject(id, AttributeInfo(attr).name, result);
 }
 
 Status Service::Flush(int64_t id, Attr attr) {
   if (AttributeInfo(attr).write != WriteKind::kDocument) return Status::Ok();
-  std::shared_ptr<Slot> slot = SlotOf(id);
-  if (!slot) return Status::Ok();
-  std::lock_guard lock(slot->op);
-  Status pending = slot->spec_writes.Flush();
-  return pending.ok() ? pending : Reject(id, attr, pending);
+  auto locked = Lock(id);
+  if (!locked.ok()) return Status::Ok();  // gone: nothing is pending
+  Status pending = locked->slot->spec_writes.Flush();
+  return pending.ok() ? pending : Reject(id, AttributeInfo(attr).name, pending);
 }
 
 void Service::EndWrites(int64_t id, Attr attr) {
   if (AttributeInfo(attr).write != WriteKind::kDocument) return;
-  std::shared_ptr<Slot> slot = SlotOf(id);
-  if (!slot) return;
-  std::lock_guard lock(slot->op);
-  if (auto lost = slot->spec_writes.Drop()) {
-    (void)Reject(id, attr, lost->Prefixed("discarded at the last close"));
+  auto locked = Lock(id);
+  if (!locked.ok()) return;
+  if (auto lost = locked->slot->spec_writes.Drop()) {
+    (void)Reject(id, AttributeInfo(attr).name, lost->Prefixed("discarded at the last close"));
   }
 }
 
@@ -330,27 +335,19 @@ Status Service::Detach(const Accelerator& current) {
 // --- removing ----------------------------------------------------------------
 
 Status Service::Remove(int64_t id) {
-  std::shared_ptr<Slot> slot = SlotOf(id);
-  if (!slot) return Status::NotFound("no such accelerator");
-  std::lock_guard lock(slot->op);
-  Snapshot current = FindById(id);
-  if (!current) return Status::NotFound("no such accelerator");
-  Status refusal;
-  if (!current->attachment.empty()) {
-    refusal = Status::Busy("attached to " + current->attachment + "; detach it first (echo > attach)");
-  } else if (!current->driver.empty() && current->state != State::kOffline) {
-    refusal = Status::Busy("still reported by driver " + current->driver + "; only offline records can be removed");
+  auto locked = Lock(id);
+  if (!locked.ok()) return locked.status();
+  const Accelerator& current = *locked->current;
+  if (!current.attachment.empty()) {
+    return Reject(id, "rmdir", Status::Busy("attached to " + current.attachment + "; detach it first (echo > attach)"));
   }
-  if (!refusal.ok()) {
-    spdlog::warn("accelerator {}: refused: rmdir: {}", current->uuid, refusal.message());
-    auto next = std::make_shared<Accelerator>(*current);
-    next->last_error = "rmdir: " + refusal.message();
-    Publish(std::move(next));
-    return refusal;
+  if (!current.driver.empty() && current.state != State::kOffline) {
+    return Reject(id, "rmdir",
+                  Status::Busy("still reported by driver " + current.driver + "; only offline records can be removed"));
   }
   if (Status s = store_.Remove(id); !s.ok()) return s;
-  Unpublish(*current);
-  spdlog::info("accelerator {}: removed", current->uuid);
+  Unpublish(current);
+  spdlog::info("accelerator {}: removed", current.uuid);
   return Status::Ok();
 }
 
@@ -430,10 +427,11 @@ Status Service::Refresh(Driver& driver, const Accelerator& current, const Discov
     }
   }
   next.last_error = current.last_error;
-  const bool same = next.state == current.state && next.driver_address == current.driver_address &&
-                    next.attach_handle == current.attach_handle && next.device_type == current.device_type &&
-                    next.acc_type == current.acc_type && next.vendor_id == current.vendor_id &&
-                    next.product_id == current.product_id && next.driver == current.driver;
+  auto facts = [](const Accelerator& a) {
+    return std::tie(a.state, a.driver, a.driver_address, a.driver_device_type, a.driver_acc_type, a.device_type,
+                    a.acc_type, a.vendor_id, a.product_id, a.attach_handle);
+  };
+  const bool same = facts(next) == facts(current);
   return same ? Status::Ok() : Commit(current, std::move(next));
 }
 

@@ -6,16 +6,26 @@ namespace cyborgfs::fs {
 
 int ErrnoOf(const Status& status) {
   switch (status.code()) {
-    case Code::kOk: return 0;
-    case Code::kInvalid: return EINVAL;
-    case Code::kNotFound: return ENOENT;
-    case Code::kExists: return EEXIST;
-    case Code::kBusy: return EBUSY;
-    case Code::kNoDevice: return ENODEV;
-    case Code::kTooLarge: return EFBIG;
-    case Code::kAccessDenied: return EACCES;
-    case Code::kNotPermitted: return EPERM;
-    case Code::kIoError: return EIO;
+    case Code::kOk:
+      return 0;
+    case Code::kInvalid:
+      return EINVAL;
+    case Code::kNotFound:
+      return ENOENT;
+    case Code::kExists:
+      return EEXIST;
+    case Code::kBusy:
+      return EBUSY;
+    case Code::kNoDevice:
+      return ENODEV;
+    case Code::kTooLarge:
+      return EFBIG;
+    case Code::kAccessDenied:
+      return EACCES;
+    case Code::kNotPermitted:
+      return EPERM;
+    case Code::kIoError:
+      return EIO;
   }
   return EIO;
 }

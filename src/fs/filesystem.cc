@@ -329,8 +329,7 @@ void Filesystem::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
   fuse_reply_buf(req, file.content.data() + start, length);
 }
 
-void Filesystem::Write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t offset,
-                       fuse_file_info*) {
+void Filesystem::Write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t offset, fuse_file_info*) {
   const Node node = Decode(ino);
   const std::string_view bytes(data, size);
   const Status written = node.kind == NodeKind::kCreate

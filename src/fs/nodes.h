@@ -19,7 +19,7 @@ enum class NodeKind { kRoot, kAccelerators, kByName, kCreate, kAcceleratorDir, k
 
 struct Node {
   NodeKind kind = NodeKind::kUnknown;
-  int64_t id = 0;          // accelerator id for the per-accelerator kinds
+  int64_t id = 0;           // accelerator id for the per-accelerator kinds
   Attr attr = Attr::kName;  // for kAttribute
 };
 
@@ -36,11 +36,16 @@ inline fuse_ino_t LinkIno(int64_t id) { return DirIno(id) + kLinkSlot; }
 
 inline Node Decode(fuse_ino_t ino) {
   switch (ino) {
-    case kRootIno: return {NodeKind::kRoot};
-    case kAcceleratorsIno: return {NodeKind::kAccelerators};
-    case kByNameIno: return {NodeKind::kByName};
-    case kCreateIno: return {NodeKind::kCreate};
-    default: break;
+    case kRootIno:
+      return {NodeKind::kRoot};
+    case kAcceleratorsIno:
+      return {NodeKind::kAccelerators};
+    case kByNameIno:
+      return {NodeKind::kByName};
+    case kCreateIno:
+      return {NodeKind::kCreate};
+    default:
+      break;
   }
   const int64_t id = static_cast<int64_t>(ino / kBlock);
   const fuse_ino_t slot = ino % kBlock;

@@ -49,8 +49,8 @@ std::string_view StripNewline(std::string_view text) {
 Status ValidateName(std::string_view name) {
   if (name.empty()) return Status::Invalid("must not be empty");
   if (name.size() > kMaxNameBytes) {
-    return Status::Invalid("is " + std::to_string(name.size()) + " bytes, at most " +
-                           std::to_string(kMaxNameBytes) + " are allowed");
+    return Status::Invalid("is " + std::to_string(name.size()) + " bytes, at most " + std::to_string(kMaxNameBytes) +
+                           " are allowed");
   }
   if (name == "." || name == "..") return Status::Invalid("must not be \".\" or \"..\"");
   if (name.find('/') != std::string_view::npos) return Status::Invalid("must not contain '/'");

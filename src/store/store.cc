@@ -235,8 +235,8 @@ Result<std::vector<Accelerator>> Store::LoadAll() {
 
 Status Store::Insert(Accelerator& accelerator) {
   std::lock_guard lock(mu_);
-  Statement s(db_, std::string("INSERT INTO accelerators (") + kColumns + ") VALUES (" +
-                       Placeholders(kColumnCount) + ")");
+  Statement s(db_,
+              std::string("INSERT INTO accelerators (") + kColumns + ") VALUES (" + Placeholders(kColumnCount) + ")");
   BindColumns(s, accelerator);
   if (s.Step() != SQLITE_DONE) return WriteError(db_, accelerator, "inserting " + accelerator.uuid);
   accelerator.id = sqlite3_last_insert_rowid(db_);
