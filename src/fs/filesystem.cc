@@ -47,20 +47,32 @@ bool WantsRead(const fuse_file_info* fi) { return (fi->flags & O_ACCMODE) != O_W
 
 Status NotHere(const char* what) { return Status::AccessDenied(std::string(what) + ": the tree has no such file"); }
 
+// Runs one request's handler. An exception must not cross into libfuse's C
+// code: it is logged and the request fails with EIO; the daemon stays up.
+template <typename Handler>
+void Guarded(fuse_req_t req, Handler&& handler) {
+  try {
+    handler();
+  } catch (const std::exception& e) {
+    spdlog::error("internal error, request failed with EIO: {}", e.what());
+    fuse_reply_err(req, EIO);
+  }
+}
+
 // The C callbacks: each hands the request to the Filesystem in its userdata.
 const fuse_lowlevel_ops kOperations = [] {
   fuse_lowlevel_ops ops{};
-  ops.lookup = [](fuse_req_t r, fuse_ino_t p, const char* n) { Self(r).Lookup(r, p, n); };
-  ops.getattr = [](fuse_req_t r, fuse_ino_t i, fuse_file_info*) { Self(r).GetAttr(r, i); };
+  ops.lookup = [](fuse_req_t r, fuse_ino_t p, const char* n) { Guarded(r, [&] { Self(r).Lookup(r, p, n); }); };
+  ops.getattr = [](fuse_req_t r, fuse_ino_t i, fuse_file_info*) { Guarded(r, [&] { Self(r).GetAttr(r, i); }); };
   ops.setattr = [](fuse_req_t r, fuse_ino_t i, struct stat* a, int s, fuse_file_info*) {
-    Self(r).SetAttr(r, i, *a, s);
+    Guarded(r, [&] { Self(r).SetAttr(r, i, *a, s); });
   };
-  ops.readlink = [](fuse_req_t r, fuse_ino_t i) { Self(r).ReadLink(r, i); };
-  ops.mkdir = [](fuse_req_t r, fuse_ino_t p, const char* n, mode_t) { Self(r).MakeDir(r, p, n); };
-  ops.rmdir = [](fuse_req_t r, fuse_ino_t p, const char* n) { Self(r).RemoveDir(r, p, n); };
-  ops.unlink = [](fuse_req_t r, fuse_ino_t p, const char* n) { Self(r).Unlink(r, p, n); };
+  ops.readlink = [](fuse_req_t r, fuse_ino_t i) { Guarded(r, [&] { Self(r).ReadLink(r, i); }); };
+  ops.mkdir = [](fuse_req_t r, fuse_ino_t p, const char* n, mode_t) { Guarded(r, [&] { Self(r).MakeDir(r, p, n); }); };
+  ops.rmdir = [](fuse_req_t r, fuse_ino_t p, const char* n) { Guarded(r, [&] { Self(r).RemoveDir(r, p, n); }); };
+  ops.unlink = [](fuse_req_t r, fuse_ino_t p, const char* n) { Guarded(r, [&] { Self(r).Unlink(r, p, n); }); };
   ops.rename = [](fuse_req_t r, fuse_ino_t p, const char* n, fuse_ino_t, const char*, unsigned) {
-    Self(r).Rename(r, p, n);
+    Guarded(r, [&] { Self(r).Rename(r, p, n); });
   };
   ops.mknod = [](fuse_req_t r, fuse_ino_t, const char*, mode_t, dev_t) { ReplyStatus(r, NotHere("mknod")); };
   ops.create = [](fuse_req_t r, fuse_ino_t, const char*, mode_t, fuse_file_info*) {
@@ -70,17 +82,21 @@ const fuse_lowlevel_ops kOperations = [] {
   ops.link = [](fuse_req_t r, fuse_ino_t, fuse_ino_t, const char*) {
     ReplyStatus(r, Status::NotPermitted("link: listed files cannot be linked"));
   };
-  ops.open = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) { Self(r).Open(r, i, fi); };
-  ops.read = [](fuse_req_t r, fuse_ino_t i, size_t s, off_t o, fuse_file_info* fi) { Self(r).Read(r, i, s, o, fi); };
-  ops.write = [](fuse_req_t r, fuse_ino_t i, const char* b, size_t s, off_t o, fuse_file_info* fi) {
-    Self(r).Write(r, i, b, s, o, fi);
+  ops.open = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) { Guarded(r, [&] { Self(r).Open(r, i, fi); }); };
+  ops.read = [](fuse_req_t r, fuse_ino_t i, size_t s, off_t o, fuse_file_info* fi) {
+    Guarded(r, [&] { Self(r).Read(r, i, s, o, fi); });
   };
-  ops.flush = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) { Self(r).Flush(r, i, fi); };
-  ops.release = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) { Self(r).Release(r, i, fi); };
+  ops.write = [](fuse_req_t r, fuse_ino_t i, const char* b, size_t s, off_t o, fuse_file_info* fi) {
+    Guarded(r, [&] { Self(r).Write(r, i, b, s, o, fi); });
+  };
+  ops.flush = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) { Guarded(r, [&] { Self(r).Flush(r, i, fi); }); };
+  ops.release = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) { Guarded(r, [&] { Self(r).Release(r, i, fi); }); };
   ops.fsync = [](fuse_req_t r, fuse_ino_t, int, fuse_file_info*) { fuse_reply_err(r, 0); };  // writes are durable
-  ops.opendir = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) { Self(r).OpenDir(r, i, fi); };
-  ops.readdir = [](fuse_req_t r, fuse_ino_t, size_t s, off_t o, fuse_file_info* fi) { Self(r).ReadDir(r, s, o, fi); };
-  ops.releasedir = [](fuse_req_t r, fuse_ino_t, fuse_file_info* fi) { Self(r).ReleaseDir(r, fi); };
+  ops.opendir = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) { Guarded(r, [&] { Self(r).OpenDir(r, i, fi); }); };
+  ops.readdir = [](fuse_req_t r, fuse_ino_t, size_t s, off_t o, fuse_file_info* fi) {
+    Guarded(r, [&] { Self(r).ReadDir(r, s, o, fi); });
+  };
+  ops.releasedir = [](fuse_req_t r, fuse_ino_t, fuse_file_info* fi) { Guarded(r, [&] { Self(r).ReleaseDir(r, fi); }); };
   ops.fsyncdir = [](fuse_req_t r, fuse_ino_t, int, fuse_file_info*) { fuse_reply_err(r, 0); };
   ops.init = [](void*, fuse_conn_info* conn) {
     conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;  // errors must reach write(2)

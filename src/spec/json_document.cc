@@ -54,6 +54,9 @@ ParsedDocument ParseJsonDocument(std::string_view text) {
   } catch (const nlohmann::json::parse_error& e) {
     result.state = RanOutOfInput(e, text.size()) ? DocumentState::kIncomplete : DocumentState::kInvalid;
     result.error = Status::Invalid(DescribeParseError(e.what()));
+  } catch (const nlohmann::json::exception& e) {  // e.g. out_of_range: a number like 1e999
+    const std::string what = e.what();
+    result.error = Status::Invalid(what.substr(what.find(']') + 2));
   }
   return result;
 }

@@ -128,7 +128,7 @@ class MountTest(unittest.TestCase):
 
     def read(self, *parts):
         with open(self.fs.path(*parts), "rb") as f:
-            return f.read().decode()
+            return f.read().decode(errors="surrogateescape")
 
     def uuids(self):
         return sorted(os.listdir(self.fs.path("accelerators")))

@@ -551,3 +551,42 @@ def _is_zombie(pid):
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+class HostileInputTest(MountTest):
+    def test_random_bytes_never_crash_or_change_state(self):
+        import random
+        rng = random.Random(20261125)
+        self.make(U1)
+        gpu = self.fake_uuid("GPU")
+        samples = [b"", b"\n", b"\0", b"\xff\xfe", b"{" * 40, b"[" * 5000, b'{"a":"\\u', b"vm ", b"host ",
+                   b"vm " + b"a" * 5000, b'{"num": 1e999}', b'{"num": 18446744073709551616}', b"\n\n\n"]
+        samples += [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300))) for _ in range(100)]
+        for u in (U1, gpu):
+            before = self.snapshot(u)
+            for data in samples:
+                for f in ("spec", "attach", "name"):
+                    fd = os.open(self.fs.path("accelerators", u, f), os.O_WRONLY | os.O_TRUNC)
+                    try:
+                        os.write(fd, data)
+                        os.close(fd)
+                    except OSError as e:
+                        self.assertIn(e.errno, (errno.EINVAL, errno.EFBIG, errno.EEXIST), data)
+                        try:
+                            os.close(fd)
+                        except OSError:
+                            pass
+            after = self.snapshot(u)
+            # Random bytes may by chance form a valid name (taken: EEXIST); nothing else may change.
+            after["name"] = before["name"]
+            self.assertEqual(after, before)
+        for data in samples[:40]:
+            fd = os.open(self.fs.path("create"), os.O_WRONLY)
+            try:
+                os.write(fd, data)
+                os.close(fd)
+            except OSError as e:
+                self.assertIn(e.errno, (errno.EINVAL, errno.EFBIG, errno.EEXIST))
+        self.assertEqual(len(self.uuids()), 5)
+        self.assertTrue(is_mounted(self.fs.mnt))
+        self.assertIsNone(self.fs.proc.poll())
