@@ -343,6 +343,13 @@ class OfflineTest(MountTest):
         self.assertEqual(json.loads(self.acc(gone[0], "attach_handle"))["type"], "TEST_PCI")
         self.assertEqual(self.acc(gone[1], "status"), "available\n")
 
+    def test_without_drivers_every_reported_accelerator_is_offline(self):
+        self.make(U1)
+        self.restart("--drivers", "none")
+        for u in self.uuids():
+            self.assertEqual(self.acc(u, "status"), "available\n" if u == U1 else "offline\n")
+        self.ok("echo 'vm %s' > accelerators/%s/attach" % (VM1, U1))
+
     def test_uuids_are_stable_across_restarts_and_database_rebuilds(self):
         before = self.uuids()
         self.restart()
