@@ -19,9 +19,10 @@ namespace {
 // What an open file keeps: the content served to its reads. A read at offset
 // 0 renders the value afresh, later offsets continue that rendering, so a
 // reader never gets the halves of two values.
+// Nothing may touch an OpenFile after its request was replied to.
 struct OpenFile {
   std::mutex mu;
-  std::string content;  // REQUIRES: mu
+  std::shared_ptr<const std::string> content;  // REQUIRES: mu
   bool writer = false;
 };
 
@@ -333,16 +334,21 @@ void Filesystem::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 }
 
 void Filesystem::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse_file_info* fi) {
-  OpenFile& file = FileOf(fi);
-  std::lock_guard lock(file.mu);
-  if (offset == 0) {
-    auto content = Content(ino);
-    if (!content.ok()) return ReplyStatus(req, content.status());
-    file.content = std::move(*content);
+  std::shared_ptr<const std::string> content;
+  {
+    OpenFile& file = FileOf(fi);
+    std::lock_guard lock(file.mu);
+    if (offset == 0 || !file.content) {
+      auto rendered = Content(ino);
+      if (!rendered.ok()) return ReplyStatus(req, rendered.status());
+      file.content = std::make_shared<const std::string>(std::move(*rendered));
+    }
+    content = file.content;
   }
-  const size_t start = std::min(static_cast<size_t>(offset), file.content.size());
-  const size_t length = std::min(size, file.content.size() - start);
-  fuse_reply_buf(req, file.content.data() + start, length);
+  // Replied outside the lock: once the reply is out, the reader may close and
+  // `release` may free `file` on another thread.
+  const size_t start = std::min(static_cast<size_t>(offset), content->size());
+  fuse_reply_buf(req, content->data() + start, std::min(size, content->size() - start));
 }
 
 void Filesystem::Write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t offset, fuse_file_info*) {

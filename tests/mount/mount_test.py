@@ -597,3 +597,38 @@ class HostileInputTest(MountTest):
         self.assertEqual(len(self.uuids()), 5)
         self.assertTrue(is_mounted(self.fs.mnt))
         self.assertIsNone(self.fs.proc.poll())
+
+
+class ConcurrencyTest(MountTest):
+    def test_readers_racing_a_writer_see_only_whole_written_values(self):
+        self.make(U1)
+        spec = self.fs.path("accelerators", U1, "spec")
+        written = {"{}\n"} | {'{"num": %d}\n' % i for i in range(1, 301)}
+        bad = []
+
+        def read_loop(name):
+            path = self.fs.path("accelerators", U1, name)
+            for _ in range(1500):
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    value = os.read(fd, 65536).decode()
+                finally:
+                    os.close(fd)
+                if name == "spec" and value not in written:
+                    bad.append(value)
+
+        def write_loop():
+            for i in range(1, 301):
+                fd = os.open(spec, os.O_WRONLY | os.O_TRUNC)
+                os.write(fd, b'{"num": %d}\n' % i)
+                os.close(fd)
+
+        threads = [threading.Thread(target=read_loop, args=(n,)) for n in ("spec", "spec", "status", "name")]
+        threads.append(threading.Thread(target=write_loop))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(bad, [])
+        self.assertEqual(self.read("accelerators", U1, "spec"), '{"num": 300}\n')
+        self.assertIsNone(self.fs.proc.poll())
