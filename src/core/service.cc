@@ -390,16 +390,26 @@ Status Service::ReconcileDriver(Driver& driver, std::vector<int64_t>& seen) {
   return Status::Ok();
 }
 
-Status Service::Adopt(const Driver& driver, const DiscoveredDevice& device) {
-  Accelerator a;
-  a.uuid = device.uuid;
-  a.name = UnusedName(device.name);
+namespace {
+
+// What a driver says about a device, taken into its record.
+void TakeDriverFacts(const Driver& driver, const DiscoveredDevice& device, Accelerator& a) {
   a.driver = driver.Name();
   a.driver_address = device.address;
   a.driver_device_type = device.device_type;
   a.driver_acc_type = device.acc_type;
   a.vendor_id = device.vendor_id;
   a.product_id = device.product_id;
+  DeriveColumns(a);
+}
+
+}  // namespace
+
+Status Service::Adopt(const Driver& driver, const DiscoveredDevice& device) {
+  Accelerator a;
+  a.uuid = device.uuid;
+  a.name = UnusedName(device.name);
+  TakeDriverFacts(driver, device, a);
   return Insert(std::move(a));
 }
 
@@ -407,13 +417,7 @@ Status Service::Adopt(const Driver& driver, const DiscoveredDevice& device) {
 // and restore an attachment the database remembers.
 Status Service::Refresh(Driver& driver, const Accelerator& current, const DiscoveredDevice& device) {
   Accelerator next = current;
-  next.driver = driver.Name();
-  next.driver_address = device.address;
-  next.driver_device_type = device.device_type;
-  next.driver_acc_type = device.acc_type;
-  next.vendor_id = device.vendor_id;
-  next.product_id = device.product_id;
-  DeriveColumns(next);
+  TakeDriverFacts(driver, device, next);
   next.state = current.attachment.empty() ? State::kAvailable : State::kAttached;
   if (!current.attachment.empty()) {
     auto target = ParseAttach(current.attachment);
