@@ -430,7 +430,6 @@ Status Service::Refresh(Driver& driver, const Accelerator& current, const Discov
                     handle.status().message());
     }
   }
-  next.last_error = current.last_error;
   auto facts = [](const Accelerator& a) {
     return std::tie(a.state, a.driver, a.driver_address, a.driver_device_type, a.driver_acc_type, a.device_type,
                     a.acc_type, a.vendor_id, a.product_id, a.attach_handle);
