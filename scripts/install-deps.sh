@@ -11,6 +11,8 @@ packages=(
   libgtest-dev googletest
   libcli11-dev uuid-dev
   python3 coreutils procps
+  # the tools the tests drive against the mount (issue 3)
+  bash dash sed vim ed rsync file e2fsprogs ansible-core puppet
 )
 
 missing=()

@@ -12,7 +12,7 @@ run_suite() {  # build folder, extra cmake arguments...
   shift
   cmake -S . -B "$dir" "$@" >/dev/null
   cmake --build "$dir" -j"$(nproc)"
-  (cd "$dir" && ctest --output-on-failure --timeout 900)
+  (cd "$dir" && ctest --output-on-failure --timeout 900 -j"$(nproc)")
 }
 
 run_suite build

@@ -77,6 +77,16 @@ class Service {
   Status Flush(int64_t id, Attr attr);    // at a close of a file open for writing
   void EndWrites(int64_t id, Attr attr);  // the last writer closed
 
+  // ftruncate(2) of `attr`: resizes a document being written (see
+  // DocumentBuffer); otherwise, and for text files, changes nothing.
+  Status Truncate(int64_t id, Attr attr, uint64_t size);
+
+  // rename(2) of a scratch file called `source` over `attr`: `content`
+  // replaces the value, with the validation and effects of one write of the
+  // whole. A value that is invalid or too large is kInvalid (rename(2) has
+  // no "too large"); kAccessDenied for read-only files.
+  Status Replace(int64_t id, Attr attr, const std::string& content, const std::string& source);
+
   // --- rmdir accelerators/<uuid> ---------------------------------------------
   // kBusy while attached or still reported by a driver; kNotFound.
   Status Remove(int64_t id);
@@ -99,9 +109,14 @@ class Service {
 
   // REQUIRES: the slot's op lock is held for the changes below.
   Status WriteText(const Accelerator& current, Attr attr, std::string_view data);
+  // Changes the spec buffer of `id` by `change` and applies the document it
+  // completes; the write's or truncate's result, recorded when refused.
+  template <typename Change>
+  Status ChangeSpec(int64_t id, Attr attr, Change change);
   Status ApplyName(const Accelerator& current, std::string_view bytes);
   Status ApplyAttach(const Accelerator& current, std::string_view bytes);
   Status ApplySpec(const Accelerator& current, const std::string& bytes, const Json& spec);
+  Status ReplaceSpec(const Accelerator& current, const std::string& content);
   Status Detach(const Accelerator& current);
   Status Commit(const Accelerator& current, Accelerator next);
   // Records `why` (prefixed with `what`, e.g. "spec") in the error file and

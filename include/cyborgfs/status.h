@@ -25,6 +25,10 @@ enum class Code {
   kAccessDenied,  // the file does not allow this access (EACCES)
   kNotPermitted,  // the operation is never allowed on this object (EPERM)
   kIoError,       // a driver or the database failed (EIO)
+  kNoSpace,       // a folder holds as many scratch files as it may (ENOSPC)
+  kIsFolder,      // a file operation named a folder (EISDIR)
+  kNotFolder,     // a folder operation named a file (ENOTDIR)
+  kNotEmpty,      // the folder still holds scratch files (ENOTEMPTY)
 };
 
 class [[nodiscard]] Status {
@@ -40,6 +44,10 @@ class [[nodiscard]] Status {
   static Status AccessDenied(std::string msg) { return {Code::kAccessDenied, std::move(msg)}; }
   static Status NotPermitted(std::string msg) { return {Code::kNotPermitted, std::move(msg)}; }
   static Status IoError(std::string msg) { return {Code::kIoError, std::move(msg)}; }
+  static Status NoSpace(std::string msg) { return {Code::kNoSpace, std::move(msg)}; }
+  static Status IsFolder(std::string msg) { return {Code::kIsFolder, std::move(msg)}; }
+  static Status NotFolder(std::string msg) { return {Code::kNotFolder, std::move(msg)}; }
+  static Status NotEmpty(std::string msg) { return {Code::kNotEmpty, std::move(msg)}; }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }

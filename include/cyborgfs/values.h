@@ -39,11 +39,13 @@ struct ParsedDocument {
 };
 
 // Parses `text` as one JSON document of at most kMaxJsonDepth nesting levels.
+// Empty or whitespace-only text is kInvalid: no continuation is expected.
 ParsedDocument ParseJsonDocument(std::string_view text);
 
 // Checks an acc_specs object: an object, where present `remote` is 0 or 1,
 // `num` a positive integer, `device_type` a non-empty string and
-// `acc_capability` an object. Other keys are allowed and kept.
+// `acc_capability` an object. Other keys are allowed and kept, except
+// `acc_specs`: that is the PUT body written where its value belongs.
 Status ValidateSpec(const Json& spec);
 
 // The body of a Cyborg POST /accelerators: {"name": ..., "uuid": ...}.

@@ -1,6 +1,13 @@
 #include "document_buffer.h"
 
+#include <algorithm>
+
 namespace cyborgfs {
+namespace {
+
+Status TooLarge() { return Status::TooLarge("document over " + std::to_string(kMaxDocumentBytes) + " bytes"); }
+
+}  // namespace
 
 Status DocumentBuffer::Refuse(Status why) {
   bytes_.clear();
@@ -10,21 +17,45 @@ Status DocumentBuffer::Refuse(Status why) {
   return why;
 }
 
-Result<std::optional<DocumentBuffer::Completed>> DocumentBuffer::Add(uint64_t offset, std::string_view data) {
+Status DocumentBuffer::Resize(uint64_t size, std::string_view old_value) {
+  if (size > kMaxDocumentBytes) return TooLarge();
+  if (size > bytes_.size()) {
+    if (size > old_value.size()) {
+      return Status::Invalid("byte " + std::to_string(bytes_.size()) + " onwards was never written (the value " +
+                             "being written has " + std::to_string(bytes_.size()) + " bytes, the old one " +
+                             std::to_string(old_value.size()) + ")");
+    }
+    bytes_.append(old_value.substr(bytes_.size(), size - bytes_.size()));
+  }
+  bytes_.resize(size);
+  return Status::Ok();
+}
+
+DocumentBuffer::Outcome DocumentBuffer::Add(uint64_t offset, std::string_view data, std::string_view old_value) {
   if (offset == 0) {
     Drop();
   } else if (refused_) {
     return *refused_;  // the rest of a refused value, wherever the writer retries it
-  } else if (offset != end_) {
-    return Refuse(Status::Invalid("write at offset " + std::to_string(offset) +
-                                  " does not continue the value being written (expected offset 0 or " +
-                                  std::to_string(end_) + ")"));
   }
-  end_ = offset + data.size();
-  if (bytes_.size() + data.size() > kMaxDocumentBytes) {
-    return Refuse(Status::TooLarge("document over " + std::to_string(kMaxDocumentBytes) + " bytes"));
+  const uint64_t end = offset + data.size();
+  if (end < offset || end > kMaxDocumentBytes) return Refuse(TooLarge());
+  if (Status s = Resize(std::max<uint64_t>(offset, bytes_.size()), old_value); !s.ok()) return Refuse(s);
+  bytes_.replace(offset, data.size(), data);
+  return Evaluate();
+}
+
+DocumentBuffer::Outcome DocumentBuffer::Truncate(uint64_t size, std::string_view old_value) {
+  if (size == 0) {
+    Drop();
+    return std::optional<Completed>();
   }
-  bytes_.append(data);
+  if (refused_) return *refused_;
+  if (bytes_.empty() || size == bytes_.size()) return std::optional<Completed>();
+  if (Status s = Resize(size, old_value); !s.ok()) return Refuse(s);
+  return Evaluate();
+}
+
+DocumentBuffer::Outcome DocumentBuffer::Evaluate() {
   ParsedDocument parsed = ParseJsonDocument(bytes_);
   switch (parsed.state) {
     case DocumentState::kIncomplete:
@@ -51,7 +82,6 @@ std::optional<Status> DocumentBuffer::Drop() {
   std::optional<Status> lost;
   if (incomplete_) lost = Flush();
   bytes_.clear();
-  end_ = 0;
   refused_.reset();
   incomplete_.reset();
   complete_.reset();

@@ -2,13 +2,18 @@
 //
 // The rules (the "buffer per file being written" of the README):
 // - a write at offset 0 starts a new value: the bytes collected so far, and
-//   the file's old value, are never part of it;
-// - a write at the end of the collected bytes extends the value;
-// - any other offset is refused (EINVAL): it would splice the old value in;
-// - once the bytes form a complete document, Add() returns it; more bytes at
-//   the end (a separately written newline) re-parse the whole;
-// - an invalid prefix, or one over kMaxDocumentBytes, refuses this write and
-//   every later write at a non-zero offset, until a new value starts at 0.
+//   the part of the file's old value past what is written, are not in it;
+// - a write elsewhere lands at its offset, as in a regular file; bytes it
+//   skips over keep the old value's bytes at those offsets (so `rsync
+//   --inplace`, which skips unchanged blocks, and `>>` see a normal file);
+//   skipping past the end of the old value too is refused (EINVAL);
+// - after each write the whole is parsed: once it is a complete document,
+//   Add() returns it; while it is a valid prefix, Add() waits for more;
+// - an invalid value, or one over kMaxDocumentBytes, refuses this write and
+//   every later write at a non-zero offset, until a new value starts at 0;
+// - Truncate() resizes the value being written (the final ftruncate of
+//   `rsync --inplace`); a truncate to 0, or with nothing being written,
+//   changes nothing: a truncate alone never sets a value.
 //
 // Thread safety: none; the owner serializes calls.
 #pragma once
@@ -30,11 +35,15 @@ class DocumentBuffer {
     Json document;
     bool repeat = false;  // the same document as the previous Add() returned
   };
+  using Outcome = Result<std::optional<Completed>>;
 
-  // Adds `data` written at `offset`. Returns the document when these bytes
-  // complete it, nullopt while it is still incomplete, or why the write is
-  // refused.
-  Result<std::optional<Completed>> Add(uint64_t offset, std::string_view data);
+  // Adds `data` written at `offset` of the file whose value is now
+  // `old_value`. Returns the document when these bytes complete it, nullopt
+  // while it is still incomplete, or why the write is refused.
+  Outcome Add(uint64_t offset, std::string_view data, std::string_view old_value);
+
+  // ftruncate(2) of the file while a value is being written; as Add().
+  Outcome Truncate(uint64_t size, std::string_view old_value);
 
   // At a close: fails when incomplete bytes are pending, keeping them, since
   // another process may still write through the same open file.
@@ -45,9 +54,11 @@ class DocumentBuffer {
 
  private:
   Status Refuse(Status why);
+  // Makes bytes_ `size` long, filling from `old_value` (kInvalid past its end).
+  Status Resize(uint64_t size, std::string_view old_value);
+  Outcome Evaluate();
 
-  std::string bytes_;
-  uint64_t end_ = 0;                  // offset where the next continuation lands
+  std::string bytes_;                 // the value being written; empty: none
   std::optional<Status> refused_;     // set while continuations are refused
   std::optional<Status> incomplete_;  // set while the bytes are a prefix
   std::optional<Json> complete_;      // the last document Add() returned

@@ -183,7 +183,7 @@ Status Service::CreateWithUuid(const std::string& uuid) {
 
 Status Service::WriteCreate(uint64_t offset, std::string_view data) {
   std::lock_guard lock(create_mu_);
-  auto added = create_writes_->Add(offset, data);
+  auto added = create_writes_->Add(offset, data, "");
   if (!added.ok()) return added.status().Prefixed("create");
   if (!*added || (*added)->repeat) return Status::Ok();
   auto request = ParseCreateRequest((*added)->document);
@@ -212,21 +212,53 @@ Status Service::Write(int64_t id, Attr attr, uint64_t offset, std::string_view d
   const WriteKind kind = AttributeInfo(attr).write;
   if (kind == WriteKind::kReadOnly)
     return Status::AccessDenied(std::string(AttributeInfo(attr).name) + " is read-only");
+  if (kind == WriteKind::kDocument) {
+    return ChangeSpec(id, attr,
+                      [&](DocumentBuffer& buffer, std::string_view old) { return buffer.Add(offset, data, old); });
+  }
+  auto locked = Lock(id);
+  if (!locked.ok()) return locked.status();
+  Status result = WriteText(*locked->current, attr, data);
+  return result.ok() ? result : Reject(id, AttributeInfo(attr).name, result);
+}
+
+Status Service::Truncate(int64_t id, Attr attr, uint64_t size) {
+  if (AttributeInfo(attr).write != WriteKind::kDocument) return Status::Ok();
+  return ChangeSpec(id, attr, [&](DocumentBuffer& buffer, std::string_view old) { return buffer.Truncate(size, old); });
+}
+
+template <typename Change>
+Status Service::ChangeSpec(int64_t id, Attr attr, Change change) {
   auto locked = Lock(id);
   if (!locked.ok()) return locked.status();
   const Accelerator& current = *locked->current;
-  Status result;
-  if (kind == WriteKind::kText) {
-    result = WriteText(current, attr, data);
-  } else {
-    auto added = locked->slot->spec_writes.Add(offset, data);
-    if (!added.ok()) {
-      result = added.status();
-    } else if (*added) {
-      result = ApplySpec(current, (*added)->bytes, (*added)->document);
-    }
-  }
+  auto outcome = change(locked->slot->spec_writes, AttributeInfo(attr).render(current));
+  Status result = outcome.status();
+  if (outcome.ok()) result = *outcome ? ApplySpec(current, (*outcome)->bytes, (*outcome)->document) : Status::Ok();
   return result.ok() ? result : Reject(id, AttributeInfo(attr).name, result);
+}
+
+Status Service::Replace(int64_t id, Attr attr, const std::string& content, const std::string& source) {
+  const AttrInfo& info = AttributeInfo(attr);
+  const std::string what = std::string(info.name) + " (renamed from " + source + ")";
+  if (info.write == WriteKind::kReadOnly) return Reject(id, what, Status::AccessDenied("the file is read-only"));
+  auto locked = Lock(id);
+  if (!locked.ok()) return locked.status();
+  Status result = info.write == WriteKind::kText ? WriteText(*locked->current, attr, content)
+                                                 : ReplaceSpec(*locked->current, content);
+  if (result.code() == Code::kTooLarge) result = Status::Invalid(result.message());
+  return result.ok() ? result : Reject(id, what, result);
+}
+
+Status Service::ReplaceSpec(const Accelerator& current, const std::string& content) {
+  if (content.size() > kMaxDocumentBytes) {
+    return Status::TooLarge("document of " + std::to_string(content.size()) + " bytes, at most " +
+                            std::to_string(kMaxDocumentBytes) + " are allowed");
+  }
+  ParsedDocument parsed = ParseJsonDocument(content);
+  if (parsed.state == DocumentState::kIncomplete) return parsed.error.Prefixed("incomplete JSON document");
+  if (parsed.state == DocumentState::kInvalid) return parsed.error;
+  return ApplySpec(current, content, parsed.value);
 }
 
 Status Service::Flush(int64_t id, Attr attr) {

@@ -26,6 +26,14 @@ int ErrnoOf(const Status& status) {
       return EPERM;
     case Code::kIoError:
       return EIO;
+    case Code::kNoSpace:
+      return ENOSPC;
+    case Code::kIsFolder:
+      return EISDIR;
+    case Code::kNotFolder:
+      return ENOTDIR;
+    case Code::kNotEmpty:
+      return ENOTEMPTY;
   }
   return EIO;
 }

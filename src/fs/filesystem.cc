@@ -24,6 +24,8 @@ struct OpenFile {
   std::mutex mu;
   std::shared_ptr<const std::string> content;  // REQUIRES: mu
   bool writer = false;
+  bool append = false;          // O_APPEND: scratch writes land at the end
+  ScratchSpace::Entry scratch;  // set when the file is a scratch file
 };
 
 struct DirEntry {
@@ -68,16 +70,28 @@ const fuse_lowlevel_ops kOperations = [] {
   ops.setattr = [](fuse_req_t r, fuse_ino_t i, struct stat* a, int s, fuse_file_info*) {
     Guarded(r, [&] { Self(r).SetAttr(r, i, *a, s); });
   };
+  ops.forget = [](fuse_req_t r, fuse_ino_t i, uint64_t n) {
+    Self(r).Forget(i, n);
+    fuse_reply_none(r);
+  };
+  ops.forget_multi = [](fuse_req_t r, size_t count, fuse_forget_data* forgets) {
+    for (size_t k = 0; k < count; ++k) Self(r).Forget(forgets[k].ino, forgets[k].nlookup);
+    fuse_reply_none(r);
+  };
   ops.readlink = [](fuse_req_t r, fuse_ino_t i) { Guarded(r, [&] { Self(r).ReadLink(r, i); }); };
-  ops.mkdir = [](fuse_req_t r, fuse_ino_t p, const char* n, mode_t) { Guarded(r, [&] { Self(r).MakeDir(r, p, n); }); };
+  ops.mkdir = [](fuse_req_t r, fuse_ino_t p, const char* n, mode_t m) {
+    Guarded(r, [&] { Self(r).MakeDir(r, p, n, m); });
+  };
   ops.rmdir = [](fuse_req_t r, fuse_ino_t p, const char* n) { Guarded(r, [&] { Self(r).RemoveDir(r, p, n); }); };
   ops.unlink = [](fuse_req_t r, fuse_ino_t p, const char* n) { Guarded(r, [&] { Self(r).Unlink(r, p, n); }); };
-  ops.rename = [](fuse_req_t r, fuse_ino_t p, const char* n, fuse_ino_t, const char*, unsigned) {
-    Guarded(r, [&] { Self(r).Rename(r, p, n); });
+  ops.rename = [](fuse_req_t r, fuse_ino_t p, const char* n, fuse_ino_t np, const char* nn, unsigned f) {
+    Guarded(r, [&] { Self(r).Rename(r, p, n, np, nn, f); });
   };
-  ops.mknod = [](fuse_req_t r, fuse_ino_t, const char*, mode_t, dev_t) { ReplyStatus(r, NotHere("mknod")); };
-  ops.create = [](fuse_req_t r, fuse_ino_t, const char*, mode_t, fuse_file_info*) {
-    ReplyStatus(r, NotHere("create"));
+  ops.mknod = [](fuse_req_t r, fuse_ino_t p, const char* n, mode_t m, dev_t) {
+    Guarded(r, [&] { Self(r).MakeNode(r, p, n, m); });
+  };
+  ops.create = [](fuse_req_t r, fuse_ino_t p, const char* n, mode_t m, fuse_file_info* fi) {
+    Guarded(r, [&] { Self(r).Create(r, p, n, m, fi); });
   };
   ops.symlink = [](fuse_req_t r, const char*, fuse_ino_t, const char*) { ReplyStatus(r, NotHere("symlink")); };
   ops.link = [](fuse_req_t r, fuse_ino_t, fuse_ino_t, const char*) {
@@ -134,11 +148,26 @@ void Filesystem::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     if (auto a = service_.FindByUuid(n)) found = DirIno(a->id);
   } else if (node.kind == NodeKind::kByName) {
     if (auto a = service_.FindByName(n)) found = LinkIno(a->id);
-  } else if (node.kind == NodeKind::kAcceleratorDir) {
-    if (const AttrInfo* info = FindAttribute(n)) found = AttrIno(node.id, info->attr);
+  } else if (node.kind == NodeKind::kAcceleratorDir && service_.FindById(node.id)) {
+    if (const AttrInfo* info = FindAttribute(n)) {
+      found = AttrIno(node.id, info->attr);
+    } else if (auto entry = scratch_.Find(node.id, n)) {
+      return ReplyScratchEntry(req, entry);
+    }
   }
   if (found == 0) return ReplyErrno(req, ENOENT);
   ReplyEntry(req, found);
+}
+
+void Filesystem::ReplyScratchEntry(fuse_req_t req, const ScratchSpace::Entry& entry) {
+  fuse_entry_param reply{};
+  reply.ino = scratch_inodes_.Remember(entry);
+  reply.attr = ScratchStat(reply.ino, *entry);
+  if (fuse_reply_entry(req, &reply) != 0) scratch_inodes_.Forget(reply.ino, 1);
+}
+
+void Filesystem::Forget(fuse_ino_t ino, uint64_t count) {
+  if (Decode(ino).kind == NodeKind::kScratch) scratch_inodes_.Forget(ino, count);
 }
 
 // --- attributes --------------------------------------------------------------
@@ -173,6 +202,9 @@ Result<struct stat> Filesystem::Stat(fuse_ino_t ino) const {
     case NodeKind::kCreate:
       st.st_mode = S_IFREG | 0200;
       return st;
+    case NodeKind::kScratch:
+      if (auto entry = scratch_inodes_.Find(ino)) return ScratchStat(ino, *entry);
+      return Status::NotFound("no such scratch file");
     case NodeKind::kUnknown:
       return Status::NotFound("no such file");
     default:
@@ -193,21 +225,67 @@ Result<struct stat> Filesystem::Stat(fuse_ino_t ino) const {
   return st;
 }
 
+struct stat Filesystem::ScratchStat(fuse_ino_t ino, const ScratchFile& file) const {
+  const ScratchMeta meta = file.meta();
+  struct stat st {};
+  st.st_ino = ino;
+  st.st_mode = (file.is_folder() ? S_IFDIR : S_IFREG) | meta.mode;
+  st.st_nlink = file.linked() ? (file.is_folder() ? 2 : 1) : 0;
+  st.st_uid = meta.uid;
+  st.st_gid = meta.gid;
+  st.st_size = static_cast<off_t>(file.size());
+  st.st_atim = meta.atime;
+  st.st_mtim = meta.mtime;
+  st.st_ctim = meta.ctime;
+  return st;
+}
+
 void Filesystem::GetAttr(fuse_req_t req, fuse_ino_t ino) {
   auto st = Stat(ino);
   if (!st.ok()) return ReplyStatus(req, st.status());
   fuse_reply_attr(req, &*st, 0);
 }
 
-// chmod, chown, utimens and truncate are accepted and change nothing: the
-// value changes only by a write, and config tools call them on every file.
-void Filesystem::SetAttr(fuse_req_t req, fuse_ino_t ino, const struct stat&, int to_set) {
+// On listed files chmod, chown and utimens are accepted and change nothing
+// (config tools call them on every file they write); a truncate reaches the
+// document being written (Service::Truncate) and never sets a value alone.
+void Filesystem::SetAttr(fuse_req_t req, fuse_ino_t ino, const struct stat& attr, int to_set) {
   const Node node = Decode(ino);
-  const bool read_only = node.kind == NodeKind::kAttribute && AttributeInfo(node.attr).write == WriteKind::kReadOnly;
-  if ((to_set & FUSE_SET_ATTR_SIZE) && read_only) {
-    return ReplyStatus(req, Status::AccessDenied(std::string(AttributeInfo(node.attr).name) + " is read-only"));
+  if (node.kind == NodeKind::kScratch) return SetScratchAttr(req, ino, attr, to_set);
+  if ((to_set & FUSE_SET_ATTR_SIZE) && node.kind == NodeKind::kAttribute) {
+    if (AttributeInfo(node.attr).write == WriteKind::kReadOnly) {
+      return ReplyStatus(req, Status::AccessDenied(std::string(AttributeInfo(node.attr).name) + " is read-only"));
+    }
+    Status truncated = service_.Truncate(node.id, node.attr, static_cast<uint64_t>(attr.st_size));
+    if (!truncated.ok()) return ReplyStatus(req, truncated);
   }
   GetAttr(req, ino);
+}
+
+void Filesystem::SetScratchAttr(fuse_req_t req, fuse_ino_t ino, const struct stat& attr, int to_set) {
+  auto entry = scratch_inodes_.Find(ino);
+  if (!entry) return ReplyErrno(req, ENOENT);
+  if (to_set & FUSE_SET_ATTR_SIZE) {
+    if (entry->is_folder()) return ReplyErrno(req, EISDIR);
+    if (Status s = entry->Truncate(static_cast<uint64_t>(attr.st_size)); !s.ok()) return ReplyStatus(req, s);
+  }
+  if (to_set & FUSE_SET_ATTR_MODE) entry->SetMode(attr.st_mode);
+  if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+    entry->SetOwner(to_set & FUSE_SET_ATTR_UID ? attr.st_uid : static_cast<uid_t>(-1),
+                    to_set & FUSE_SET_ATTR_GID ? attr.st_gid : static_cast<gid_t>(-1));
+  }
+  if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
+    timespec now{};
+    clock_gettime(CLOCK_REALTIME, &now);
+    auto pick = [&](int set, int set_now, const timespec& given) -> const timespec* {
+      if (!(to_set & set)) return nullptr;
+      return (to_set & set_now) ? &now : &given;
+    };
+    entry->SetTimes(pick(FUSE_SET_ATTR_ATIME, FUSE_SET_ATTR_ATIME_NOW, attr.st_atim),
+                    pick(FUSE_SET_ATTR_MTIME, FUSE_SET_ATTR_MTIME_NOW, attr.st_mtim));
+  }
+  const struct stat st = ScratchStat(ino, *entry);
+  fuse_reply_attr(req, &st, 0);
 }
 
 void Filesystem::ReadLink(fuse_req_t req, fuse_ino_t ino) {
@@ -216,9 +294,13 @@ void Filesystem::ReadLink(fuse_req_t req, fuse_ino_t ino) {
   fuse_reply_readlink(req, target->c_str());
 }
 
-// --- folders -----------------------------------------------------------------
+// --- folders and scratch files ---------------------------------------------
 
-void Filesystem::MakeDir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+void Filesystem::MakeDir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  if (Decode(parent).kind == NodeKind::kAcceleratorDir) {
+    auto made = MakeScratch(req, parent, name, true, mode);
+    return made.ok() ? ReplyScratchEntry(req, *made) : ReplyStatus(req, made.status());
+  }
   if (Decode(parent).kind != NodeKind::kAccelerators) return ReplyStatus(req, NotHere("mkdir"));
   Status created = service_.CreateWithUuid(name);
   if (!created.ok()) {
@@ -228,36 +310,122 @@ void Filesystem::MakeDir(fuse_req_t req, fuse_ino_t parent, const char* name) {
   Lookup(req, parent, name);
 }
 
-void Filesystem::RemoveDir(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  const NodeKind kind = Decode(parent).kind;
-  if (kind == NodeKind::kAccelerators) {
-    auto a = service_.FindByUuid(name);
-    return ReplyStatus(req, a ? service_.Remove(a->id) : Status::NotFound("no such accelerator"));
+void Filesystem::MakeNode(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  if (!S_ISREG(mode) && Decode(parent).kind == NodeKind::kAcceleratorDir) {
+    return ReplyStatus(req, Status::NotPermitted("mknod: only regular scratch files can be made"));
   }
-  if (kind == NodeKind::kRoot && (std::strcmp(name, "accelerators") == 0 || std::strcmp(name, "by-name") == 0)) {
-    return ReplyStatus(req, Status::NotPermitted("rmdir: listed folders cannot be removed"));
-  }
-  Lookup(req, parent, name);  // exists -> not a folder; otherwise ENOENT
+  auto made = MakeScratch(req, parent, name, false, mode);
+  made.ok() ? ReplyScratchEntry(req, *made) : ReplyStatus(req, made.status());
 }
 
-// Removing or renaming a listed name is never allowed; an unknown name does
-// not exist.
-void Filesystem::Unlink(fuse_req_t req, fuse_ino_t parent, const char* name) { Rename(req, parent, name); }
+void Filesystem::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
+  auto made = MakeScratch(req, parent, name, false, mode);
+  if (!made.ok()) return ReplyStatus(req, made.status());
+  auto file = std::make_unique<OpenFile>();
+  file->scratch = *made;
+  file->append = fi->flags & O_APPEND;
+  fuse_entry_param entry{};
+  entry.ino = scratch_inodes_.Remember(*made);
+  entry.attr = ScratchStat(entry.ino, **made);
+  fi->fh = reinterpret_cast<uint64_t>(file.get());
+  fi->direct_io = 1;
+  if (fuse_reply_create(req, &entry, fi) != 0) return scratch_inodes_.Forget(entry.ino, 1);
+  file.release();  // owned by the kernel's open file until `release`
+}
 
-void Filesystem::Rename(fuse_req_t req, fuse_ino_t parent, const char* name) {
+Result<ScratchSpace::Entry> Filesystem::MakeScratch(fuse_req_t req, fuse_ino_t parent, const char* name, bool is_folder,
+                                                    mode_t mode) {
   const Node node = Decode(parent);
-  bool listed = false;
-  if (node.kind == NodeKind::kRoot) {
-    listed = !std::strcmp(name, "accelerators") || !std::strcmp(name, "by-name") || !std::strcmp(name, "create");
-  } else if (node.kind == NodeKind::kAccelerators) {
-    listed = service_.FindByUuid(name) != nullptr;
-  } else if (node.kind == NodeKind::kByName) {
-    listed = service_.FindByName(name) != nullptr;
-  } else if (node.kind == NodeKind::kAcceleratorDir) {
-    listed = FindAttribute(name) != nullptr && service_.FindById(node.id) != nullptr;
+  if (node.kind != NodeKind::kAcceleratorDir) {
+    return NotHere(is_folder ? "mkdir" : "create")
+        .Prefixed(std::string(name) +
+                  " (scratch files live in "
+                  "accelerator folders only)");
   }
-  if (!listed) return ReplyErrno(req, ENOENT);
+  if (!service_.FindById(node.id)) return Status::NotFound("no such accelerator");
+  if (FindAttribute(name)) return Status::Exists(std::string(name) + " is a listed file");
+  const fuse_ctx* caller = fuse_req_ctx(req);
+  ScratchMeta meta;
+  meta.mode = mode & 07777;
+  meta.uid = caller->uid;
+  meta.gid = caller->gid;
+  auto made = scratch_.Create(node.id, name, is_folder, meta);
+  if (!made.ok()) spdlog::warn("scratch {}: refused: {}", name, made.status().message());
+  return made;
+}
+
+void Filesystem::RemoveDir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  const Node node = Decode(parent);
+  if (node.kind == NodeKind::kAcceleratorDir && !Listed(node, name)) {
+    return ReplyStatus(req, scratch_.Remove(node.id, name, true));
+  }
+  if (node.kind == NodeKind::kAccelerators) {
+    auto a = service_.FindByUuid(name);
+    if (!a) return ReplyErrno(req, ENOENT);
+    if (!scratch_.Empty(a->id)) {
+      return ReplyStatus(req, Status::NotEmpty(std::string(name) + " holds scratch files; remove them first"));
+    }
+    Status removed = service_.Remove(a->id);
+    if (removed.ok()) scratch_.DropFolder(a->id);
+    return ReplyStatus(req, removed);
+  }
+  if (Listed(node, name)) {
+    const bool folder = node.kind == NodeKind::kRoot && std::strcmp(name, "create") != 0;
+    return ReplyStatus(req, folder ? Status::NotPermitted("rmdir: listed folders cannot be removed")
+                                   : Status::NotFolder(std::string(name) + " is a file"));
+  }
+  ReplyErrno(req, ENOENT);
+}
+
+void Filesystem::Unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  const Node node = Decode(parent);
+  if (node.kind == NodeKind::kAcceleratorDir && !Listed(node, name)) {
+    return ReplyStatus(req, scratch_.Remove(node.id, name, false));
+  }
+  if (!Listed(node, name)) return ReplyErrno(req, ENOENT);
   ReplyStatus(req, Status::NotPermitted(std::string(name) + ": listed files cannot be removed or renamed"));
+}
+
+bool Filesystem::Listed(const Node& parent, const char* name) const {
+  switch (parent.kind) {
+    case NodeKind::kRoot:
+      return !std::strcmp(name, "accelerators") || !std::strcmp(name, "by-name") || !std::strcmp(name, "create");
+    case NodeKind::kAccelerators:
+      return service_.FindByUuid(name) != nullptr;
+    case NodeKind::kByName:
+      return service_.FindByName(name) != nullptr;
+    case NodeKind::kAcceleratorDir:
+      return FindAttribute(name) != nullptr && service_.FindById(parent.id) != nullptr;
+    default:
+      return false;
+  }
+}
+
+// A listed name is never renamed (EPERM). A scratch file moves among
+// scratch names, or replaces a listed file's value (CommitScratch).
+void Filesystem::Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t new_parent,
+                        const char* new_name, unsigned flags) {
+  const Node from = Decode(parent);
+  const Node to = Decode(new_parent);
+  if (Listed(from, name)) {
+    return ReplyStatus(req, Status::NotPermitted(std::string(name) + ": listed files cannot be removed or renamed"));
+  }
+  if (flags & ~RENAME_NOREPLACE) return ReplyStatus(req, Status::Invalid("rename: only RENAME_NOREPLACE is supported"));
+  if (from.kind != NodeKind::kAcceleratorDir || !scratch_.Find(from.id, name)) return ReplyErrno(req, ENOENT);
+  if (to.kind != NodeKind::kAcceleratorDir || !service_.FindById(to.id)) {
+    return ReplyStatus(req, NotHere("rename").Prefixed(std::string(new_name) + " (scratch files live in "
+                                                                               "accelerator folders only)"));
+  }
+  if (FindAttribute(new_name)) return ReplyStatus(req, CommitScratch(from, name, to, new_name, flags));
+  ReplyStatus(req, scratch_.Move(from.id, name, to.id, new_name, flags & RENAME_NOREPLACE));
+}
+
+Status Filesystem::CommitScratch(const Node& from, const char* name, const Node& to, const char* new_name,
+                                 unsigned flags) {
+  if (flags & RENAME_NOREPLACE) return Status::Exists(std::string(new_name) + " exists");
+  const Attr attr = FindAttribute(new_name)->attr;
+  return scratch_.Commit(from.id, name,
+                         [&](const std::string& content) { return service_.Replace(to.id, attr, content, name); });
 }
 
 void Filesystem::OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -280,7 +448,17 @@ void Filesystem::OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     case NodeKind::kAcceleratorDir:
       if (!service_.FindById(node.id)) return ReplyErrno(req, ENOENT);
       for (const AttrInfo& info : Attributes()) listing->push_back({info.name, AttrIno(node.id, info.attr), S_IFREG});
+      for (const auto& [name, entry] : scratch_.List(node.id)) {
+        listing->push_back(
+            {name, ScratchIno(entry->number()), static_cast<mode_t>(entry->is_folder() ? S_IFDIR : S_IFREG)});
+      }
       break;
+    case NodeKind::kScratch: {  // a scratch folder holds nothing
+      auto entry = scratch_inodes_.Find(ino);
+      if (!entry) return ReplyErrno(req, ENOENT);
+      if (!entry->is_folder()) return ReplyErrno(req, ENOTDIR);
+      break;
+    }
     default:
       return ReplyErrno(req, ENOTDIR);
   }
@@ -313,6 +491,17 @@ void Filesystem::ReleaseDir(fuse_req_t req, fuse_file_info* fi) {
 
 void Filesystem::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   const Node node = Decode(ino);
+  auto file = std::make_unique<OpenFile>();
+  if (node.kind == NodeKind::kScratch) {
+    file->scratch = scratch_inodes_.Find(ino);
+    if (!file->scratch) return ReplyErrno(req, ENOENT);
+    if (file->scratch->is_folder()) return ReplyErrno(req, EISDIR);
+    if (fi->flags & O_TRUNC) (void)file->scratch->Truncate(0);
+    file->append = fi->flags & O_APPEND;
+    fi->fh = reinterpret_cast<uint64_t>(file.release());
+    fi->direct_io = 1;
+    return (void)fuse_reply_open(req, fi);
+  }
   if (node.kind == NodeKind::kCreate && WantsRead(fi)) {
     return ReplyStatus(req, Status::AccessDenied("create is write-only"));
   }
@@ -325,7 +514,6 @@ void Filesystem::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   } else if (node.kind != NodeKind::kCreate) {
     return ReplyErrno(req, EISDIR);
   }
-  auto file = std::make_unique<OpenFile>();
   file->writer = WantsWrite(fi);
   if (file->writer) WriterOpened(ino);
   fi->fh = reinterpret_cast<uint64_t>(file.release());
@@ -334,6 +522,10 @@ void Filesystem::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 }
 
 void Filesystem::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse_file_info* fi) {
+  if (const auto& scratch = FileOf(fi).scratch) {
+    const std::string data = scratch->Read(static_cast<uint64_t>(offset), size);
+    return (void)fuse_reply_buf(req, data.data(), data.size());
+  }
   std::shared_ptr<const std::string> content;
   {
     OpenFile& file = FileOf(fi);
@@ -351,9 +543,15 @@ void Filesystem::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset,
   fuse_reply_buf(req, content->data() + start, std::min(size, content->size() - start));
 }
 
-void Filesystem::Write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t offset, fuse_file_info*) {
+void Filesystem::Write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t offset,
+                       fuse_file_info* fi) {
   const Node node = Decode(ino);
   const std::string_view bytes(data, size);
+  if (const auto& scratch = FileOf(fi).scratch) {
+    const uint64_t at = FileOf(fi).append ? scratch->size() : static_cast<uint64_t>(offset);
+    Status written = scratch->Write(at, bytes);
+    return written.ok() ? (void)fuse_reply_write(req, size) : ReplyStatus(req, written);
+  }
   const Status written = node.kind == NodeKind::kCreate
                              ? service_.WriteCreate(static_cast<uint64_t>(offset), bytes)
                              : service_.Write(node.id, node.attr, static_cast<uint64_t>(offset), bytes);

@@ -2,9 +2,11 @@
 //
 // The fixed folders and files have small numbers; accelerator N (its
 // accelerator_id, never reused) owns the block N*32 .. N*32+31: its folder,
-// one number per attribute row, and its by-name link. So the adapter keeps no
-// inode table, `forget` has nothing to free, and a number always means the
-// same object.
+// one number per attribute row, and its by-name link. So these need no inode
+// table, `forget` has nothing to free for them, and a number always means the
+// same object. Scratch files, which come and go, are numbered from
+// kScratchBase up (their ScratchFile::number(), never reused) and counted in
+// ScratchInodes.
 #pragma once
 
 #include <fuse_lowlevel.h>
@@ -15,7 +17,7 @@
 
 namespace cyborgfs::fs {
 
-enum class NodeKind { kRoot, kAccelerators, kByName, kCreate, kAcceleratorDir, kAttribute, kLink, kUnknown };
+enum class NodeKind { kRoot, kAccelerators, kByName, kCreate, kAcceleratorDir, kAttribute, kLink, kScratch, kUnknown };
 
 struct Node {
   NodeKind kind = NodeKind::kUnknown;
@@ -29,10 +31,12 @@ inline constexpr fuse_ino_t kByNameIno = 3;
 inline constexpr fuse_ino_t kCreateIno = 4;
 inline constexpr fuse_ino_t kBlock = 32;
 inline constexpr fuse_ino_t kLinkSlot = kBlock - 1;
+inline constexpr fuse_ino_t kScratchBase = fuse_ino_t{1} << 62;
 
 inline fuse_ino_t DirIno(int64_t id) { return static_cast<fuse_ino_t>(id) * kBlock; }
 inline fuse_ino_t AttrIno(int64_t id, Attr attr) { return DirIno(id) + 1 + static_cast<fuse_ino_t>(attr); }
 inline fuse_ino_t LinkIno(int64_t id) { return DirIno(id) + kLinkSlot; }
+inline fuse_ino_t ScratchIno(uint64_t number) { return kScratchBase + number; }
 
 inline Node Decode(fuse_ino_t ino) {
   switch (ino) {
@@ -47,6 +51,7 @@ inline Node Decode(fuse_ino_t ino) {
     default:
       break;
   }
+  if (ino >= kScratchBase) return {NodeKind::kScratch};
   const int64_t id = static_cast<int64_t>(ino / kBlock);
   const fuse_ino_t slot = ino % kBlock;
   if (id == 0) return {};

@@ -41,6 +41,10 @@ bool IsPositiveInteger(const Json& v) {
 
 ParsedDocument ParseJsonDocument(std::string_view text) {
   ParsedDocument result;
+  if (text.find_first_not_of(" \t\r\n") == std::string_view::npos) {
+    result.error = Status::Invalid("no JSON value: the document is empty or only whitespace");
+    return result;
+  }
   auto depth_guard = [](int depth, Json::parse_event_t event, Json&) {
     const bool opens = event == Json::parse_event_t::object_start || event == Json::parse_event_t::array_start;
     if (opens && depth >= kMaxJsonDepth) throw TooDeep{};
@@ -63,6 +67,9 @@ ParsedDocument ParseJsonDocument(std::string_view text) {
 
 Status ValidateSpec(const Json& spec) {
   if (!spec.is_object()) return Status::Invalid(std::string("must be a JSON object, not ") + spec.type_name());
+  if (spec.contains("acc_specs")) {
+    return Status::Invalid("the file holds acc_specs itself: write the value of \"acc_specs\", not the whole body");
+  }
   if (auto it = spec.find("remote"); it != spec.end()) {
     if (!it->is_number_integer() || (it->get<int64_t>() != 0 && it->get<int64_t>() != 1)) {
       return Status::Invalid("\"remote\" must be 0 or 1, not " + it->dump());

@@ -13,6 +13,9 @@ import unittest
 
 BIN = os.environ.get("CYBORGFS_BIN", os.path.join(os.path.dirname(__file__), "../../build/cyborgfs"))
 HOST = "testhost"
+# The files of every accelerator folder; any other name there is a scratch file.
+LISTED = {"name", "spec", "attach", "status", "error", "device_type", "acc_type", "vendor_id", "product_id",
+          "remotable", "driver", "attach_handle"}
 
 
 def wait_for(predicate, timeout=10.0, what="condition"):
@@ -126,6 +129,36 @@ class MountTest(unittest.TestCase):
         self.assertIn(message, err)
         return err
 
+    def errno_of(self, action):
+        """Runs `action` (a callable making syscalls); returns 0 or the errno it failed with."""
+        try:
+            action()
+        except OSError as e:
+            return e.errno
+        return 0
+
+    def write_file(self, path, data, flags=os.O_WRONLY | os.O_TRUNC, chunk=None):
+        """open(flags) + write(2) of `data` (in `chunk`-sized pieces) + close; returns 0 or the errno."""
+        if isinstance(data, str):
+            data = data.encode()
+        fd = os.open(self.fs.path(path), flags, 0o600)
+        try:
+            step = chunk or max(len(data), 1)
+            done = 0
+            while done < len(data):  # a short write is retried from where it stopped
+                done += os.write(fd, data[done:done + step])
+        except OSError as e:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+            return e.errno
+        try:
+            os.close(fd)
+        except OSError as e:
+            return e.errno
+        return 0
+
     def read(self, *parts):
         with open(self.fs.path(*parts), "rb") as f:
             return f.read().decode(errors="surrogateescape")
@@ -137,9 +170,8 @@ class MountTest(unittest.TestCase):
         return self.read("accelerators", uuid, name)
 
     def snapshot(self, uuid):
-        """Every file of accelerator `uuid`, for comparing before/after a refusal."""
-        files = sorted(os.listdir(self.fs.path("accelerators", uuid)))
-        return {f: self.acc(uuid, f) for f in files if f != "error"}
+        """Every listed file of accelerator `uuid`, for comparing before/after a refusal."""
+        return {f: self.acc(uuid, f) for f in sorted(LISTED) if f != "error"}
 
     def fake_uuid(self, device_type):
         for name in sorted(os.listdir(self.fs.path("by-name"))):

@@ -436,10 +436,13 @@ class RefusalTest(MountTest):
 
     def test_creating_where_the_tree_has_nothing_is_eacces(self):
         u = self.fake_uuid("GPU")
-        for script in ["touch newfile", "touch accelerators/newfile", "touch accelerators/%s/newfile" % u,
-                       "mkdir newdir", "mkdir accelerators/%s/sub" % u, "echo x > by-name/x", "ln -s a b"]:
+        for script in ["touch newfile", "touch accelerators/newfile", "mkdir newdir", "echo x > by-name/x",
+                       "mkdir by-name/x", "ln -s a b", "mkfifo accelerators/fifo"]:
             self.fails(script, "Permission denied")
         self.assertEqual(sorted(os.listdir(self.fs.mnt)), ["accelerators", "by-name", "create"])
+        self.assertEqual(sorted(os.listdir(self.fs.path("accelerators"))), self.uuids())
+        self.assertEqual(len(self.uuids()), 4)
+        self.fails("mkfifo accelerators/%s/fifo" % u, "Operation not permitted")
 
     def test_removing_or_renaming_listed_files_is_eperm(self):
         u = self.fake_uuid("GPU")
@@ -451,9 +454,20 @@ class RefusalTest(MountTest):
 
     def test_harmless_calls_on_listed_files_succeed(self):
         u = self.fake_uuid("GPU")
-        self.ok("chmod 600 accelerators/%s/spec && touch accelerators/%s/spec && sync accelerators/%s/spec"
-                % (u, u, u))
-        self.assertEqual(self.acc(u, "spec"), "{}\n")
+        self.ok("""echo '{"num": 1}' > accelerators/%s/spec && echo vm %s > accelerators/%s/attach"""
+                % (u, "11111111-2222-4333-8444-555555555555", u))
+        before = self.snapshot(u)
+        for f in ["spec", "attach", "name"]:
+            path = "accelerators/%s/%s" % (u, f)
+            self.ok("chmod 600 {0} && chown 1:1 {0} && touch -d 2001-01-01 {0} && sync {0}".format(path))
+            self.ok("truncate -s 0 {0} && truncate -s 3 {0}".format(path))
+            fd = os.open(self.fs.path(path), os.O_WRONLY)
+            try:
+                os.ftruncate(fd, 2)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        self.assertEqual(self.snapshot(u), before)
 
 
 class DurabilityTest(MountTest):

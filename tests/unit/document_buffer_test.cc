@@ -7,11 +7,11 @@ namespace {
 
 TEST(DocumentBuffer, ReturnsTheDocumentWhenTheWriteCompletesIt) {
   DocumentBuffer buffer;
-  auto first = buffer.Add(0, "{\"num\":");
+  auto first = buffer.Add(0, "{\"num\":", "");
   ASSERT_TRUE(first.ok());
   EXPECT_FALSE(first->has_value());
   EXPECT_EQ(buffer.Flush().code(), Code::kInvalid);  // incomplete at a close
-  auto second = buffer.Add(7, " 1}\n");
+  auto second = buffer.Add(7, " 1}\n", "");
   ASSERT_TRUE(second.ok());
   ASSERT_TRUE(second->has_value());
   EXPECT_EQ((*second)->bytes, "{\"num\": 1}\n");
@@ -21,8 +21,8 @@ TEST(DocumentBuffer, ReturnsTheDocumentWhenTheWriteCompletesIt) {
 
 TEST(DocumentBuffer, ANewlineAfterTheDocumentIsARepeat) {
   DocumentBuffer buffer;
-  ASSERT_TRUE(buffer.Add(0, "{}").ok());
-  auto again = buffer.Add(2, "\n");
+  ASSERT_TRUE(buffer.Add(0, "{}", "").ok());
+  auto again = buffer.Add(2, "\n", "");
   ASSERT_TRUE(again.ok() && again->has_value());
   EXPECT_TRUE((*again)->repeat);
   EXPECT_EQ((*again)->bytes, "{}\n");
@@ -30,41 +30,78 @@ TEST(DocumentBuffer, ANewlineAfterTheDocumentIsARepeat) {
 
 TEST(DocumentBuffer, OffsetZeroStartsANewValue) {
   DocumentBuffer buffer;
-  ASSERT_TRUE(buffer.Add(0, "{\"a\": [1, 2, 3").ok());
-  auto fresh = buffer.Add(0, "{}");
+  ASSERT_TRUE(buffer.Add(0, "{\"a\": [1, 2, 3", "").ok());
+  auto fresh = buffer.Add(0, "{}", "");
   ASSERT_TRUE(fresh.ok() && fresh->has_value());
   EXPECT_EQ((*fresh)->bytes, "{}");
   EXPECT_FALSE((*fresh)->repeat);
 }
 
-TEST(DocumentBuffer, AnOffsetThatContinuesNothingIsRefused) {
+TEST(DocumentBuffer, SkippedBytesKeepTheOldValueLikeARegularFile) {
+  const std::string old = "{\"num\": 1, \"device_type\": \"GPU\"}\n";
   DocumentBuffer buffer;
-  EXPECT_EQ(buffer.Add(5, "{}").status().code(), Code::kInvalid);
-  ASSERT_TRUE(buffer.Add(0, "{").ok());
-  EXPECT_EQ(buffer.Add(3, "}").status().code(), Code::kInvalid);
+  // rsync --inplace: the first block changed, the second is skipped as unchanged.
+  ASSERT_TRUE(buffer.Add(0, "{\"num\": 2", old).ok());
+  auto done = buffer.Add(26, "\"FPGA\"}\n", old);
+  ASSERT_TRUE(done.ok() && done->has_value());
+  EXPECT_EQ((*done)->bytes, "{\"num\": 2, \"device_type\": \"FPGA\"}\n");
+}
+
+TEST(DocumentBuffer, AppendingToTheOldValueIsParsedWhole) {
+  const std::string old = "{\"num\": 1}\n";
+  DocumentBuffer buffer;
+  Status appended = buffer.Add(old.size(), "{\"num\": 2}\n", old).status();
+  EXPECT_EQ(appended.code(), Code::kInvalid);
+  EXPECT_NE(appended.message().find("line 2"), std::string::npos) << appended.message();
+}
+
+TEST(DocumentBuffer, SkippingPastTheOldValueIsRefused) {
+  DocumentBuffer buffer;
+  EXPECT_EQ(buffer.Add(5, "{}", "").status().code(), Code::kInvalid);
+  ASSERT_TRUE(buffer.Add(0, "{", "{}").ok());
+  EXPECT_EQ(buffer.Add(3, "}", "{}").status().code(), Code::kInvalid);
+}
+
+TEST(DocumentBuffer, TruncateResizesOnlyAValueBeingWritten) {
+  const std::string old = "{\"num\": 1}\n";
+  DocumentBuffer buffer;
+  auto alone = buffer.Truncate(3, old);  // nothing being written: no change
+  ASSERT_TRUE(alone.ok());
+  EXPECT_FALSE(alone->has_value());
+  EXPECT_TRUE(buffer.Flush().ok());
+  // rsync --inplace writing a shorter document, then cutting the file to its length.
+  auto written = buffer.Add(0, "{\"a\":1}  ", old);
+  ASSERT_TRUE(written.ok() && written->has_value());
+  auto cut = buffer.Truncate(7, old);
+  ASSERT_TRUE(cut.ok() && cut->has_value());
+  EXPECT_EQ((*cut)->bytes, "{\"a\":1}");
+  // A truncate to 0 forgets what is pending; the next write starts the value.
+  ASSERT_TRUE(buffer.Add(0, "{\"a\":", old).ok());
+  ASSERT_TRUE(buffer.Truncate(0, old).ok());
+  EXPECT_TRUE(buffer.Flush().ok());
 }
 
 TEST(DocumentBuffer, ARefusedValueStaysRefusedUntilOffsetZero) {
   DocumentBuffer buffer;
-  Status bad = buffer.Add(0, "{\n  \"a\": 1\n  \"b\"").status();
+  Status bad = buffer.Add(0, "{\n  \"a\": 1\n  \"b\"", "").status();
   EXPECT_EQ(bad.code(), Code::kInvalid);
-  Status rest = buffer.Add(11, "}\n").status();  // the writer retries at the old position
+  Status rest = buffer.Add(11, "}\n", "").status();  // the writer retries at the old position
   EXPECT_EQ(rest.message(), bad.message());
-  EXPECT_TRUE(buffer.Add(0, "{}").ok());
+  EXPECT_TRUE(buffer.Add(0, "{}", "").ok());
 }
 
 TEST(DocumentBuffer, TheWriteThatCrossesTheBoundIsEfbig) {
   DocumentBuffer buffer;
   const std::string piece = "{\"blob\": \"" + std::string(60000, 'x');
-  ASSERT_TRUE(buffer.Add(0, piece).ok());
-  EXPECT_EQ(buffer.Add(piece.size(), std::string(8000, 'y')).status().code(), Code::kTooLarge);
-  EXPECT_EQ(buffer.Add(piece.size() + 8000, "\"}").status().code(), Code::kTooLarge);
+  ASSERT_TRUE(buffer.Add(0, piece, "").ok());
+  EXPECT_EQ(buffer.Add(piece.size(), std::string(8000, 'y'), "").status().code(), Code::kTooLarge);
+  EXPECT_EQ(buffer.Add(piece.size() + 8000, "\"}", "").status().code(), Code::kTooLarge);
   EXPECT_FALSE(buffer.Drop().has_value());  // refused, not pending
 }
 
 TEST(DocumentBuffer, DropReportsLostIncompleteBytes) {
   DocumentBuffer buffer;
-  ASSERT_TRUE(buffer.Add(0, "{").ok());
+  ASSERT_TRUE(buffer.Add(0, "{", "").ok());
   auto lost = buffer.Drop();
   ASSERT_TRUE(lost.has_value());
   EXPECT_NE(lost->message().find("incomplete"), std::string::npos);

@@ -234,3 +234,51 @@ TEST_F(ServiceTest, CommittedChangesSurviveANewProcess) {
 
 }  // namespace
 }  // namespace cyborgfs
+
+namespace cyborgfs {
+namespace {
+
+TEST_F(ServiceTest, ReplaceCommitsAWholeValueLikeOneWrite) {
+  Open();
+  const int64_t id = Driven(0)->id;
+  ASSERT_TRUE(service_->Replace(id, Attr::kSpec, "{\"num\": 2}", "sedAb12").ok());
+  EXPECT_EQ(Render(service_->FindById(id), Attr::kSpec), "{\"num\": 2}");
+  ASSERT_TRUE(service_->Replace(id, Attr::kAttach, kVm1, ".attach.x").ok());
+  EXPECT_EQ(service_->FindById(id)->state, State::kAttached);
+  const int64_t generation = service_->FindById(id)->generation;
+  ASSERT_TRUE(service_->Replace(id, Attr::kAttach, kVm1, ".attach.y").ok());  // the same value: no change
+  EXPECT_EQ(service_->FindById(id)->generation, generation);
+  EXPECT_EQ(service_->Replace(id, Attr::kAttach, kVm2, ".attach.z").code(), Code::kBusy);
+}
+
+TEST_F(ServiceTest, ReplaceRefusesInvalidIncompleteAndOversizedValuesAsInvalid) {
+  Open();
+  const int64_t id = Driven(0)->id;
+  const Service::Snapshot before = service_->FindById(id);
+  for (const std::string& bad : {std::string("{\"num\": 1"), std::string(""), std::string("{\"num\": 0}"),
+                                 "{\"blob\": \"" + std::string(kMaxDocumentBytes, 'x') + "\"}"}) {
+    Status s = service_->Replace(id, Attr::kSpec, bad, "sedAb12");
+    EXPECT_EQ(s.code(), Code::kInvalid) << bad.substr(0, 20);
+    EXPECT_NE(service_->FindById(id)->last_error.find("renamed from sedAb12"), std::string::npos);
+  }
+  EXPECT_EQ(service_->Replace(id, Attr::kStatus, "available\n", "x").code(), Code::kAccessDenied);
+  EXPECT_EQ(service_->FindById(id)->generation, before->generation);
+  EXPECT_EQ(Render(service_->FindById(id), Attr::kSpec), Render(before, Attr::kSpec));
+}
+
+TEST_F(ServiceTest, TruncateCompletesADocumentBeingWrittenAndAloneChangesNothing) {
+  Open();
+  const int64_t id = Driven(0)->id;
+  ASSERT_TRUE(service_->Truncate(id, Attr::kSpec, 1).ok());
+  EXPECT_EQ(Render(service_->FindById(id), Attr::kSpec), "{}\n");
+  ASSERT_TRUE(service_->Write(id, Attr::kSpec, 0, "{\"num\": 3}xx").code() == Code::kInvalid);
+  ASSERT_TRUE(service_->Write(id, Attr::kSpec, 0, "{\"num\": 3").ok());
+  ASSERT_TRUE(service_->Truncate(id, Attr::kSpec, 9).ok());
+  ASSERT_TRUE(service_->Write(id, Attr::kSpec, 9, "}\n").ok());
+  EXPECT_EQ(Render(service_->FindById(id), Attr::kSpec), "{\"num\": 3}\n");
+  EXPECT_TRUE(service_->Truncate(id, Attr::kName, 0).ok());
+  EXPECT_EQ(Render(service_->FindById(id), Attr::kName), Driven(0)->name + "\n");
+}
+
+}  // namespace
+}  // namespace cyborgfs

@@ -12,12 +12,12 @@ DocumentState StateOf(const std::string& text) { return ParseJsonDocument(text).
 TEST(ParseJsonDocument, TellsCompleteFromIncompleteFromInvalid) {
   EXPECT_EQ(StateOf("{}"), DocumentState::kComplete);
   EXPECT_EQ(StateOf("{\"a\": [1, 2]}\n\n"), DocumentState::kComplete);
-  for (const char* prefix : {"", "  \n", "{", "{\n", "{\"a\"", "{\"a\":", "{\"a\": tru", "{\"a\": \"ab", "{\"a\": 1.5e",
+  for (const char* prefix : {"{", "{\n", "{\"a\"", "{\"a\":", "{\"a\": tru", "{\"a\": \"ab", "{\"a\": 1.5e",
                              "{\"a\": -", "[1, 2", "{\"a\": \"\xc3"}) {
     EXPECT_EQ(StateOf(prefix), DocumentState::kIncomplete) << prefix;
   }
-  for (const char* bad :
-       {"{\"num\": 1e999}", "{bad", "{\"a\" 1}", "{\"a\":1} x", "{\"a\":1} tr", "{\"a\":1}}", "{\"a\": tru ", "]"}) {
+  for (const char* bad : {"", "  \n", "\t", "{\"num\": 1e999}", "{bad", "{\"a\" 1}", "{\"a\":1} x", "{\"a\":1} tr",
+                          "{\"a\":1}}", "{\"a\": tru ", "]"}) {
     EXPECT_EQ(StateOf(bad), DocumentState::kInvalid) << bad;
   }
 }
@@ -47,9 +47,9 @@ TEST(ValidateSpec, AcceptsTheCyborgExampleAndOtherKeys) {
 }
 
 TEST(ValidateSpec, RejectsWrongTypesAndRanges) {
-  for (const char* bad :
-       {"[]", "1", "{\"remote\":2}", "{\"remote\":true}", "{\"num\":0}", "{\"num\":-3}", "{\"num\":1.0}",
-        "{\"num\":\"1\"}", "{\"device_type\":\"\"}", "{\"device_type\":null}", "{\"acc_capability\":[]}"}) {
+  for (const char* bad : {"[]", "1", "{\"remote\":2}", "{\"remote\":true}", "{\"num\":0}", "{\"num\":-3}",
+                          "{\"num\":1.0}", "{\"num\":\"1\"}", "{\"device_type\":\"\"}", "{\"device_type\":null}",
+                          "{\"acc_capability\":[]}", "{\"acc_specs\":{\"num\":1}}"}) {
     Status s = ValidateSpec(Json::parse(bad));
     EXPECT_EQ(s.code(), Code::kInvalid) << bad;
     EXPECT_FALSE(s.message().empty());
