@@ -83,12 +83,6 @@ class CreateTest(MountTest):
         self.fails("mkdir accelerators/" + U1, "File exists")
         self.assertEqual(self.uuids().count(U1), 1)
 
-    def test_mkdir_of_a_non_canonical_uuid_is_einval(self):
-        before = self.uuids()
-        for bad in [U1.upper(), "not-a-uuid", U1.replace("-", ""), U1 + "0"]:
-            self.fails("mkdir accelerators/" + bad, "Invalid argument")
-        self.assertEqual(self.uuids(), before)
-
     def test_create_file_takes_the_cyborg_post_body(self):
         self.ok("""printf '%%s\\n' '{"name": "IPSec Card", "uuid": "%s"}' > create""" % U1)
         self.assertEqual(self.acc(U1, "name"), "IPSec Card\n")
@@ -103,14 +97,6 @@ class CreateTest(MountTest):
             f.flush()
             f.write(' "py", "uuid": "%s"}\n' % U2.upper())
         self.assertEqual(self.acc(U2, "name"), "py\n")
-
-    def test_create_rejects_bad_bodies_with_einval(self):
-        before = self.uuids()
-        for body in ['{bad', '[]', '{}', '{"name": 5}', '{"name": ""}', '{"name": "a/b"}',
-                     '{"name": "x", "uuid": "nope"}', '{"name": "x", "extra": 1}']:
-            self.fails("echo '%s' > create" % body, "Invalid argument")
-        self.assertEqual(self.uuids(), before)
-        self.assertIn("unknown key", self.fs.log_text())
 
     def test_create_with_a_taken_name_or_uuid_is_eexist(self):
         self.make(U1)
@@ -162,15 +148,6 @@ class SpecTest(MountTest):
         self.fails("printf '{\\n  \"a\": 1\\n  \"b\": 2\\n}\\n' > " + self.spec, "Invalid argument")
         self.assertRegex(self.acc(U1, "error"), r"^spec: line 3, column \d+: .*expected .}.")
         self.assertEqual(self.read(self.spec), '{"num": 2}\n')
-
-    def test_invalid_specs_are_einval(self):
-        before = self.snapshot(U1)
-        for spec in ['[1, 2]', '"text"', '{"remote": 2}', '{"remote": "0"}', '{"num": 0}', '{"num": -1}',
-                     '{"num": 1.5}', '{"device_type": ""}', '{"device_type": 7}', '{"acc_capability": []}',
-                     '{"a": 1} trailing', '{"a": 1}}']:
-            self.fails("printf '%%s' '%s' > %s" % (spec, self.spec), "Invalid argument")
-            self.assertTrue(self.acc(U1, "error").startswith("spec: "), spec)
-        self.assertEqual(self.snapshot(U1), before)
 
     def test_nesting_is_bounded_at_32_levels(self):
         deep_ok = '{"a":' * 31 + '{}' + '}' * 31
@@ -285,14 +262,6 @@ class AttachTest(MountTest):
         self.fails("echo 'host %s' > %s" % (HOST, attach), "Device or resource busy")
         self.assertEqual(self.snapshot(u), before)
 
-    def test_bad_attach_syntax_is_einval(self):
-        u = self.fake_uuid("CRYPTO")
-        before = self.snapshot(u)
-        for bad in ["vm", "vm not-a-uuid", "container %s" % VM1, "host bad_name!", "vm %s extra" % VM1]:
-            self.fails("echo '%s' > accelerators/%s/attach" % (bad, u), "Invalid argument")
-            self.assertTrue(self.acc(u, "error").startswith("attach: "))
-        self.assertEqual(self.snapshot(u), before)
-
     def test_detaching_a_detached_accelerator_succeeds(self):
         u = self.fake_uuid("GPU")
         self.ok("echo > accelerators/%s/attach" % u)
@@ -404,16 +373,6 @@ class NameTest(MountTest):
         self.fails("echo %s > %s" % (U2, self.name), "File exists")
         self.assertEqual(self.read(self.name), U1 + "\n")
         self.assertIn("taken", self.acc(U1, "error"))
-
-    def test_bad_names_are_einval(self):
-        for bad in ["", "a/b", ".", "..", "x" * 256, "two\nlines", "nul\0byte"]:
-            with self.assertRaises(OSError, msg=bad) as e:
-                with open(self.fs.path(self.name), "w") as f:
-                    f.write(bad + "\n")
-            self.assertEqual(e.exception.errno, errno.EINVAL)
-            self.assertTrue(self.acc(U1, "error").startswith("name: "), bad)
-        self.assertEqual(self.read(self.name), U1 + "\n")
-        self.ok("printf '%s' > %s" % ("x" * 255, self.name))
 
     def test_rewriting_the_current_value_of_any_file_is_a_noop(self):
         self.ok("echo 'vm %s' > accelerators/%s/attach" % (VM1, U1))
