@@ -45,6 +45,13 @@ namespace {
 
 int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
 
+// A value for a log line: whole up to 256 bytes, else its start and its size.
+std::string ForLog(const std::string& value) {
+  constexpr size_t kShown = 256;
+  if (value.size() <= kShown) return value;
+  return value.substr(0, kShown) + "... (" + std::to_string(value.size()) + " bytes)";
+}
+
 // The Cyborg columns follow the spec, falling back to the driver's facts.
 void DeriveColumns(Accelerator& a) {
   const Json spec = Json::parse(a.spec);
@@ -307,7 +314,7 @@ Status Service::ApplySpec(const Accelerator& current, const std::string& bytes, 
   if (next.spec == current.spec && next.spec_bytes == current.spec_bytes) return Status::Ok();
   DeriveColumns(next);
   if (Status s = Commit(current, std::move(next)); !s.ok()) return s;
-  spdlog::info("accelerator {}: spec set to {}", current.uuid, spec.dump());
+  spdlog::info("accelerator {}: spec set to {}", current.uuid, ForLog(spec.dump()));
   return Status::Ok();
 }
 

@@ -340,6 +340,49 @@ class ScratchTest(ToolTest):
         self.fails("mv %s/tmp %s/status" % (self.dir, self.dir), "Permission denied")
         self.assertEqual(self.scratch_names(), ["tmp"])
 
+    def test_random_scratch_operations_never_crash_or_store_garbage(self):
+        import random
+        rng = random.Random(3)
+        folder = self.fs.path(self.dir)
+        names = ["a", "b", ".c.XyZ", "sed123", "d.lock"]
+        contents = [b"", b"{}", b'{"num": 2}\n', b"vm " + VM1.encode(), b"\n", b"{" * 50, b"\xff\0",
+                    b'{"num": 0}', b"x" * 5000, b"host testhost\n", b"gpu-%d\n",
+                    b'{"num": %d}\n', b'{"num": %d}']
+        allowed = {errno.ENOENT, errno.EEXIST, errno.EISDIR, errno.ENOTDIR, errno.EINVAL, errno.EBUSY,
+                   errno.EFBIG, errno.ENOSPC, errno.EACCES, errno.ENOTEMPTY}
+        commits = 0
+        for step in range(600):
+            name = os.path.join(folder, rng.choice(names))
+            other = os.path.join(folder, rng.choice(names + ["spec", "attach", "name", "status"]))
+            data = rng.choice(contents).replace(b"%d", str(step).encode())
+            op = rng.choices(range(6), weights=[4, 4, 1, 1, 1, 1])[0]
+            try:
+                if op == 0:
+                    patch = rng.random() < 0.3 and os.path.exists(name)
+                    with open(name, "r+b" if patch else "wb") as f:
+                        f.seek(rng.randrange(3) if patch else 0)
+                        f.write(data)
+                        f.truncate(rng.randrange(20)) if rng.random() < 0.2 else None
+                elif op == 1:
+                    os.rename(name, other)
+                    commits += os.path.basename(other) in LISTED
+                elif op == 2:
+                    os.unlink(name)
+                elif op == 3:
+                    os.mkdir(name)
+                elif op == 4:
+                    os.rmdir(name)
+                else:
+                    with open(name, "rb") as f:
+                        f.read()
+            except OSError as e:
+                self.assertIn(e.errno, allowed, "step %d op %d %s -> %s: %s" % (step, op, name, other, e))
+            spec = self.acc(self.u, "spec")
+            self.assertIsInstance(json.loads(spec), dict)
+            self.assertRegex(self.acc(self.u, "attach"), r"^((vm [0-9a-f-]{36}|host testhost)\n?)?$")
+        self.assertGreater(commits, 10)  # renames over listed files that were applied
+        self.assertIsNone(self.fs.proc.poll())
+
 
 if __name__ == "__main__":
     unittest.main()
