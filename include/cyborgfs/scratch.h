@@ -58,6 +58,7 @@ class ScratchFile {
   // Regular-file semantics: a write past the end leaves zeros between.
   // kTooLarge when the file would exceed kMaxScratchBytes.
   Status Write(uint64_t offset, std::string_view data);
+  Status Append(std::string_view data);  // O_APPEND: at the end, atomically
   Status Truncate(uint64_t size);
   void SetMode(mode_t mode);
   void SetOwner(uid_t uid, gid_t gid);
@@ -65,7 +66,9 @@ class ScratchFile {
 
  private:
   friend class ScratchSpace;
-  void Touch();  // REQUIRES: mu_ held
+  // REQUIRES: mu_ held.
+  Status WriteLocked(uint64_t offset, std::string_view data);
+  void Touch();
 
   const uint64_t number_;
   const bool is_folder_;

@@ -55,6 +55,15 @@ std::string ScratchFile::Read(uint64_t offset, size_t size) const {
 
 Status ScratchFile::Write(uint64_t offset, std::string_view data) {
   std::lock_guard lock(mu_);
+  return WriteLocked(offset, data);
+}
+
+Status ScratchFile::Append(std::string_view data) {
+  std::lock_guard lock(mu_);
+  return WriteLocked(content_.size(), data);
+}
+
+Status ScratchFile::WriteLocked(uint64_t offset, std::string_view data) {
   const uint64_t end = offset + data.size();
   if (end > kMaxScratchBytes || end < offset) return TooLarge(end);
   if (end > content_.size()) content_.resize(end, '\0');

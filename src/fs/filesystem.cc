@@ -10,23 +10,11 @@
 #include <memory>
 #include <vector>
 
-#include "errno_map.h"
 #include "nodes.h"
+#include "replies.h"
 
 namespace cyborgfs::fs {
 namespace {
-
-// What an open file keeps: the content served to its reads. A read at offset
-// 0 renders the value afresh, later offsets continue that rendering, so a
-// reader never gets the halves of two values.
-// Nothing may touch an OpenFile after its request was replied to.
-struct OpenFile {
-  std::mutex mu;
-  std::shared_ptr<const std::string> content;  // REQUIRES: mu
-  bool writer = false;
-  bool append = false;          // O_APPEND: scratch writes land at the end
-  ScratchSpace::Entry scratch;  // set when the file is a scratch file
-};
 
 struct DirEntry {
   std::string name;
@@ -36,19 +24,8 @@ struct DirEntry {
 using DirListing = std::vector<DirEntry>;
 
 Filesystem& Self(fuse_req_t req) { return *static_cast<Filesystem*>(fuse_req_userdata(req)); }
-OpenFile& FileOf(fuse_file_info* fi) { return *reinterpret_cast<OpenFile*>(fi->fh); }
-
-void ReplyErrno(fuse_req_t req, int error) { fuse_reply_err(req, error); }
-
-void ReplyStatus(fuse_req_t req, const Status& status) {
-  if (!status.ok()) spdlog::debug("request refused: {}", status.message());
-  fuse_reply_err(req, ErrnoOf(status));
-}
-
 bool WantsWrite(const fuse_file_info* fi) { return (fi->flags & O_ACCMODE) != O_RDONLY; }
 bool WantsRead(const fuse_file_info* fi) { return (fi->flags & O_ACCMODE) != O_WRONLY; }
-
-Status NotHere(const char* what) { return Status::AccessDenied(std::string(what) + ": the tree has no such file"); }
 
 // Runs one request's handler. An exception must not cross into libfuse's C
 // code: it is logged and the request fails with EIO; the daemon stays up.
@@ -159,13 +136,6 @@ void Filesystem::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   ReplyEntry(req, found);
 }
 
-void Filesystem::ReplyScratchEntry(fuse_req_t req, const ScratchSpace::Entry& entry) {
-  fuse_entry_param reply{};
-  reply.ino = scratch_inodes_.Remember(entry);
-  reply.attr = ScratchStat(reply.ino, *entry);
-  if (fuse_reply_entry(req, &reply) != 0) scratch_inodes_.Forget(reply.ino, 1);
-}
-
 void Filesystem::Forget(fuse_ino_t ino, uint64_t count) {
   if (Decode(ino).kind == NodeKind::kScratch) scratch_inodes_.Forget(ino, count);
 }
@@ -225,21 +195,6 @@ Result<struct stat> Filesystem::Stat(fuse_ino_t ino) const {
   return st;
 }
 
-struct stat Filesystem::ScratchStat(fuse_ino_t ino, const ScratchFile& file) const {
-  const ScratchMeta meta = file.meta();
-  struct stat st {};
-  st.st_ino = ino;
-  st.st_mode = (file.is_folder() ? S_IFDIR : S_IFREG) | meta.mode;
-  st.st_nlink = file.linked() ? (file.is_folder() ? 2 : 1) : 0;
-  st.st_uid = meta.uid;
-  st.st_gid = meta.gid;
-  st.st_size = static_cast<off_t>(file.size());
-  st.st_atim = meta.atime;
-  st.st_mtim = meta.mtime;
-  st.st_ctim = meta.ctime;
-  return st;
-}
-
 void Filesystem::GetAttr(fuse_req_t req, fuse_ino_t ino) {
   auto st = Stat(ino);
   if (!st.ok()) return ReplyStatus(req, st.status());
@@ -262,32 +217,6 @@ void Filesystem::SetAttr(fuse_req_t req, fuse_ino_t ino, const struct stat& attr
   GetAttr(req, ino);
 }
 
-void Filesystem::SetScratchAttr(fuse_req_t req, fuse_ino_t ino, const struct stat& attr, int to_set) {
-  auto entry = scratch_inodes_.Find(ino);
-  if (!entry) return ReplyErrno(req, ENOENT);
-  if (to_set & FUSE_SET_ATTR_SIZE) {
-    if (entry->is_folder()) return ReplyErrno(req, EISDIR);
-    if (Status s = entry->Truncate(static_cast<uint64_t>(attr.st_size)); !s.ok()) return ReplyStatus(req, s);
-  }
-  if (to_set & FUSE_SET_ATTR_MODE) entry->SetMode(attr.st_mode);
-  if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
-    entry->SetOwner(to_set & FUSE_SET_ATTR_UID ? attr.st_uid : static_cast<uid_t>(-1),
-                    to_set & FUSE_SET_ATTR_GID ? attr.st_gid : static_cast<gid_t>(-1));
-  }
-  if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
-    timespec now{};
-    clock_gettime(CLOCK_REALTIME, &now);
-    auto pick = [&](int set, int set_now, const timespec& given) -> const timespec* {
-      if (!(to_set & set)) return nullptr;
-      return (to_set & set_now) ? &now : &given;
-    };
-    entry->SetTimes(pick(FUSE_SET_ATTR_ATIME, FUSE_SET_ATTR_ATIME_NOW, attr.st_atim),
-                    pick(FUSE_SET_ATTR_MTIME, FUSE_SET_ATTR_MTIME_NOW, attr.st_mtim));
-  }
-  const struct stat st = ScratchStat(ino, *entry);
-  fuse_reply_attr(req, &st, 0);
-}
-
 void Filesystem::ReadLink(fuse_req_t req, fuse_ino_t ino) {
   auto target = Content(ino);
   if (!target.ok()) return ReplyStatus(req, target.status());
@@ -308,50 +237,6 @@ void Filesystem::MakeDir(fuse_req_t req, fuse_ino_t parent, const char* name, mo
     return ReplyStatus(req, created);
   }
   Lookup(req, parent, name);
-}
-
-void Filesystem::MakeNode(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
-  if (!S_ISREG(mode) && Decode(parent).kind == NodeKind::kAcceleratorDir) {
-    return ReplyStatus(req, Status::NotPermitted("mknod: only regular scratch files can be made"));
-  }
-  auto made = MakeScratch(req, parent, name, false, mode);
-  made.ok() ? ReplyScratchEntry(req, *made) : ReplyStatus(req, made.status());
-}
-
-void Filesystem::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
-  auto made = MakeScratch(req, parent, name, false, mode);
-  if (!made.ok()) return ReplyStatus(req, made.status());
-  auto file = std::make_unique<OpenFile>();
-  file->scratch = *made;
-  file->append = fi->flags & O_APPEND;
-  fuse_entry_param entry{};
-  entry.ino = scratch_inodes_.Remember(*made);
-  entry.attr = ScratchStat(entry.ino, **made);
-  fi->fh = reinterpret_cast<uint64_t>(file.get());
-  fi->direct_io = 1;
-  if (fuse_reply_create(req, &entry, fi) != 0) return scratch_inodes_.Forget(entry.ino, 1);
-  file.release();  // owned by the kernel's open file until `release`
-}
-
-Result<ScratchSpace::Entry> Filesystem::MakeScratch(fuse_req_t req, fuse_ino_t parent, const char* name, bool is_folder,
-                                                    mode_t mode) {
-  const Node node = Decode(parent);
-  if (node.kind != NodeKind::kAcceleratorDir) {
-    return NotHere(is_folder ? "mkdir" : "create")
-        .Prefixed(std::string(name) +
-                  " (scratch files live in "
-                  "accelerator folders only)");
-  }
-  if (!service_.FindById(node.id)) return Status::NotFound("no such accelerator");
-  if (FindAttribute(name)) return Status::Exists(std::string(name) + " is a listed file");
-  const fuse_ctx* caller = fuse_req_ctx(req);
-  ScratchMeta meta;
-  meta.mode = mode & 07777;
-  meta.uid = caller->uid;
-  meta.gid = caller->gid;
-  auto made = scratch_.Create(node.id, name, is_folder, meta);
-  if (!made.ok()) spdlog::warn("scratch {}: refused: {}", name, made.status().message());
-  return made;
 }
 
 void Filesystem::RemoveDir(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -418,14 +303,6 @@ void Filesystem::Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fus
   }
   if (FindAttribute(new_name)) return ReplyStatus(req, CommitScratch(from, name, to, new_name, flags));
   ReplyStatus(req, scratch_.Move(from.id, name, to.id, new_name, flags & RENAME_NOREPLACE));
-}
-
-Status Filesystem::CommitScratch(const Node& from, const char* name, const Node& to, const char* new_name,
-                                 unsigned flags) {
-  if (flags & RENAME_NOREPLACE) return Status::Exists(std::string(new_name) + " exists");
-  const Attr attr = FindAttribute(new_name)->attr;
-  return scratch_.Commit(from.id, name,
-                         [&](const std::string& content) { return service_.Replace(to.id, attr, content, name); });
 }
 
 void Filesystem::OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -548,8 +425,7 @@ void Filesystem::Write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t 
   const Node node = Decode(ino);
   const std::string_view bytes(data, size);
   if (const auto& scratch = FileOf(fi).scratch) {
-    const uint64_t at = FileOf(fi).append ? scratch->size() : static_cast<uint64_t>(offset);
-    Status written = scratch->Write(at, bytes);
+    Status written = FileOf(fi).append ? scratch->Append(bytes) : scratch->Write(static_cast<uint64_t>(offset), bytes);
     return written.ok() ? (void)fuse_reply_write(req, size) : ReplyStatus(req, written);
   }
   const Status written = node.kind == NodeKind::kCreate

@@ -9,7 +9,8 @@
 //
 // In an accelerator folder, a name that is not a listed file is a scratch
 // file (see scratch.h); rename(2) of a scratch file over a listed file
-// commits its content through Service::Replace.
+// commits its content through Service::Replace. The callbacks of the tree
+// are in filesystem.cc, those only scratch files have in scratch_files.cc.
 //
 // Thread safety: the callbacks run on libfuse's worker threads concurrently.
 #pragma once
