@@ -172,6 +172,19 @@ class EditorTest(ToolTest):
         self.assertNotEqual(rc, 0)
         self.assertRefusedKeeping(before, "spec: line 2, column")
 
+    def test_perl_in_place(self):
+        self.ok("""echo '{"num": 1}' > %s && perl -pi -e 's/1/2/' %s""" % (self.spec, self.spec))
+        self.assertEqual(self.acc(self.u, "spec"), '{"num": 2}\n')
+
+    def test_tools_that_remove_the_target_first_get_eperm(self):
+        # install, cp --remove-destination and mv from another filesystem unlink the
+        # target before creating it anew; a listed file cannot be removed.
+        source = self.local("spec.json", '{"num": 3}\n')
+        before = self.snapshot(self.u)
+        for script in ["install -m 644 %s %s", "cp --remove-destination %s %s", "mv %s %s"]:
+            self.fails(script % (source, self.spec), "Operation not permitted")
+        self.assertEqual(self.snapshot(self.u), before)
+
     def test_mv_of_a_scratch_file_over_spec(self):
         self.ok("""echo '{"num": 8}' > %s/new.json && mv %s/new.json %s""" % (self.dir, self.dir, self.spec))
         self.assertEqual(self.acc(self.u, "spec"), '{"num": 8}\n')
