@@ -157,6 +157,10 @@ class EditorTest(ToolTest):
         self.ok("""echo '{"num": 1, "device_type": "GPU"}' > %s""" % self.spec)
         self.ok("vim -es -c '%%s/GPU/FPGA/' -c 'wq' %s < /dev/null" % self.spec)
         self.assertEqual(self.acc(self.u, "spec"), '{"num": 1, "device_type": "FPGA"}\n')
+        for settings in ["-u DEFAULTS", "-c 'set backupcopy=no'", "-c 'set backupcopy=yes'"]:  # interactive vim's
+            self.ok("vim -Es %s -c '%%s/FPGA/QAT/' -c 'wq' %s < /dev/null" % (settings, self.spec))
+            self.assertEqual(self.acc(self.u, "spec"), '{"num": 1, "device_type": "QAT"}\n')
+            self.ok("""echo '{"num": 1, "device_type": "FPGA"}' > %s""" % self.spec)
         before = self.snapshot(self.u)
         rc, _, _ = self.sh("vim -es -c '%%s/FPGA/\"/' -c 'wq' %s < /dev/null" % self.spec)
         self.assertNotEqual(rc, 0)
