@@ -36,11 +36,15 @@ struct Accelerator {
   std::string attachment;     // canonical "vm <uuid>" / "host <name>"; empty = detached
   std::string attach_handle;  // compact JSON from the driver; empty when detached
 
-  // Host side: which driver reports this accelerator and what it said.
+  // Host side: which cyborgfs driver reports this accelerator (the file
+  // `reported_by`; the file `driver` shows the kernel driver) and what it said.
   std::string driver;          // empty for accelerators created by hand
   std::string driver_address;  // the driver's own key, e.g. a PCI address
   std::string driver_device_type;
   std::string driver_acc_type;
+  // The rest of the driver's facts (DiscoveredDevice), a compact JSON object
+  // with the keys kernel_driver, model, numa_node, iommu_group, physfn.
+  std::string host_facts = "{}";
 
   // "What you write is what you read": the bytes last written to each writable
   // file. Unset means the value is rendered canonically.

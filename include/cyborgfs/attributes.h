@@ -26,6 +26,11 @@ enum class Attr {
   kRemotable,
   kDriver,
   kAttachHandle,
+  kReportedBy,
+  kModel,
+  kNumaNode,
+  kIommuGroup,
+  kPhysfn,
 };
 
 enum class WriteKind {

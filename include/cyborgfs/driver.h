@@ -26,6 +26,13 @@ struct DiscoveredDevice {
   std::string acc_type;
   std::string vendor_id;   // 4 lowercase hex digits
   std::string product_id;  // 4 lowercase hex digits
+
+  // What the host says of the device; informational, shown in files.
+  std::string kernel_driver;  // the kernel driver bound to it now, e.g. "nvidia"; empty if none
+  std::string model;          // vendor and device name, e.g. "NVIDIA Corporation GH100 [H100 SXM5 80GB]"
+  int numa_node = -1;         // -1: unknown or not a NUMA machine
+  std::string iommu_group;    // e.g. "12"; empty if none
+  std::string physfn;         // an SR-IOV virtual function's parent, by address; empty otherwise
 };
 
 // Where an accelerator is attached. Parsed from the `attach` file.

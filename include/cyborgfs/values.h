@@ -73,6 +73,14 @@ Status ValidateName(std::string_view name);
 // "vm <instance-uuid>" or "host <hostname>" attach, "" detaches (nullopt).
 Result<std::optional<AttachTarget>> ParseAttach(std::string_view text);
 
+// --- small text helpers ----------------------------------------------------
+
+// `text` with ASCII letters in lower case.
+std::string Lowercase(std::string text);
+
+// A 16-bit id as 4 lowercase hex digits ("10de"), as sysfs and lspci show it.
+std::string Hex4(uint16_t value);
+
 // --- uuids -----------------------------------------------------------------
 
 // True for the lowercase canonical 8-4-4-4-12 form only.

@@ -11,7 +11,10 @@ Options ParseOptions(int argc, char** argv, int& exit_code) {
                "cyborgfs"};
   cli.add_option("MOUNTPOINT", o.mountpoint, "folder to mount on")->required();
   cli.add_option("--db", o.database, "SQLite database file, created if missing")->capture_default_str();
-  cli.add_option("--drivers", o.drivers, "comma-separated host drivers: fake, none")->capture_default_str();
+  cli.add_option("--drivers", o.drivers, "comma-separated host drivers: pci, fake, none")->capture_default_str();
+  cli.add_option("--sysfs-root", o.sysfs_root, "the sysfs tree the pci driver reads and writes")->capture_default_str();
+  cli.add_option("--pci-ids", o.pci_ids, "pci.ids file for device names (default: the system's)");
+  cli.add_option("--device-table", o.device_table, "file of extra accelerator ids: <vendor>:<device> <TYPE>");
   cli.add_option("--fake-devices", o.fake_devices, "how many devices the fake driver reports")
       ->capture_default_str()
       ->check(CLI::Range(0, 4096));

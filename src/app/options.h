@@ -12,9 +12,12 @@ inline constexpr const char* kDefaultDatabase = "/var/lib/cyborgfs/cyborgfs.db";
 struct Options {
   std::string mountpoint;
   std::string database = kDefaultDatabase;
-  std::string drivers = "fake";
+  std::string drivers = "pci";
   int fake_devices = 4;
-  std::string host;  // empty: the system host name
+  std::string sysfs_root = "/sys";
+  std::string pci_ids;       // empty: libpci's default
+  std::string device_table;  // empty: the built-in table only
+  std::string host;          // empty: the system host name
   bool foreground = false;
   std::vector<std::string> mount_options;  // each -o argument
   std::string log_level = "info";

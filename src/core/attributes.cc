@@ -21,7 +21,20 @@ std::string RenderAccType(const Accelerator& a) { return Line(a.acc_type); }
 std::string RenderVendorId(const Accelerator& a) { return Line(a.vendor_id); }
 std::string RenderProductId(const Accelerator& a) { return Line(a.product_id); }
 std::string RenderRemotable(const Accelerator& a) { return a.remotable ? "1\n" : "0\n"; }
-std::string RenderDriver(const Accelerator& a) { return Line(a.driver); }
+// A fact the driver reported (Accelerator::host_facts), as one line.
+std::string Fact(const Accelerator& a, const char* key) {
+  const Json facts = Json::parse(a.host_facts);
+  auto it = facts.find(key);
+  if (it == facts.end()) return {};
+  return Line(it->is_string() ? it->get<std::string>() : it->dump());
+}
+
+std::string RenderDriver(const Accelerator& a) { return Fact(a, "kernel_driver"); }
+std::string RenderReportedBy(const Accelerator& a) { return Line(a.driver); }
+std::string RenderModel(const Accelerator& a) { return Fact(a, "model"); }
+std::string RenderNumaNode(const Accelerator& a) { return Fact(a, "numa_node"); }
+std::string RenderIommuGroup(const Accelerator& a) { return Fact(a, "iommu_group"); }
+std::string RenderPhysfn(const Accelerator& a) { return Fact(a, "physfn"); }
 std::string RenderAttachHandle(const Accelerator& a) {
   return a.attach_handle.empty() ? std::string() : RenderJson(Json::parse(a.attach_handle));
 }
@@ -39,6 +52,11 @@ const std::vector<AttrInfo> kAttributes = {
     {Attr::kRemotable, "remotable", 0444, WriteKind::kReadOnly, RenderRemotable},
     {Attr::kDriver, "driver", 0444, WriteKind::kReadOnly, RenderDriver},
     {Attr::kAttachHandle, "attach_handle", 0444, WriteKind::kReadOnly, RenderAttachHandle},
+    {Attr::kReportedBy, "reported_by", 0444, WriteKind::kReadOnly, RenderReportedBy},
+    {Attr::kModel, "model", 0444, WriteKind::kReadOnly, RenderModel},
+    {Attr::kNumaNode, "numa_node", 0444, WriteKind::kReadOnly, RenderNumaNode},
+    {Attr::kIommuGroup, "iommu_group", 0444, WriteKind::kReadOnly, RenderIommuGroup},
+    {Attr::kPhysfn, "physfn", 0444, WriteKind::kReadOnly, RenderPhysfn},
 };
 
 }  // namespace

@@ -439,6 +439,16 @@ void TakeDriverFacts(const Driver& driver, const DiscoveredDevice& device, Accel
   a.driver_acc_type = device.acc_type;
   a.vendor_id = device.vendor_id;
   a.product_id = device.product_id;
+  Json facts = Json::object();
+  auto fact = [&](const char* key, const std::string& value) {
+    if (!value.empty()) facts[key] = value;
+  };
+  fact("kernel_driver", device.kernel_driver);
+  fact("model", device.model);
+  if (device.numa_node >= 0) facts["numa_node"] = device.numa_node;
+  fact("iommu_group", device.iommu_group);
+  fact("physfn", device.physfn);
+  a.host_facts = facts.dump();
   DeriveColumns(a);
 }
 
@@ -471,7 +481,7 @@ Status Service::Refresh(Driver& driver, const Accelerator& current, const Discov
   }
   auto facts = [](const Accelerator& a) {
     return std::tie(a.state, a.driver, a.driver_address, a.driver_device_type, a.driver_acc_type, a.device_type,
-                    a.acc_type, a.vendor_id, a.product_id, a.attach_handle);
+                    a.acc_type, a.vendor_id, a.product_id, a.attach_handle, a.host_facts);
   };
   const bool same = facts(next) == facts(current);
   return same ? Status::Ok() : Commit(current, std::move(next));

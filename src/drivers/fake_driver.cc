@@ -14,19 +14,16 @@ struct Model {
   const char* acc_type;
   const char* vendor_id;
   const char* product_id;
+  const char* kernel_driver;
+  const char* name;
 };
 
 // Real cards: NVIDIA Tesla V100, Intel PAC Arria 10, Intel QAT C62x.
 constexpr Model kModels[] = {
-    {"GPU", "nvidia-tesla-v100", "10de", "1db4"},
-    {"FPGA", "intel-pac-arria10", "8086", "09c4"},
-    {"CRYPTO", "intel-qat-c62x", "8086", "37c8"},
+    {"GPU", "nvidia-tesla-v100", "10de", "1db4", "nvidia", "NVIDIA Corporation GV100GL [Tesla V100 PCIe 16GB]"},
+    {"FPGA", "intel-pac-arria10", "8086", "09c4", "dfl-pci", "Intel Corporation PAC with Intel Arria 10 GX FPGA"},
+    {"CRYPTO", "intel-qat-c62x", "8086", "37c8", "c6xx", "Intel Corporation C62x Chipset QuickAssist Technology"},
 };
-
-std::string Lower(std::string text) {
-  for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return text;
-}
 
 class FakeDriver final : public Driver {
  public:
@@ -38,11 +35,15 @@ class FakeDriver final : public Driver {
       DiscoveredDevice d;
       d.address = address;
       d.uuid = NameBasedUuid(host_ + "/fake/" + d.address);
-      d.name = Lower(model.device_type) + "-" + d.address;
+      d.name = Lowercase(model.device_type) + "-" + d.address;
       d.device_type = model.device_type;
       d.acc_type = model.acc_type;
       d.vendor_id = model.vendor_id;
       d.product_id = model.product_id;
+      d.kernel_driver = model.kernel_driver;
+      d.model = model.name;
+      d.numa_node = i % 2;
+      d.iommu_group = std::to_string(40 + i);
       devices_.push_back(d);
     }
   }
@@ -53,7 +54,7 @@ class FakeDriver final : public Driver {
 
   Result<std::string> Attach(const std::string& address, const AttachTarget& target) override {
     if (!Known(address)) return Status::NoDevice("no device at " + address);
-    if (target.kind == AttachTarget::Kind::kHost && target.id != Lower(host_)) {
+    if (target.kind == AttachTarget::Kind::kHost && target.id != Lowercase(host_)) {
       return Status::Invalid("can only attach to this host (" + host_ + "), not " + target.id);
     }
     std::lock_guard lock(mu_);
@@ -90,30 +91,6 @@ class FakeDriver final : public Driver {
 
 std::unique_ptr<Driver> MakeFakeDriver(std::string host, int devices) {
   return std::make_unique<FakeDriver>(std::move(host), devices);
-}
-
-Result<std::vector<std::unique_ptr<Driver>>> MakeDrivers(const std::string& list, const DriverOptions& options) {
-  std::vector<std::unique_ptr<Driver>> drivers;
-  std::vector<std::string> names;
-  size_t start = 0;
-  while (start <= list.size()) {
-    size_t end = list.find(',', start);
-    if (end == std::string::npos) end = list.size();
-    names.push_back(list.substr(start, end - start));
-    start = end + 1;
-  }
-  for (const std::string& name : names) {
-    if (name == "none" && names.size() == 1) continue;
-    if (name == "fake") {
-      for (const auto& d : drivers) {
-        if (d->Name() == name) return Status::Invalid("driver \"" + name + "\" named twice");
-      }
-      drivers.push_back(MakeFakeDriver(options.host, options.fake_devices));
-      continue;
-    }
-    return Status::Invalid("unknown driver \"" + name + "\" (known: fake, none)");
-  }
-  return drivers;
 }
 
 }  // namespace cyborgfs

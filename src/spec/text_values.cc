@@ -1,6 +1,7 @@
 // Text values: names and attach targets.
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <sstream>
 #include <vector>
 
@@ -34,12 +35,18 @@ std::vector<std::string> SplitWords(std::string_view text) {
   return words;
 }
 
+}  // namespace
+
 std::string Lowercase(std::string text) {
   std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return std::tolower(c); });
   return text;
 }
 
-}  // namespace
+std::string Hex4(uint16_t value) {
+  char text[8];
+  std::snprintf(text, sizeof text, "%04x", value);
+  return text;
+}
 
 std::string_view StripNewline(std::string_view text) {
   if (!text.empty() && text.back() == '\n') text.remove_suffix(1);

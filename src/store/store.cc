@@ -39,6 +39,9 @@ const char* const kMigrations[] = {
       updated_at         INTEGER NOT NULL
     );
     )sql",
+    R"sql(
+    ALTER TABLE accelerators ADD COLUMN host_facts TEXT NOT NULL DEFAULT '{}';
+    )sql",
 };
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
@@ -46,8 +49,8 @@ constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 constexpr const char* kColumns =
     "uuid, name, device_type, acc_type, acc_capability, vendor_id, product_id, remotable, spec, state, "
     "attachment, attach_handle, driver, driver_address, driver_device_type, driver_acc_type, name_bytes, "
-    "spec_bytes, attach_bytes, generation, created_at, updated_at";
-constexpr int kColumnCount = 22;
+    "spec_bytes, attach_bytes, generation, created_at, updated_at, host_facts";
+constexpr int kColumnCount = 23;
 
 // One prepared statement, finalized when it goes out of scope.
 class Statement {
@@ -127,6 +130,7 @@ void BindColumns(Statement& s, const Accelerator& a) {
   s.Bind(i++, a.generation);
   s.Bind(i++, a.created_at);
   s.Bind(i++, a.updated_at);
+  s.Bind(i++, a.host_facts);
 }
 
 Accelerator ReadColumns(const Statement& s) {
@@ -155,6 +159,7 @@ Accelerator ReadColumns(const Statement& s) {
   a.generation = s.Int(i++);
   a.created_at = s.Int(i++);
   a.updated_at = s.Int(i++);
+  a.host_facts = s.Text(i++);
   return a;
 }
 

@@ -15,7 +15,7 @@ BIN = os.environ.get("CYBORGFS_BIN", os.path.join(os.path.dirname(__file__), "..
 HOST = "testhost"
 # The files of every accelerator folder; any other name there is a scratch file.
 LISTED = {"name", "spec", "attach", "status", "error", "device_type", "acc_type", "vendor_id", "product_id",
-          "remotable", "driver", "attach_handle"}
+          "remotable", "driver", "attach_handle", "reported_by", "model", "numa_node", "iommu_group", "physfn"}
 
 
 def wait_for(predicate, timeout=10.0, what="condition"):
@@ -41,8 +41,9 @@ class Mount:
         self.db = db or os.path.join(workdir, "cyborgfs.db")
         self.log_path = os.path.join(workdir, "daemon.log")
         os.makedirs(self.mnt, exist_ok=True)
+        drivers = [] if "--drivers" in extra_args else ["--drivers", "fake"]
         args = [BIN, "-f", "--db", self.db, "--host", HOST, "--fake-devices", str(fake_devices),
-                "--log-level", "debug", *extra_args, self.mnt]
+                "--log-level", "debug", *drivers, *extra_args, self.mnt]
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:

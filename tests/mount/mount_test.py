@@ -23,9 +23,13 @@ class TreeTest(MountTest):
             self.assertRegex(u, r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
             self.assertEqual(sorted(os.listdir(self.fs.path("accelerators", u))), sorted(
                 ["name", "spec", "attach", "status", "error", "device_type", "acc_type", "vendor_id",
-                 "product_id", "remotable", "driver", "attach_handle"]))
+                 "product_id", "remotable", "driver", "attach_handle", "reported_by", "model", "numa_node",
+                 "iommu_group", "physfn"]))
             self.assertEqual(self.acc(u, "status"), "available\n")
-            self.assertEqual(self.acc(u, "driver"), "fake\n")
+            self.assertEqual(self.acc(u, "reported_by"), "fake\n")
+            self.assertIn(self.acc(u, "driver"), ["nvidia\n", "dfl-pci\n", "c6xx\n"])
+            self.assertRegex(self.acc(u, "numa_node"), r"^[01]\n$")
+            self.assertEqual(self.acc(u, "physfn"), "")
             self.assertEqual(self.acc(u, "spec"), "{}\n")
             self.assertEqual(self.acc(u, "attach"), "")
             self.assertRegex(self.acc(u, "vendor_id"), r"^[0-9a-f]{4}\n$")
@@ -43,7 +47,8 @@ class TreeTest(MountTest):
                      if line)
         self.assertEqual(modes, {"name": "644", "spec": "644", "attach": "644", "status": "444", "error": "444",
                                  "device_type": "444", "acc_type": "444", "vendor_id": "444", "product_id": "444",
-                                 "remotable": "444", "driver": "444", "attach_handle": "444"})
+                                 "remotable": "444", "driver": "444", "attach_handle": "444", "reported_by": "444",
+                                 "model": "444", "numa_node": "444", "iommu_group": "444", "physfn": "444"})
 
     def test_by_name_links_every_accelerator(self):
         for name in os.listdir(self.fs.path("by-name")):
@@ -76,6 +81,7 @@ class CreateTest(MountTest):
         self.assertEqual(self.acc(U1, "spec"), "{}\n")
         self.assertEqual(self.acc(U1, "status"), "available\n")
         self.assertEqual(self.acc(U1, "driver"), "")
+        self.assertEqual(self.acc(U1, "reported_by"), "")
         self.assertEqual(os.readlink(self.fs.path("by-name", U1)), "../accelerators/" + U1)
 
     def test_mkdir_existing_is_eexist(self):
@@ -461,7 +467,8 @@ class CommandTest(MountTest):
     def test_help_and_version(self):
         r = self.run_bin("--help")
         self.assertEqual(r.returncode, 0)
-        for option in ["--db", "--drivers", "--fake-devices", "--host", "--foreground", "-o", "--log-level"]:
+        for option in ["--db", "--drivers", "--fake-devices", "--sysfs-root", "--pci-ids", "--device-table", "--host",
+                       "--foreground", "-o", "--log-level"]:
             self.assertIn(option, r.stdout)
         r = self.run_bin("--version")
         self.assertEqual(r.returncode, 0)
@@ -480,6 +487,11 @@ class CommandTest(MountTest):
         db = os.path.join(self.workdir, "x.db")
         self.assert_refused_before_mounting(["--db", db, "--bogus"], "bogus")
         self.assert_refused_before_mounting(["--db", db, "--drivers", "gpu"], "unknown driver")
+        table = os.path.join(self.workdir, "devices.conf")
+        with open(table, "w") as f:
+            f.write("# extra cards\n8086:37c8 CRYPTO\n10de:zz GPU\n")
+        self.assert_refused_before_mounting(["--db", db, "--device-table", table], "devices.conf, line 3")
+        self.assert_refused_before_mounting(["--db", db, "--device-table", table + ".missing"], "device table")
         self.assert_refused_before_mounting(["--db", db, "--log-level", "loud"], "loud")
         self.assert_refused_before_mounting(["--db", db, "-o", "nosuchoption"], "nosuchoption")
         self.assert_refused_before_mounting(["--db", os.path.join(self.workdir, "no/such/dir/x.db")], "database")
@@ -505,7 +517,7 @@ class CommandTest(MountTest):
     def test_without_foreground_the_parent_exits_once_the_mount_is_live(self):
         mnt = os.path.join(self.workdir, "bg")
         os.makedirs(mnt)
-        r = self.run_bin("--db", os.path.join(self.workdir, "bg.db"), "--host", HOST, mnt)
+        r = self.run_bin("--db", os.path.join(self.workdir, "bg.db"), "--host", HOST, "--drivers", "fake", mnt)
         self.assertEqual(r.returncode, 0, r.stderr)
         try:
             self.assertTrue(is_mounted(mnt))

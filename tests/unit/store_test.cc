@@ -51,6 +51,7 @@ TEST(Store, KeepsEveryFieldAcrossReopening) {
   a.driver = "fake";
   a.vendor_id = "8086";
   a.remotable = true;
+  a.host_facts = R"({"kernel_driver":"nvidia","numa_node":1})";
   {
     auto store = Store::Open(dir.File("db"));
     ASSERT_TRUE(store.ok());
@@ -72,6 +73,30 @@ TEST(Store, KeepsEveryFieldAcrossReopening) {
   EXPECT_EQ(b.attach_handle, a.attach_handle);
   EXPECT_TRUE(b.remotable);
   EXPECT_EQ(b.vendor_id, "8086");
+  EXPECT_EQ(b.host_facts, a.host_facts);
+}
+
+TEST(Store, MigratesAVersion1FileKeepingItsRows) {
+  TempDir dir;
+  {
+    auto store = Store::Open(dir.File("db"));
+    ASSERT_TRUE(store.ok());
+    Accelerator a = Sample(kU1, "old");
+    ASSERT_TRUE((*store)->Insert(a).ok());
+  }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(dir.File("db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "ALTER TABLE accelerators DROP COLUMN host_facts; PRAGMA user_version=1", nullptr, nullptr,
+                         nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  auto store = Store::Open(dir.File("db"));
+  ASSERT_TRUE(store.ok()) << store.status().message();
+  auto all = (*store)->LoadAll();
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_EQ(all->front().name, "old");
+  EXPECT_EQ(all->front().host_facts, "{}");
 }
 
 TEST(Store, UuidAndNameAreUnique) {

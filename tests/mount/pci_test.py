@@ -1,0 +1,114 @@
+"""The pci driver on sysfs trees built by tests/sysfs/fake_sysfs.py, through the real mount."""
+import os
+import sys
+import unittest
+import uuid as uuidlib
+
+from harness import HOST, MountTest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sysfs"))
+import fake_sysfs  # noqa: E402
+
+# address -> (device_type, vendor_id, product_id, kernel driver, numa_node, iommu_group, physfn)
+EXPECTED = {
+    "0000:17:00.0": ("GPU", "10de", "2330", "nvidia", "0", "17", ""),
+    "0000:3b:00.0": ("GPU", "10de", "20b0", "nvidia", "0", "20", ""),
+    "0000:3b:00.4": ("GPU", "10de", "20b0", "nvidia", "0", "21", "0000:3b:00.0"),
+    "0000:3b:00.5": ("GPU", "10de", "20b0", "nvidia", "0", "22", "0000:3b:00.0"),
+    "0000:5e:00.0": ("CRYPTO", "8086", "37c8", "c6xx", "0", "30", ""),
+    "0000:5e:01.0": ("CRYPTO", "8086", "37c9", "c6xxvf", "0", "31", "0000:5e:00.0"),
+    "0000:5e:01.1": ("CRYPTO", "8086", "37c9", "c6xxvf", "0", "32", "0000:5e:00.0"),
+    "0000:86:00.0": ("FPGA", "8086", "09c4", "dfl-pci", "1", "40", ""),
+    "0000:af:00.1": ("FPGA", "10ee", "5005", "xclmgmt", "1", "41", ""),
+    "0000:d8:00.0": ("GPU", "10de", "1eb8", "nvidia", "1", "50", ""),
+}
+
+
+class PciTest(MountTest):
+    fake_devices = 0
+
+    def setUp(self):
+        self.tree = None
+        super().setUp()
+
+    def start(self, *args, **kwargs):
+        if self.tree is None:  # beside the database, removed with the work folder
+            self.tree = fake_sysfs.build(os.path.join(self.workdir, "sys"))
+        if "--drivers" not in args:
+            args = ("--drivers", "pci", "--sysfs-root", self.tree, *args)
+        return super().start(*args, **kwargs)
+
+    def by_address(self):
+        """address -> uuid, from the by-name links (pci names are <type>-<address>)."""
+        found = {}
+        for u in self.uuids():
+            if self.acc(u, "reported_by") == "pci\n":
+                found[self.acc(u, "name").strip().split("-", 1)[1]] = u
+        return found
+
+    def test_lists_exactly_the_accelerators_of_the_tree(self):
+        found = self.by_address()
+        self.assertEqual(sorted(found), sorted(EXPECTED))
+        for address, (kind, vendor, product, driver, numa, group, physfn) in EXPECTED.items():
+            u = found[address]
+            facts = [self.acc(u, f) for f in ["device_type", "vendor_id", "product_id", "driver", "numa_node",
+                                                "iommu_group", "physfn", "status"]]
+            self.assertEqual(facts, [kind + "\n", vendor + "\n", product + "\n", driver + "\n", numa + "\n",
+                                     group + "\n", physfn + "\n" if physfn else "", "available\n"], address)
+        self.assertIn("H100", self.acc(found["0000:17:00.0"], "model"))
+        self.assertTrue(self.acc(found["0000:17:00.0"], "model").startswith("NVIDIA Corporation"))
+        self.assertIn("C62x", self.acc(found["0000:5e:00.0"], "model"))
+        self.assertEqual(self.acc(found["0000:5e:00.0"], "acc_type"), "intel-qat-c62x\n")
+        self.assertEqual(self.acc(found["0000:17:00.0"], "acc_type"), "pci-10de-2330\n")
+
+    def test_uuids_are_derived_from_host_and_address_and_survive_a_database_rebuild(self):
+        first = self.by_address()
+        self.restart()
+        self.assertEqual(self.by_address(), first)
+        self.fs.stop()
+        os.unlink(self.fs.db)
+        self.fs = self.start(db=self.fs.db)
+        self.assertEqual(self.by_address(), first)
+        self.assertEqual(len(set(first.values())), len(first))
+        for address, u in first.items():
+            self.assertEqual(uuidlib.UUID(u).version, 5, address)
+
+    def test_a_removed_device_goes_offline_with_its_record_and_comes_back(self):
+        gpu = self.by_address()["0000:17:00.0"]
+        self.ok("""echo '{"num": 1}' > accelerators/%s/spec""" % gpu)
+        fake_sysfs.remove_device(self.tree, "0000:17:00.0")
+        self.restart()
+        self.assertEqual(self.acc(gpu, "status"), "offline\n")
+        self.assertEqual(self.acc(gpu, "spec"), '{"num": 1}\n')
+        fake_sysfs.restore_device(self.tree, "0000:17:00.0")
+        self.restart()
+        self.assertEqual(self.acc(gpu, "status"), "available\n")
+        self.assertEqual(self.acc(gpu, "spec"), '{"num": 1}\n')
+
+    def test_the_device_table_file_extends_and_overrides_the_built_in_one(self):
+        table = os.path.join(self.workdir, "devices.conf")
+        with open(table, "w") as f:
+            f.write("# a SmartNIC we offload to, and a GPU we keep for the host\n"
+                    "8086:1572 ACCELERATOR intel-x710-offload\n10de:1eb8 ignore\n")
+        self.fs.stop()
+        self.fs = self.start("--drivers", "pci", "--sysfs-root", self.tree, "--device-table", table, db=self.fs.db)
+        found = self.by_address()
+        self.assertIn("0000:18:00.0", found)
+        self.assertEqual(self.acc(found["0000:18:00.0"], "acc_type"), "intel-x710-offload\n")
+        self.assertEqual(self.acc(self.by_address_all()["0000:d8:00.0"], "status"), "offline\n")
+
+    def by_address_all(self):
+        return {self.acc(u, "name").strip().split("-", 1)[1]: u for u in self.uuids()}
+
+    def test_a_missing_sysfs_root_leaves_the_daemon_up_and_pci_devices_offline(self):
+        before = self.by_address()
+        self.fs.stop()
+        self.fs = self.start("--drivers", "pci", "--sysfs-root", os.path.join(self.workdir, "nothing"),
+                             db=self.fs.db)
+        for u in before.values():
+            self.assertEqual(self.acc(u, "status"), "offline\n")
+        self.assertIn("discovery failed", self.fs.log_text())
+
+
+if __name__ == "__main__":
+    unittest.main()
