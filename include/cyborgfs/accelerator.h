@@ -45,6 +45,8 @@ struct Accelerator {
   // The rest of the driver's facts (DiscoveredDevice), a compact JSON object
   // with the keys kernel_driver, model, numa_node, iommu_group, physfn.
   std::string host_facts = "{}";
+  // What the driver keeps about the device between calls (Driver: memory).
+  std::string driver_memory = "{}";
 
   // "What you write is what you read": the bytes last written to each writable
   // file. Unset means the value is rendered canonically.

@@ -55,15 +55,26 @@ class Driver {
   // Every device this driver manages right now.
   virtual Result<std::vector<DiscoveredDevice>> Discover() = 0;
 
+  // The device at `address` as Discover() would report it now; kNoDevice if
+  // it is gone. The core calls it after an attach or detach to refresh the
+  // facts (the kernel driver changes).
+  virtual Result<DiscoveredDevice> Describe(const std::string& address);
+
+  // `memory` is what the driver keeps about one device between calls: a
+  // JSON object ("{}" at first) that the core stores with the accelerator,
+  // passes to every Attach and Detach of it, and stores again, changed or
+  // not, with the outcome (the pci driver keeps the device's own kernel
+  // driver there, to restore it at detach).
+
   // Attaches the device at `address` to `target` and returns the attach
   // handle, a compact JSON object telling a compute service how to use it.
   // Attaching a device again to the target it already has succeeds. On
   // failure nothing the call did is left behind.
-  virtual Result<std::string> Attach(const std::string& address, const AttachTarget& target) = 0;
+  virtual Result<std::string> Attach(const std::string& address, const AttachTarget& target, std::string& memory) = 0;
 
   // Returns the device at `address` to its detached state. Detaching a
   // detached device succeeds.
-  virtual Status Detach(const std::string& address) = 0;
+  virtual Status Detach(const std::string& address, std::string& memory) = 0;
 };
 
 }  // namespace cyborgfs

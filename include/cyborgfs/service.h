@@ -126,6 +126,7 @@ class Service {
   Status ReconcileDriver(Driver& driver, std::vector<int64_t>& seen);
   Status Adopt(const Driver& driver, const DiscoveredDevice& device);
   Status Refresh(Driver& driver, const Accelerator& current, const DiscoveredDevice& device);
+  void RefreshFacts(Driver& driver, Accelerator& a);
   Status Insert(Accelerator accelerator);
   std::string UnusedName(const std::string& wanted) const;
 

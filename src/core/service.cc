@@ -337,14 +337,16 @@ Status Service::ApplyAttach(const Accelerator& current, std::string_view bytes) 
   }
   Driver* driver = DriverOf(current);
   if (driver) {
-    auto handle = driver->Attach(current.driver_address, target);
+    auto handle = driver->Attach(current.driver_address, target, next.driver_memory);
     if (!handle.ok()) return handle.status().Prefixed("driver " + driver->Name());
     next.attach_handle = *handle;
+    RefreshFacts(*driver, next);
   }
   next.state = State::kAttached;
+  std::string memory = next.driver_memory;
   Status committed = Commit(current, std::move(next));
   if (!committed.ok()) {
-    if (driver) (void)driver->Detach(current.driver_address);  // roll the host side back
+    if (driver) (void)driver->Detach(current.driver_address, memory);  // roll the host side back
     return committed;
   }
   spdlog::info("accelerator {}: attached to {}", current.uuid, target.ToString());
@@ -356,11 +358,13 @@ Status Service::Detach(const Accelerator& current) {
   Accelerator next = current;
   Driver* driver = current.state == State::kOffline ? nullptr : DriverOf(current);
   if (driver) {
-    if (Status s = driver->Detach(current.driver_address); !s.ok()) {
+    if (Status s = driver->Detach(current.driver_address, next.driver_memory); !s.ok()) {
       next.state = State::kError;
-      if (current.state != State::kError) (void)Commit(current, std::move(next));
+      RefreshFacts(*driver, next);
+      (void)Commit(current, std::move(next));
       return s.Prefixed("driver " + driver->Name());
     }
+    RefreshFacts(*driver, next);
   }
   next.attachment.clear();
   next.attach_bytes.reset();
@@ -454,6 +458,12 @@ void TakeDriverFacts(const Driver& driver, const DiscoveredDevice& device, Accel
 
 }  // namespace
 
+// After an attach or detach: the device's facts as the driver sees them now.
+void Service::RefreshFacts(Driver& driver, Accelerator& a) {
+  auto device = driver.Describe(a.driver_address);
+  if (device.ok()) TakeDriverFacts(driver, *device, a);
+}
+
 Status Service::Adopt(const Driver& driver, const DiscoveredDevice& device) {
   Accelerator a;
   a.uuid = device.uuid;
@@ -470,7 +480,7 @@ Status Service::Refresh(Driver& driver, const Accelerator& current, const Discov
   next.state = current.attachment.empty() ? State::kAvailable : State::kAttached;
   if (!current.attachment.empty()) {
     auto target = ParseAttach(current.attachment);
-    auto handle = driver.Attach(device.address, **target);
+    auto handle = driver.Attach(device.address, **target, next.driver_memory);
     if (handle.ok()) {
       next.attach_handle = *handle;
     } else {

@@ -50,9 +50,18 @@ class FakeDriver final : public Driver {
 
   std::string Name() const override { return "fake"; }
 
-  Result<std::vector<DiscoveredDevice>> Discover() override { return devices_; }
+  // A device attached to a VM is bound to vfio-pci, as the pci driver does it.
+  Result<std::vector<DiscoveredDevice>> Discover() override {
+    std::lock_guard lock(mu_);
+    std::vector<DiscoveredDevice> now = devices_;
+    for (DiscoveredDevice& d : now) {
+      auto it = bound_.find(d.address);
+      if (it != bound_.end() && it->second.rfind("vm ", 0) == 0) d.kernel_driver = "vfio-pci";
+    }
+    return now;
+  }
 
-  Result<std::string> Attach(const std::string& address, const AttachTarget& target) override {
+  Result<std::string> Attach(const std::string& address, const AttachTarget& target, std::string&) override {
     if (!Known(address)) return Status::NoDevice("no device at " + address);
     if (target.kind == AttachTarget::Kind::kHost && target.id != Lowercase(host_)) {
       return Status::Invalid("can only attach to this host (" + host_ + "), not " + target.id);
@@ -66,7 +75,7 @@ class FakeDriver final : public Driver {
     return handle.dump();
   }
 
-  Status Detach(const std::string& address) override {
+  Status Detach(const std::string& address, std::string&) override {
     if (!Known(address)) return Status::NoDevice("no device at " + address);
     std::lock_guard lock(mu_);
     bound_.erase(address);

@@ -1,7 +1,9 @@
 #include "pci_driver.h"
 
 #include <cctype>
+#include <chrono>
 #include <cstdio>
+#include <thread>
 
 #include "cyborgfs/values.h"
 
@@ -28,8 +30,12 @@ int ParseNumaNode(const std::optional<std::string>& text) {
 
 }  // namespace
 
-PciDriver::PciDriver(std::string host, Sysfs sysfs, DeviceTable table, std::unique_ptr<PciNames> names)
-    : host_(std::move(host)), sysfs_(std::move(sysfs)), table_(std::move(table)), names_(std::move(names)) {}
+PciDriver::PciDriver(std::string host, Sysfs sysfs, DeviceTable table, std::unique_ptr<PciNames> names, int settle_ms)
+    : host_(std::move(host)),
+      sysfs_(std::move(sysfs)),
+      table_(std::move(table)),
+      names_(std::move(names)),
+      settle_ms_(settle_ms) {}
 
 Result<std::vector<DiscoveredDevice>> PciDriver::Discover() {
   if (!sysfs_.Exists("bus/pci/devices")) {
@@ -37,13 +43,19 @@ Result<std::vector<DiscoveredDevice>> PciDriver::Discover() {
   }
   std::vector<DiscoveredDevice> found;
   for (const std::string& address : sysfs_.List("bus/pci/devices")) {
-    if (auto device = Describe(address)) found.push_back(std::move(*device));
+    if (auto device = Read(address)) found.push_back(std::move(*device));
   }
   return found;
 }
 
+Result<DiscoveredDevice> PciDriver::Describe(const std::string& address) {
+  auto device = Read(address);
+  if (!device) return Status::NoDevice("no accelerator at " + address);
+  return std::move(*device);
+}
+
 // The device at `address` if it is an accelerator.
-std::optional<DiscoveredDevice> PciDriver::Describe(const std::string& address) {
+std::optional<DiscoveredDevice> PciDriver::Read(const std::string& address) {
   const std::string dir = kDevices + address + "/";
   const auto class_code = ParseHex(sysfs_.Read(dir + "class"));
   const auto vendor = ParseHex(sysfs_.Read(dir + "vendor"));
@@ -67,12 +79,149 @@ std::optional<DiscoveredDevice> PciDriver::Describe(const std::string& address) 
   return d;
 }
 
-Result<std::string> PciDriver::Attach(const std::string& address, const AttachTarget&) {
-  return Status::IoError("pci " + address + ": attaching through the pci driver is not built yet");
+// --- attaching -----------------------------------------------------------------
+
+// The control-file writes of one attach or detach, with what undoes each.
+// A step is a write whose effect is checked; when one fails, Undo() runs the
+// undo writes of the steps done, newest first.
+class PciDriver::Steps {
+ public:
+  explicit Steps(const Sysfs& sysfs) : sysfs_(sysfs) {}
+
+  // Writes `value` to `file`; then `check` must hold. `undo` (file, value)
+  // is remembered for Undo(). kIoError "<what>: <why>" otherwise.
+  template <typename Check>
+  Status Do(const std::string& what, const std::string& file, const std::string& value, Check check,
+            std::pair<std::string, std::string> undo = {}) {
+    if (Status s = sysfs_.Write(file, value); !s.ok()) return Status::IoError(what + " failed: " + s.message());
+    if (!undo.first.empty()) undone_.push_back(std::move(undo));
+    if (!check()) return Status::IoError(what + " failed: " + failure_);
+    return Status::Ok();
+  }
+
+  void ExpectDriver(std::string failure) { failure_ = std::move(failure); }
+
+  // Undoes what was done; returns `why`, saying so.
+  Status Undo(Status why) {
+    std::string undo_errors;
+    for (auto it = undone_.rbegin(); it != undone_.rend(); ++it) {
+      if (Status s = sysfs_.Write(it->first, it->second); !s.ok()) undo_errors += "; undo: " + s.message();
+    }
+    undone_.clear();
+    return Status::IoError(why.message() + (undo_errors.empty() ? "; rolled back" : undo_errors));
+  }
+
+ private:
+  const Sysfs& sysfs_;
+  std::vector<std::pair<std::string, std::string>> undone_;
+  std::string failure_;
+};
+
+std::string PciDriver::BoundDriver(const std::string& address) const {
+  return sysfs_.LinkName(kDevices + address + "/driver").value_or("");
 }
 
-Status PciDriver::Detach(const std::string& address) {
-  return Status::IoError("pci " + address + ": detaching through the pci driver is not built yet");
+bool PciDriver::Settles(const std::string& address, const std::string& expected) const {
+  for (int waited = 0;; waited += 10) {
+    if (BoundDriver(address) == expected) return true;
+    if (waited >= settle_ms_) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+namespace {
+
+std::string NativeDriver(const std::string& memory) {
+  const Json remembered = Json::parse(memory, nullptr, false);
+  if (!remembered.is_object()) return "";
+  auto it = remembered.find("native_driver");
+  return it != remembered.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+void Remember(std::string& memory, const std::string& native) {
+  Json remembered = Json::parse(memory, nullptr, false);
+  if (!remembered.is_object()) remembered = Json::object();
+  remembered["native_driver"] = native;
+  memory = remembered.dump();
+}
+
+constexpr const char* kVfio = "vfio-pci";
+
+}  // namespace
+
+Result<std::string> PciDriver::Attach(const std::string& address, const AttachTarget& target, std::string& memory) {
+  const std::string dir = kDevices + address + "/";
+  if (!sysfs_.Exists(dir)) return Status::NoDevice("no device at " + address);
+  if (target.kind == AttachTarget::Kind::kHost && target.id != Lowercase(host_)) {
+    return Status::Invalid("can only attach to this host (" + host_ + "), not " + target.id);
+  }
+  const std::string current = BoundDriver(address);
+  if (NativeDriver(memory).empty() && !current.empty() && current != kVfio) Remember(memory, current);
+  const std::string native = NativeDriver(memory);
+  Steps steps(sysfs_);
+  if (target.kind == AttachTarget::Kind::kHost) {
+    if (current != native || current.empty()) {
+      if (native.empty()) return Status::IoError(address + " has no driver of its own to bind for the host");
+      if (Status s = BindNative(steps, address, native); !s.ok()) return steps.Undo(s);
+    }
+    return Json({{"type", "HOST"}, {"address", address}, {"driver", native}}).dump();
+  }
+  if (current != kVfio) {
+    if (!current.empty()) {
+      steps.ExpectDriver("the device is still bound to " + current);
+      Status s = steps.Do("unbind from " + current, "bus/pci/drivers/" + current + "/unbind", address,
+                          [&] { return Settles(address, ""); }, {"bus/pci/drivers/" + current + "/bind", address});
+      if (!s.ok()) return steps.Undo(s);
+    }
+    Status s = steps.Do("set driver_override", dir + "driver_override", kVfio, [] { return true; },
+                        {dir + "driver_override", ""});
+    if (!s.ok()) return steps.Undo(s);
+    steps.ExpectDriver("drivers_probe bound nothing: is vfio-pci loaded (modprobe vfio-pci)?");
+    s = steps.Do("drivers_probe", "bus/pci/drivers_probe", address, [&] { return Settles(address, kVfio); },
+                 {"bus/pci/drivers/vfio-pci/unbind", address});
+    if (!s.ok()) return steps.Undo(s);
+  }
+  Json handle = {{"type", "PCI"}, {"address", address}};
+  const std::string group = sysfs_.LinkName(dir + "iommu_group").value_or("");
+  if (!group.empty() && group.find_first_not_of("0123456789") == std::string::npos) {
+    handle["iommu_group"] = std::stoll(group);
+  }
+  return handle.dump();
+}
+
+Status PciDriver::Detach(const std::string& address, std::string& memory) {
+  const std::string dir = kDevices + address + "/";
+  if (!sysfs_.Exists(dir)) return Status::NoDevice("no device at " + address);
+  const std::string current = BoundDriver(address);
+  const std::string native = NativeDriver(memory);
+  Steps steps(sysfs_);
+  if (!native.empty() && current == native) {
+    return sysfs_.Read(dir + "driver_override").value_or("(null)") == kVfio ? sysfs_.Write(dir + "driver_override", "")
+                                                                            : Status::Ok();
+  }
+  if (!current.empty()) {
+    steps.ExpectDriver("the device is still bound to " + current);
+    Status s = steps.Do("unbind from " + current, "bus/pci/drivers/" + current + "/unbind", address,
+                        [&] { return Settles(address, ""); }, {"bus/pci/drivers/" + current + "/bind", address});
+    if (!s.ok()) return steps.Undo(s);
+  }
+  Status s = steps.Do("clear driver_override", dir + "driver_override", "", [] { return true; },
+                      {dir + "driver_override", current == kVfio ? kVfio : ""});
+  if (!s.ok()) return steps.Undo(s);
+  if (native.empty()) return Status::Ok();  // it had no driver of its own: unbound is detached
+  s = BindNative(steps, address, native);
+  return s.ok() ? s : steps.Undo(s);
+}
+
+// Binds the device to `native` by drivers/<native>/bind, or else by
+// drivers_probe (which picks the driver by the device's ids).
+Status PciDriver::BindNative(Steps& steps, const std::string& address, const std::string& native) {
+  steps.ExpectDriver("the device is not bound to " + native);
+  Status bound = steps.Do("bind to " + native, "bus/pci/drivers/" + native + "/bind", address,
+                          [&] { return Settles(address, native); });
+  if (bound.ok()) return bound;
+  Status probed = steps.Do("drivers_probe", "bus/pci/drivers_probe", address, [&] { return Settles(address, native); });
+  return probed.ok() ? probed : Status::IoError(bound.message() + "; then " + probed.message());
 }
 
 }  // namespace cyborgfs

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "cyborgfs/driver.h"
@@ -21,20 +22,41 @@ namespace cyborgfs {
 
 class PciDriver final : public Driver {
  public:
-  PciDriver(std::string host, Sysfs sysfs, DeviceTable table, std::unique_ptr<PciNames> names);
+  // `settle_ms`: how long a step waits for the device's `driver` link to
+  // show its effect (a kernel binds synchronously, some drivers probe
+  // asynchronously).
+  PciDriver(std::string host, Sysfs sysfs, DeviceTable table, std::unique_ptr<PciNames> names, int settle_ms = 2000);
 
   std::string Name() const override { return "pci"; }
   Result<std::vector<DiscoveredDevice>> Discover() override;
-  Result<std::string> Attach(const std::string& address, const AttachTarget& target) override;
-  Status Detach(const std::string& address) override;
+  Result<DiscoveredDevice> Describe(const std::string& address) override;
+
+  // VM: unbind from the current driver, driver_override = vfio-pci,
+  // drivers_probe; handle {"type":"PCI","address":...,"iommu_group":N}.
+  // Host (this host only, else kInvalid): bound to its own driver; handle
+  // {"type":"HOST","address":...,"driver":...}. Every step is checked by
+  // reading the `driver` link back; a failed step undoes the earlier ones
+  // and is kIoError naming the step. `memory` keeps "native_driver": the
+  // driver the device had before its first attach.
+  Result<std::string> Attach(const std::string& address, const AttachTarget& target, std::string& memory) override;
+
+  // Back to the native driver: unbind, clear driver_override, write the
+  // address to drivers/<native>/bind (drivers_probe if that fails).
+  Status Detach(const std::string& address, std::string& memory) override;
 
  private:
-  std::optional<DiscoveredDevice> Describe(const std::string& address);
+  class Steps;
+  std::optional<DiscoveredDevice> Read(const std::string& address);
+  std::string BoundDriver(const std::string& address) const;
+  // Waits up to settle_ms for the device's driver to be `expected` ("" = none).
+  bool Settles(const std::string& address, const std::string& expected) const;
+  Status BindNative(Steps& steps, const std::string& address, const std::string& native);
 
   const std::string host_;
   const Sysfs sysfs_;
   const DeviceTable table_;
   std::unique_ptr<PciNames> names_;
+  const int settle_ms_;
 };
 
 }  // namespace cyborgfs

@@ -41,6 +41,7 @@ const char* const kMigrations[] = {
     )sql",
     R"sql(
     ALTER TABLE accelerators ADD COLUMN host_facts TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE accelerators ADD COLUMN driver_memory TEXT NOT NULL DEFAULT '{}';
     )sql",
 };
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
@@ -49,8 +50,8 @@ constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 constexpr const char* kColumns =
     "uuid, name, device_type, acc_type, acc_capability, vendor_id, product_id, remotable, spec, state, "
     "attachment, attach_handle, driver, driver_address, driver_device_type, driver_acc_type, name_bytes, "
-    "spec_bytes, attach_bytes, generation, created_at, updated_at, host_facts";
-constexpr int kColumnCount = 23;
+    "spec_bytes, attach_bytes, generation, created_at, updated_at, host_facts, driver_memory";
+constexpr int kColumnCount = 24;
 
 // One prepared statement, finalized when it goes out of scope.
 class Statement {
@@ -131,6 +132,7 @@ void BindColumns(Statement& s, const Accelerator& a) {
   s.Bind(i++, a.created_at);
   s.Bind(i++, a.updated_at);
   s.Bind(i++, a.host_facts);
+  s.Bind(i++, a.driver_memory);
 }
 
 Accelerator ReadColumns(const Statement& s) {
@@ -160,6 +162,7 @@ Accelerator ReadColumns(const Statement& s) {
   a.created_at = s.Int(i++);
   a.updated_at = s.Int(i++);
   a.host_facts = s.Text(i++);
+  a.driver_memory = s.Text(i++);
   return a;
 }
 

@@ -1,10 +1,12 @@
 """The pci driver on sysfs trees built by tests/sysfs/fake_sysfs.py, through the real mount."""
+import json
 import os
+import subprocess
 import sys
 import unittest
 import uuid as uuidlib
 
-from harness import HOST, MountTest
+from harness import HOST, MountTest, wait_for
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sysfs"))
 import fake_sysfs  # noqa: E402
@@ -108,6 +110,89 @@ class PciTest(MountTest):
         for u in before.values():
             self.assertEqual(self.acc(u, "status"), "offline\n")
         self.assertIn("discovery failed", self.fs.log_text())
+
+
+class PciAttachTest(PciTest):
+    """Attach and detach through the pci driver, with tests/sysfs/fake_kernel.py answering for the kernel."""
+
+    VM = "11111111-2222-4333-8444-555555555555"
+
+    def setUp(self):
+        super().setUp()
+        kernel = os.path.join(os.path.dirname(fake_sysfs.__file__), "fake_kernel.py")
+        self.kernel = subprocess.Popen([sys.executable, kernel, self.tree])
+        self.addCleanup(self.stop_kernel)
+        wait_for(lambda: os.path.exists(os.path.join(self.tree, ".ready")), what="the fake kernel")
+        self.gpu = self.by_address()["0000:17:00.0"]
+        self.dev = os.path.join(self.tree, "bus/pci/devices/0000:17:00.0")
+
+    def stop_kernel(self):
+        self.kernel.terminate()
+        self.kernel.wait()
+
+    def journal(self):
+        try:
+            with open(os.path.join(self.tree, ".journal")) as f:
+                return [line.rstrip("\n") for line in f]
+        except FileNotFoundError:
+            return []
+
+    def bound(self):
+        link = os.path.join(self.dev, "driver")
+        return os.path.basename(os.readlink(link)) if os.path.islink(link) else ""
+
+    def test_vm_attach_binds_vfio_pci_and_detach_restores_the_native_driver(self):
+        self.ok("echo vm %s > accelerators/%s/attach" % (self.VM, self.gpu))
+        self.assertEqual(self.journal(), [
+            "bus/pci/drivers/nvidia/unbind 0000:17:00.0",
+            "bus/pci/devices/0000:17:00.0/driver_override vfio-pci",
+            "bus/pci/drivers_probe 0000:17:00.0"])
+        self.assertEqual(self.bound(), "vfio-pci")
+        self.assertEqual(json.loads(self.acc(self.gpu, "attach_handle")),
+                         {"type": "PCI", "address": "0000:17:00.0", "iommu_group": 17})
+        self.assertEqual(self.acc(self.gpu, "driver"), "vfio-pci\n")
+        self.assertEqual(self.acc(self.gpu, "status"), "attached\n")
+        self.ok("echo > accelerators/%s/attach" % self.gpu)
+        self.assertEqual(self.journal()[3:], [
+            "bus/pci/drivers/vfio-pci/unbind 0000:17:00.0",
+            "bus/pci/devices/0000:17:00.0/driver_override ",
+            "bus/pci/drivers/nvidia/bind 0000:17:00.0"])
+        self.assertEqual(self.bound(), "nvidia")
+        self.assertEqual(self.acc(self.gpu, "driver"), "nvidia\n")
+        self.assertEqual(self.acc(self.gpu, "attach_handle"), "")
+
+    def test_host_attach_keeps_the_native_driver_and_must_name_this_host(self):
+        self.ok("echo host %s > accelerators/%s/attach" % (HOST, self.gpu))
+        self.assertEqual(self.journal(), [])
+        self.assertEqual(json.loads(self.acc(self.gpu, "attach_handle")),
+                         {"type": "HOST", "address": "0000:17:00.0", "driver": "nvidia"})
+        self.ok("echo > accelerators/%s/attach" % self.gpu)
+        self.fails("echo host elsewhere > accelerators/%s/attach" % self.gpu, "Invalid argument")
+        self.assertIn("can only attach to this host", self.acc(self.gpu, "error"))
+
+    def test_a_probe_that_binds_nothing_is_rolled_back_with_eio(self):
+        with open(os.path.join(self.tree, ".fail"), "w") as f:
+            f.write("probe 0000:17:00.0\n")
+        self.fails("echo vm %s > accelerators/%s/attach" % (self.VM, self.gpu), "Input/output error")
+        wait_for(lambda: len(self.journal()) == 6, what="the undo writes")  # not waited for by the driver
+        error = self.acc(self.gpu, "error")
+        self.assertIn("drivers_probe failed: drivers_probe bound nothing", error)
+        self.assertIn("rolled back", error)
+        self.assertEqual(self.journal()[3:], [
+            "bus/pci/drivers/vfio-pci/unbind 0000:17:00.0",
+            "bus/pci/devices/0000:17:00.0/driver_override ",
+            "bus/pci/drivers/nvidia/bind 0000:17:00.0"])
+        self.assertEqual(self.bound(), "nvidia")
+        self.assertEqual(self.acc(self.gpu, "status"), "available\n")
+        self.assertEqual(self.acc(self.gpu, "attach"), "")
+
+    def test_the_native_driver_is_remembered_in_the_database(self):
+        self.ok("echo vm %s > accelerators/%s/attach" % (self.VM, self.gpu))
+        self.restart()
+        self.assertEqual(self.acc(self.gpu, "status"), "attached\n")
+        self.assertEqual(self.bound(), "vfio-pci")
+        self.ok("echo > accelerators/%s/attach" % self.gpu)
+        self.assertEqual(self.bound(), "nvidia")
 
 
 if __name__ == "__main__":

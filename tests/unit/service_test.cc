@@ -21,13 +21,13 @@ class FlakyDriver : public Driver {
  public:
   std::string Name() const override { return "fake"; }
   Result<std::vector<DiscoveredDevice>> Discover() override { return real_->Discover(); }
-  Result<std::string> Attach(const std::string& address, const AttachTarget& target) override {
+  Result<std::string> Attach(const std::string& address, const AttachTarget& target, std::string& memory) override {
     if (fail_attach) return Status::IoError("bind to vfio-pci failed");
-    return real_->Attach(address, target);
+    return real_->Attach(address, target, memory);
   }
-  Status Detach(const std::string& address) override {
+  Status Detach(const std::string& address, std::string& memory) override {
     if (fail_detach) return Status::IoError("unbind failed");
-    return real_->Detach(address);
+    return real_->Detach(address, memory);
   }
   std::atomic<bool> fail_attach{false};
   std::atomic<bool> fail_detach{false};

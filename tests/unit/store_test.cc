@@ -86,8 +86,10 @@ TEST(Store, MigratesAVersion1FileKeepingItsRows) {
   }
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(dir.File("db").c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db, "ALTER TABLE accelerators DROP COLUMN host_facts; PRAGMA user_version=1", nullptr, nullptr,
-                         nullptr),
+  ASSERT_EQ(sqlite3_exec(db,
+                         "ALTER TABLE accelerators DROP COLUMN host_facts; "
+                         "ALTER TABLE accelerators DROP COLUMN driver_memory; PRAGMA user_version=1",
+                         nullptr, nullptr, nullptr),
             SQLITE_OK);
   sqlite3_close(db);
   auto store = Store::Open(dir.File("db"));

@@ -1,0 +1,109 @@
+"""Answers writes to the control files of a fake_sysfs tree, as the kernel would.
+
+    python3 fake_kernel.py ROOT
+
+It watches bus/pci/drivers/*/bind and unbind, bus/pci/drivers_probe and every
+device's driver_override, and changes the `driver` links as the kernel does:
+unbind drops the link, bind sets it, drivers_probe binds an unbound device to
+its driver_override, else to the driver it had when the tree was built.
+Every write it sees is appended to ROOT/.journal as "<file> <value>".
+ROOT/.ready appears once it watches.
+ROOT/.fail lists operations that must bind nothing, one per line:
+"bind <driver> <address>" or "probe <address>".
+A write is seen within a few milliseconds; the driver under test waits for
+the `driver` link, as it does for a kernel that probes asynchronously.
+"""
+import os
+import sys
+import time
+
+
+class FakeKernel:
+    def __init__(self, root):
+        self.root = root
+        self.devices = os.path.join(root, "bus/pci/devices")
+        self.native = {a: self.driver(a) for a in os.listdir(self.devices)}
+        self.seen = {}
+        for path in self.controls():
+            self.seen[path] = self.stamp(path)
+
+    def driver(self, address):
+        link = os.path.join(self.devices, address, "driver")
+        return os.path.basename(os.readlink(link)) if os.path.islink(link) else ""
+
+    def controls(self):
+        drivers = os.path.join(self.root, "bus/pci/drivers")
+        for name in sorted(os.listdir(drivers)):
+            for control in ["bind", "unbind"]:
+                yield os.path.join(drivers, name, control)
+        yield os.path.join(self.root, "bus/pci/drivers_probe")
+        for address in sorted(os.listdir(self.devices)):
+            yield os.path.join(self.devices, address, "driver_override")
+
+    @staticmethod
+    def stamp(path):
+        try:
+            st = os.stat(path)
+            return (st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            return None
+
+    def failing(self, operation):
+        try:
+            with open(os.path.join(self.root, ".fail")) as f:
+                return operation in (line.strip() for line in f)
+        except OSError:
+            return False
+
+    def bind(self, address, name):
+        if not os.path.isdir(os.path.join(self.root, "bus/pci/drivers", name)) or self.driver(address):
+            return
+        os.symlink("../../../bus/pci/drivers/" + name, os.path.join(self.devices, address, "driver"))
+
+    def handle(self, path, value):
+        rel = os.path.relpath(path, self.root)
+        with open(os.path.join(self.root, ".journal"), "a") as journal:
+            journal.write("%s %s\n" % (rel, value))
+        parts = rel.split("/")
+        if parts[-1] == "driver_override":
+            return  # the value is read at probe time
+        address = value
+        if not os.path.isdir(os.path.join(self.devices, address)):
+            return
+        if parts[-1] == "unbind" and self.driver(address) == parts[-2]:
+            os.unlink(os.path.join(self.devices, address, "driver"))
+        elif parts[-1] == "bind" and not self.failing("bind %s %s" % (parts[-2], address)):
+            self.bind(address, parts[-2])
+        elif parts[-1] == "drivers_probe" and not self.failing("probe " + address):
+            with open(os.path.join(self.devices, address, "driver_override")) as f:
+                override = f.read().strip()
+            self.bind(address, override if override not in ("", "(null)") else self.native.get(address, ""))
+
+    # Writes seen in one poll are taken by time; file times are coarse (a few
+    # ms), so ties go in the order every sequence writes them.
+    ORDER = {"unbind": 0, "driver_override": 1, "bind": 2, "drivers_probe": 3}
+
+    def run(self):
+        while True:
+            changed = []
+            for path in list(self.controls()):
+                stamp = self.stamp(path)
+                # Size 0 is a write caught between its O_TRUNC and its bytes (a
+                # write always ends with a newline): take it at the next poll.
+                if stamp is None or stamp == self.seen.get(path) or stamp[1] == 0:
+                    continue
+                self.seen[path] = stamp
+                changed.append((stamp[0], self.ORDER[os.path.basename(path)], path))
+            for _, _, path in sorted(changed):
+                with open(path) as f:
+                    value = f.read().strip()
+                self.handle(path, value)
+            time.sleep(0.002)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: fake_kernel.py ROOT")
+    kernel = FakeKernel(sys.argv[1])
+    open(os.path.join(sys.argv[1], ".ready"), "w").close()  # watching from now on
+    kernel.run()
