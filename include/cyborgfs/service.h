@@ -16,13 +16,17 @@
 // Readers get immutable snapshots and never wait for a driver.
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -50,6 +54,20 @@ class Service {
   // go offline (their records are kept). Fails only if the store fails; a
   // failing driver is logged and its accelerators go offline.
   Status Start();
+
+  // Reconciles with the drivers again (the same rules as Start): new devices
+  // are added, known ones refreshed, unreported ones go offline. Returns once
+  // it is applied; concurrent calls run one after the other.
+  Status Rescan();
+
+  // Rescans every `interval` on a thread of its own until StopRescans() (the
+  // destructor stops it too). An interval of 0 means never.
+  void StartRescans(std::chrono::milliseconds interval);
+  void StopRescans();
+
+  // A write(2) of the `rescan` file: "1" (a trailing newline allowed) runs
+  // Rescan(); anything else is kInvalid.
+  Status WriteRescan(std::string_view data);
 
   // --- reading: snapshots, never blocked by a writer ------------------------
   Snapshot FindById(int64_t id) const;
@@ -123,7 +141,7 @@ class Service {
   // the log, and returns it.
   Status Reject(int64_t id, const std::string& what, Status why);
 
-  Status ReconcileDriver(Driver& driver, std::vector<int64_t>& seen);
+  Status Reconcile(Driver& driver, const DiscoveredDevice& device, std::set<int64_t>& reported);
   Status Adopt(const Driver& driver, const DiscoveredDevice& device);
   Status Refresh(Driver& driver, const Accelerator& current, const DiscoveredDevice& device);
   void RefreshFacts(Driver& driver, Accelerator& a);
@@ -144,6 +162,12 @@ class Service {
 
   std::mutex create_mu_;  // serializes writes of the create file
   std::unique_ptr<DocumentBuffer> create_writes_;
+
+  std::mutex rescan_mu_;  // one rescan at a time
+  std::mutex rescanner_mu_;
+  std::condition_variable rescanner_cv_;
+  bool stop_rescans_ = false;  // REQUIRES: rescanner_mu_
+  std::thread rescanner_;
 };
 
 }  // namespace cyborgfs

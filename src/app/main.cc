@@ -99,7 +99,7 @@ bool MountOptionsValid(const Options& options) {
 
 // Mounts `fs` on `mountpoint` and serves requests until unmounted or
 // signalled. Returns the process exit code.
-int Serve(fs::Filesystem& fs, const Options& options, const std::string& mountpoint) {
+int Serve(fs::Filesystem& fs, Service& service, const Options& options, const std::string& mountpoint) {
   fuse_args args = FuseArgs(options);
   fuse_session* session = fuse_session_new(&args, &fs::Filesystem::Operations(), sizeof(fuse_lowlevel_ops), &fs);
   fuse_opt_free_args(&args);
@@ -112,9 +112,11 @@ int Serve(fs::Filesystem& fs, const Options& options, const std::string& mountpo
   } else {
     spdlog::info("mounted on {}", mountpoint);
     fuse_daemonize(options.foreground ? 1 : 0);
+    service.StartRescans(std::chrono::seconds(options.rescan_interval));  // threads only after the fork
     fuse_loop_config* config = fuse_loop_cfg_create();
     const int served = fuse_session_loop_mt(session, config);
     fuse_loop_cfg_destroy(config);
+    service.StopRescans();
     code = served < 0 ? 1 : 0;  // > 0: ended by a signal, which is a clean stop
     fuse_session_unmount(session);
     spdlog::info("unmounted {}", mountpoint);
@@ -146,7 +148,7 @@ int Run(int argc, char** argv) {
   if (Status s = service.Start(); !s.ok()) return Fail(s.message());
 
   fs::Filesystem fs(service);
-  return Serve(fs, options, *mountpoint);
+  return Serve(fs, service, options, *mountpoint);
 }
 
 }  // namespace

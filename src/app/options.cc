@@ -15,6 +15,9 @@ Options ParseOptions(int argc, char** argv, int& exit_code) {
   cli.add_option("--sysfs-root", o.sysfs_root, "the sysfs tree the pci driver reads and writes")->capture_default_str();
   cli.add_option("--pci-ids", o.pci_ids, "pci.ids file for device names (default: the system's)");
   cli.add_option("--device-table", o.device_table, "file of extra accelerator ids: <vendor>:<device> <TYPE>");
+  cli.add_option("--rescan-interval", o.rescan_interval, "seconds between rescans of the drivers (0: never)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 86400 * 365));
   cli.add_option("--fake-devices", o.fake_devices, "how many devices the fake driver reports")
       ->capture_default_str()
       ->check(CLI::Range(0, 4096));

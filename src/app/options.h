@@ -17,6 +17,7 @@ struct Options {
   std::string sysfs_root = "/sys";
   std::string pci_ids;       // empty: libpci's default
   std::string device_table;  // empty: the built-in table only
+  int rescan_interval = 60;  // seconds; 0: only at start and on demand
   std::string host;          // empty: the system host name
   bool foreground = false;
   std::vector<std::string> mount_options;  // each -o argument

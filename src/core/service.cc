@@ -75,7 +75,7 @@ Service::Service(Store& store, std::vector<std::unique_ptr<Driver>> drivers, std
       host_(std::move(host)),
       create_writes_(std::make_unique<DocumentBuffer>()) {}
 
-Service::~Service() = default;
+Service::~Service() { StopRescans(); }
 
 // --- reading -----------------------------------------------------------------
 
@@ -400,37 +400,78 @@ Status Service::Start() {
   auto loaded = store_.LoadAll();
   if (!loaded.ok()) return loaded.status();
   for (Accelerator& a : *loaded) Publish(std::make_shared<const Accelerator>(std::move(a)));
+  return Rescan();
+}
 
-  std::vector<int64_t> seen;
+Status Service::Rescan() {
+  std::lock_guard rescanning(rescan_mu_);
+  std::set<int64_t> reported;
   for (const auto& driver : drivers_) {
-    if (Status s = ReconcileDriver(*driver, seen); !s.ok()) return s;
+    auto devices = driver->Discover();
+    if (!devices.ok()) {
+      spdlog::error("driver {}: discovery failed, its accelerators go offline: {}", driver->Name(),
+                    devices.status().message());
+      continue;
+    }
+    for (const DiscoveredDevice& device : *devices) {
+      if (Status s = Reconcile(*driver, device, reported); !s.ok()) return s;
+    }
   }
-  const std::set<int64_t> reported(seen.begin(), seen.end());
   for (const Snapshot& a : List()) {
     if (a->driver.empty() || reported.count(a->id) || a->state == State::kOffline) continue;
-    Accelerator next = *a;
+    auto locked = Lock(a->id);
+    if (!locked.ok() || locked->current->state == State::kOffline) continue;
+    Accelerator next = *locked->current;
     next.state = State::kOffline;
-    if (Status s = Commit(*a, std::move(next)); !s.ok()) return s;
+    if (Status s = Commit(*locked->current, std::move(next)); !s.ok()) return s;
     spdlog::warn("accelerator {}: offline: driver {} does not report {}", a->uuid, a->driver, a->driver_address);
   }
   spdlog::info("{} accelerators, {} reported by drivers", List().size(), reported.size());
   return Status::Ok();
 }
 
-Status Service::ReconcileDriver(Driver& driver, std::vector<int64_t>& seen) {
-  auto devices = driver.Discover();
-  if (!devices.ok()) {
-    spdlog::error("driver {}: discovery failed, its accelerators go offline: {}", driver.Name(),
-                  devices.status().message());
+// One reported device: refreshed if known, adopted if new.
+Status Service::Reconcile(Driver& driver, const DiscoveredDevice& device, std::set<int64_t>& reported) {
+  if (Snapshot known = FindByUuid(device.uuid)) {
+    auto locked = Lock(known->id);
+    if (!locked.ok()) return Status::Ok();  // removed meanwhile: the next rescan adopts it
+    reported.insert(known->id);
+    return Refresh(driver, *locked->current, device);
+  }
+  Status adopted = Adopt(driver, device);
+  if (adopted.code() == Code::kExists) {  // made by hand with this uuid meanwhile
+    spdlog::warn("driver {}: {} not adopted: {}", driver.Name(), device.address, adopted.message());
     return Status::Ok();
   }
-  for (const DiscoveredDevice& device : *devices) {
-    Snapshot current = FindByUuid(device.uuid);
-    Status s = current ? Refresh(driver, *current, device) : Adopt(driver, device);
-    if (!s.ok()) return s;
-    seen.push_back(FindByUuid(device.uuid)->id);
-  }
+  if (!adopted.ok()) return adopted;
+  reported.insert(FindByUuid(device.uuid)->id);
   return Status::Ok();
+}
+
+Status Service::WriteRescan(std::string_view data) {
+  if (StripNewline(data) != "1") return Status::Invalid("rescan: write 1 to rescan the drivers");
+  return Rescan().Prefixed("rescan");
+}
+
+void Service::StartRescans(std::chrono::milliseconds interval) {
+  if (interval.count() <= 0 || rescanner_.joinable()) return;
+  rescanner_ = std::thread([this, interval] {
+    std::unique_lock lock(rescanner_mu_);
+    while (!rescanner_cv_.wait_for(lock, interval, [this] { return stop_rescans_; })) {
+      lock.unlock();
+      if (Status s = Rescan(); !s.ok()) spdlog::error("periodic rescan failed: {}", s.message());
+      lock.lock();
+    }
+  });
+}
+
+void Service::StopRescans() {
+  {
+    std::lock_guard lock(rescanner_mu_);
+    stop_rescans_ = true;
+  }
+  rescanner_cv_.notify_all();
+  if (rescanner_.joinable()) rescanner_.join();
 }
 
 namespace {
@@ -478,7 +519,13 @@ Status Service::Refresh(Driver& driver, const Accelerator& current, const Discov
   Accelerator next = current;
   TakeDriverFacts(driver, device, next);
   next.state = current.attachment.empty() ? State::kAvailable : State::kAttached;
-  if (!current.attachment.empty()) {
+  if (current.attachment.empty()) {
+    // Detached in the database: make the host agree (a crash may have left
+    // the device half attached).
+    if (Status s = driver.Detach(device.address, next.driver_memory); !s.ok()) {
+      spdlog::error("accelerator {}: returning it to its detached state failed: {}", current.uuid, s.message());
+    }
+  } else {
     auto target = ParseAttach(current.attachment);
     auto handle = driver.Attach(device.address, **target, next.driver_memory);
     if (handle.ok()) {
@@ -489,9 +536,10 @@ Status Service::Refresh(Driver& driver, const Accelerator& current, const Discov
                     handle.status().message());
     }
   }
+  RefreshFacts(driver, next);
   auto facts = [](const Accelerator& a) {
     return std::tie(a.state, a.driver, a.driver_address, a.driver_device_type, a.driver_acc_type, a.device_type,
-                    a.acc_type, a.vendor_id, a.product_id, a.attach_handle, a.host_facts);
+                    a.acc_type, a.vendor_id, a.product_id, a.attach_handle, a.host_facts, a.driver_memory);
   };
   const bool same = facts(next) == facts(current);
   return same ? Status::Ok() : Commit(current, std::move(next));

@@ -193,12 +193,10 @@ Status PciDriver::Detach(const std::string& address, std::string& memory) {
   const std::string dir = kDevices + address + "/";
   if (!sysfs_.Exists(dir)) return Status::NoDevice("no device at " + address);
   const std::string current = BoundDriver(address);
+  const bool overridden = sysfs_.Read(dir + "driver_override").value_or("") == kVfio;
+  if (current != kVfio && !overridden) return Status::Ok();  // not held for a VM
   const std::string native = NativeDriver(memory);
   Steps steps(sysfs_);
-  if (!native.empty() && current == native) {
-    return sysfs_.Read(dir + "driver_override").value_or("(null)") == kVfio ? sysfs_.Write(dir + "driver_override", "")
-                                                                            : Status::Ok();
-  }
   if (!current.empty()) {
     steps.ExpectDriver("the device is still bound to " + current);
     Status s = steps.Do("unbind from " + current, "bus/pci/drivers/" + current + "/unbind", address,
@@ -206,9 +204,13 @@ Status PciDriver::Detach(const std::string& address, std::string& memory) {
     if (!s.ok()) return steps.Undo(s);
   }
   Status s = steps.Do("clear driver_override", dir + "driver_override", "", [] { return true; },
-                      {dir + "driver_override", current == kVfio ? kVfio : ""});
+                      {dir + "driver_override", overridden ? kVfio : ""});
   if (!s.ok()) return steps.Undo(s);
-  if (native.empty()) return Status::Ok();  // it had no driver of its own: unbound is detached
+  if (native.empty()) {
+    // Its driver was never recorded (a crash in the middle of the first
+    // attach): the kernel picks one by the device's ids.
+    return sysfs_.Write("bus/pci/drivers_probe", address);
+  }
   s = BindNative(steps, address, native);
   return s.ok() ? s : steps.Undo(s);
 }

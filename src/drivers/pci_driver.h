@@ -40,8 +40,11 @@ class PciDriver final : public Driver {
   // driver the device had before its first attach.
   Result<std::string> Attach(const std::string& address, const AttachTarget& target, std::string& memory) override;
 
-  // Back to the native driver: unbind, clear driver_override, write the
-  // address to drivers/<native>/bind (drivers_probe if that fails).
+  // Releases a device held for a VM (bound to vfio-pci or with that
+  // driver_override) back to its native driver: unbind, clear
+  // driver_override, write the address to drivers/<native>/bind
+  // (drivers_probe if that fails, or if the native driver is unknown).
+  // Any other device is left as it is.
   Status Detach(const std::string& address, std::string& memory) override;
 
  private:

@@ -120,7 +120,11 @@ void Filesystem::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   const std::string_view n(name);
   fuse_ino_t found = 0;
   if (node.kind == NodeKind::kRoot) {
-    found = n == "accelerators" ? kAcceleratorsIno : n == "by-name" ? kByNameIno : n == "create" ? kCreateIno : 0;
+    found = n == "accelerators" ? kAcceleratorsIno
+            : n == "by-name"    ? kByNameIno
+            : n == "create"     ? kCreateIno
+            : n == "rescan"     ? kRescanIno
+                                : 0;
   } else if (node.kind == NodeKind::kAccelerators) {
     if (auto a = service_.FindByUuid(n)) found = DirIno(a->id);
   } else if (node.kind == NodeKind::kByName) {
@@ -144,7 +148,7 @@ void Filesystem::Forget(fuse_ino_t ino, uint64_t count) {
 
 Result<std::string> Filesystem::Content(fuse_ino_t ino) const {
   const Node node = Decode(ino);
-  if (node.kind == NodeKind::kCreate) return std::string();
+  if (node.kind == NodeKind::kCreate || node.kind == NodeKind::kRescan) return std::string();
   auto a = service_.FindById(node.id);
   if (!a) return Status::NotFound("no such accelerator");
   if (node.kind == NodeKind::kLink) return "../accelerators/" + a->uuid;
@@ -170,6 +174,7 @@ Result<struct stat> Filesystem::Stat(fuse_ino_t ino) const {
       st.st_nlink = 2;
       return st;
     case NodeKind::kCreate:
+    case NodeKind::kRescan:
       st.st_mode = S_IFREG | 0200;
       return st;
     case NodeKind::kScratch:
@@ -255,7 +260,8 @@ void Filesystem::RemoveDir(fuse_req_t req, fuse_ino_t parent, const char* name) 
     return ReplyStatus(req, removed);
   }
   if (Listed(node, name)) {
-    const bool folder = node.kind == NodeKind::kRoot && std::strcmp(name, "create") != 0;
+    const bool folder =
+        node.kind == NodeKind::kRoot && std::strcmp(name, "create") != 0 && std::strcmp(name, "rescan") != 0;
     return ReplyStatus(req, folder ? Status::NotPermitted("rmdir: listed folders cannot be removed")
                                    : Status::NotFolder(std::string(name) + " is a file"));
   }
@@ -274,7 +280,8 @@ void Filesystem::Unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
 bool Filesystem::Listed(const Node& parent, const char* name) const {
   switch (parent.kind) {
     case NodeKind::kRoot:
-      return !std::strcmp(name, "accelerators") || !std::strcmp(name, "by-name") || !std::strcmp(name, "create");
+      return !std::strcmp(name, "accelerators") || !std::strcmp(name, "by-name") || !std::strcmp(name, "create") ||
+             !std::strcmp(name, "rescan");
     case NodeKind::kAccelerators:
       return service_.FindByUuid(name) != nullptr;
     case NodeKind::kByName:
@@ -315,6 +322,7 @@ void Filesystem::OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       listing->push_back({"accelerators", kAcceleratorsIno, S_IFDIR});
       listing->push_back({"by-name", kByNameIno, S_IFDIR});
       listing->push_back({"create", kCreateIno, S_IFREG});
+      listing->push_back({"rescan", kRescanIno, S_IFREG});
       break;
     case NodeKind::kAccelerators:
       for (const auto& a : service_.List()) listing->push_back({a->uuid, DirIno(a->id), S_IFDIR});
@@ -379,8 +387,14 @@ void Filesystem::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     fi->direct_io = 1;
     return (void)fuse_reply_open(req, fi);
   }
-  if (node.kind == NodeKind::kCreate && WantsRead(fi)) {
-    return ReplyStatus(req, Status::AccessDenied("create is write-only"));
+  if ((node.kind == NodeKind::kCreate || node.kind == NodeKind::kRescan) && WantsRead(fi)) {
+    return ReplyStatus(
+        req, Status::AccessDenied(node.kind == NodeKind::kCreate ? "create is write-only" : "rescan is write-only"));
+  }
+  if (node.kind == NodeKind::kRescan) {  // each write is a request of its own: nothing to collect
+    fi->fh = reinterpret_cast<uint64_t>(file.release());
+    fi->direct_io = 1;
+    return (void)fuse_reply_open(req, fi);
   }
   if (node.kind == NodeKind::kAttribute) {
     const AttrInfo& info = AttributeInfo(node.attr);
@@ -428,11 +442,13 @@ void Filesystem::Write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t 
     Status written = FileOf(fi).append ? scratch->Append(bytes) : scratch->Write(static_cast<uint64_t>(offset), bytes);
     return written.ok() ? (void)fuse_reply_write(req, size) : ReplyStatus(req, written);
   }
-  const Status written = node.kind == NodeKind::kCreate
-                             ? service_.WriteCreate(static_cast<uint64_t>(offset), bytes)
+  const Status written = node.kind == NodeKind::kCreate ? service_.WriteCreate(static_cast<uint64_t>(offset), bytes)
+                         : node.kind == NodeKind::kRescan
+                             ? service_.WriteRescan(bytes)
                              : service_.Write(node.id, node.attr, static_cast<uint64_t>(offset), bytes);
   if (!written.ok()) {
-    if (node.kind == NodeKind::kCreate) spdlog::warn("refused: {}", written.message());
+    if (node.kind == NodeKind::kCreate || node.kind == NodeKind::kRescan)
+      spdlog::warn("refused: {}", written.message());
     return ReplyStatus(req, written);
   }
   fuse_reply_write(req, size);

@@ -17,7 +17,18 @@
 
 namespace cyborgfs::fs {
 
-enum class NodeKind { kRoot, kAccelerators, kByName, kCreate, kAcceleratorDir, kAttribute, kLink, kScratch, kUnknown };
+enum class NodeKind {
+  kRoot,
+  kAccelerators,
+  kByName,
+  kCreate,
+  kRescan,
+  kAcceleratorDir,
+  kAttribute,
+  kLink,
+  kScratch,
+  kUnknown
+};
 
 struct Node {
   NodeKind kind = NodeKind::kUnknown;
@@ -29,6 +40,7 @@ inline constexpr fuse_ino_t kRootIno = FUSE_ROOT_ID;  // 1
 inline constexpr fuse_ino_t kAcceleratorsIno = 2;
 inline constexpr fuse_ino_t kByNameIno = 3;
 inline constexpr fuse_ino_t kCreateIno = 4;
+inline constexpr fuse_ino_t kRescanIno = 5;
 inline constexpr fuse_ino_t kBlock = 32;
 inline constexpr fuse_ino_t kLinkSlot = kBlock - 1;
 inline constexpr fuse_ino_t kScratchBase = fuse_ino_t{1} << 62;
@@ -48,6 +60,8 @@ inline Node Decode(fuse_ino_t ino) {
       return {NodeKind::kByName};
     case kCreateIno:
       return {NodeKind::kCreate};
+    case kRescanIno:
+      return {NodeKind::kRescan};
     default:
       break;
   }

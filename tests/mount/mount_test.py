@@ -404,7 +404,7 @@ class RefusalTest(MountTest):
         for script in ["touch newfile", "touch accelerators/newfile", "mkdir newdir", "echo x > by-name/x",
                        "mkdir by-name/x", "ln -s a b", "mkfifo accelerators/fifo"]:
             self.fails(script, "Permission denied")
-        self.assertEqual(sorted(os.listdir(self.fs.mnt)), ["accelerators", "by-name", "create"])
+        self.assertEqual(sorted(os.listdir(self.fs.mnt)), ["accelerators", "by-name", "create", "rescan"])
         self.assertEqual(sorted(os.listdir(self.fs.path("accelerators"))), self.uuids())
         self.assertEqual(len(self.uuids()), 4)
         self.fails("mkfifo accelerators/%s/fifo" % u, "Operation not permitted")

@@ -26,7 +26,9 @@ EXPECTED = {
 }
 
 
-class PciTest(MountTest):
+class PciTestBase(MountTest):
+    """A daemon with the pci driver on a fresh standard tree (self.tree)."""
+
     fake_devices = 0
 
     def setUp(self):
@@ -48,6 +50,11 @@ class PciTest(MountTest):
                 found[self.acc(u, "name").strip().split("-", 1)[1]] = u
         return found
 
+    def by_address_all(self):
+        return {self.acc(u, "name").strip().split("-", 1)[1]: u for u in self.uuids()}
+
+
+class DiscoveryTest(PciTestBase):
     def test_lists_exactly_the_accelerators_of_the_tree(self):
         found = self.by_address()
         self.assertEqual(sorted(found), sorted(EXPECTED))
@@ -99,9 +106,6 @@ class PciTest(MountTest):
         self.assertEqual(self.acc(found["0000:18:00.0"], "acc_type"), "intel-x710-offload\n")
         self.assertEqual(self.acc(self.by_address_all()["0000:d8:00.0"], "status"), "offline\n")
 
-    def by_address_all(self):
-        return {self.acc(u, "name").strip().split("-", 1)[1]: u for u in self.uuids()}
-
     def test_a_missing_sysfs_root_leaves_the_daemon_up_and_pci_devices_offline(self):
         before = self.by_address()
         self.fs.stop()
@@ -112,8 +116,8 @@ class PciTest(MountTest):
         self.assertIn("discovery failed", self.fs.log_text())
 
 
-class PciAttachTest(PciTest):
-    """Attach and detach through the pci driver, with tests/sysfs/fake_kernel.py answering for the kernel."""
+class KernelTestBase(PciTestBase):
+    """Also tests/sysfs/fake_kernel.py, answering the control-file writes for the kernel."""
 
     VM = "11111111-2222-4333-8444-555555555555"
 
@@ -141,6 +145,9 @@ class PciAttachTest(PciTest):
         link = os.path.join(self.dev, "driver")
         return os.path.basename(os.readlink(link)) if os.path.islink(link) else ""
 
+
+
+class PciAttachTest(KernelTestBase):
     def test_vm_attach_binds_vfio_pci_and_detach_restores_the_native_driver(self):
         self.ok("echo vm %s > accelerators/%s/attach" % (self.VM, self.gpu))
         self.assertEqual(self.journal(), [
@@ -193,6 +200,50 @@ class PciAttachTest(PciTest):
         self.assertEqual(self.bound(), "vfio-pci")
         self.ok("echo > accelerators/%s/attach" % self.gpu)
         self.assertEqual(self.bound(), "nvidia")
+
+
+class RescanTest(KernelTestBase):
+    def test_writing_1_to_rescan_applies_removals_returns_and_new_devices(self):
+        self.ok("echo vm %s > accelerators/%s/attach" % (self.VM, self.gpu))
+        fake_sysfs.remove_device(self.tree, "0000:17:00.0")
+        self.ok("echo 1 > rescan")
+        self.assertEqual(self.acc(self.gpu, "status"), "offline\n")
+        self.assertEqual(self.acc(self.gpu, "attach"), "vm %s\n" % self.VM)
+        fake_sysfs.restore_device(self.tree, "0000:17:00.0")
+        fake_sysfs.add_device(self.tree, fake_sysfs.Device("0000:e3:00.0", 0x1e52, 0x0100, 0x120000, "", 1, 70))
+        self.ok("printf 1 > rescan")
+        self.assertEqual(self.acc(self.gpu, "status"), "attached\n")
+        self.assertEqual(self.bound(), "vfio-pci")
+        new = self.by_address()["0000:e3:00.0"]
+        self.assertEqual(self.acc(new, "device_type"), "ACCELERATOR\n")
+        self.assertEqual(self.acc(new, "driver"), "")
+
+    def test_rescan_takes_only_1(self):
+        for bad in ["0", "yes", "1 1"]:
+            self.fails("echo %s > rescan" % bad, "Invalid argument")
+        self.fails("cat rescan", "Permission denied")
+        self.assertIn("write 1 to rescan", self.fs.log_text())
+
+    def test_periodic_rescans(self):
+        self.fs.stop()
+        self.fs = self.start("--rescan-interval", "1", db=self.fs.db)
+        fake_sysfs.remove_device(self.tree, "0000:86:00.0")
+        fpga = self.by_address_all()["0000:86:00.0"]
+        wait_for(lambda: self.acc(fpga, "status") == "offline\n", timeout=10, what="a periodic rescan")
+
+    def test_a_crash_in_the_middle_of_an_attach_is_repaired_at_start(self):
+        # The state an attach leaves after unbind, driver_override and probe, had the
+        # daemon died before its database commit: held by vfio-pci, detached in SQLite.
+        self.fs.stop()
+        os.unlink(os.path.join(self.dev, "driver"))
+        with open(os.path.join(self.dev, "driver_override"), "w") as f:
+            f.write("vfio-pci\n")
+        os.symlink("../../../bus/pci/drivers/vfio-pci", os.path.join(self.dev, "driver"))
+        self.fs = self.start(db=self.fs.db)
+        self.assertEqual(self.acc(self.gpu, "status"), "available\n")
+        wait_for(lambda: self.bound() == "nvidia", what="the native driver")
+        with open(os.path.join(self.dev, "driver_override")) as f:
+            self.assertEqual(f.read(), "\n")
 
 
 if __name__ == "__main__":
