@@ -31,6 +31,7 @@ enum class Attr {
   kNumaNode,
   kIommuGroup,
   kPhysfn,
+  kMdevTypes,
 };
 
 enum class WriteKind {

@@ -9,6 +9,7 @@
 // it never throws and never exits the process.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,6 +34,12 @@ struct DiscoveredDevice {
   int numa_node = -1;         // -1: unknown or not a NUMA machine
   std::string iommu_group;    // e.g. "12"; empty if none
   std::string physfn;         // an SR-IOV virtual function's parent, by address; empty otherwise
+  // The vGPU (mediated device) types the device offers, by type id.
+  struct MdevType {
+    std::string name;  // e.g. "GRID T4-1B"
+    int available_instances = 0;
+  };
+  std::map<std::string, MdevType> mdev_types;
 };
 
 // Where an accelerator is attached. Parsed from the `attach` file.
@@ -40,6 +47,9 @@ struct AttachTarget {
   enum class Kind { kVm, kHost };
   Kind kind = Kind::kVm;
   std::string id;  // instance uuid (lowercase) or host name
+  // The accelerator's acc_specs (compact JSON), for what the attach should
+  // be made of: the pci driver reads "vgpu_type". Set by the core.
+  std::string spec = "{}";
 
   // "vm <uuid>" or "host <name>", the canonical text of the attach file.
   std::string ToString() const { return (kind == Kind::kVm ? "vm " : "host ") + id; }

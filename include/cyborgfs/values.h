@@ -44,7 +44,7 @@ ParsedDocument ParseJsonDocument(std::string_view text);
 
 // Checks an acc_specs object: an object, where present `remote` is 0 or 1,
 // `num` a positive integer, `device_type` a non-empty string and
-// `acc_capability` an object. Other keys are allowed and kept, except
+// `acc_capability` an object, `vgpu_type` a non-empty string. Other keys are allowed and kept, except
 // `acc_specs`: that is the PUT body written where its value belongs.
 Status ValidateSpec(const Json& spec);
 

@@ -35,6 +35,11 @@ std::string RenderModel(const Accelerator& a) { return Fact(a, "model"); }
 std::string RenderNumaNode(const Accelerator& a) { return Fact(a, "numa_node"); }
 std::string RenderIommuGroup(const Accelerator& a) { return Fact(a, "iommu_group"); }
 std::string RenderPhysfn(const Accelerator& a) { return Fact(a, "physfn"); }
+std::string RenderMdevTypes(const Accelerator& a) {
+  const Json facts = Json::parse(a.host_facts);
+  auto it = facts.find("mdev_types");
+  return it == facts.end() ? std::string() : RenderJson(*it);
+}
 std::string RenderAttachHandle(const Accelerator& a) {
   return a.attach_handle.empty() ? std::string() : RenderJson(Json::parse(a.attach_handle));
 }
@@ -57,6 +62,7 @@ const std::vector<AttrInfo> kAttributes = {
     {Attr::kNumaNode, "numa_node", 0444, WriteKind::kReadOnly, RenderNumaNode},
     {Attr::kIommuGroup, "iommu_group", 0444, WriteKind::kReadOnly, RenderIommuGroup},
     {Attr::kPhysfn, "physfn", 0444, WriteKind::kReadOnly, RenderPhysfn},
+    {Attr::kMdevTypes, "mdev_types", 0444, WriteKind::kReadOnly, RenderMdevTypes},
 };
 
 }  // namespace

@@ -322,7 +322,8 @@ Status Service::ApplyAttach(const Accelerator& current, std::string_view bytes) 
   auto parsed = ParseAttach(bytes);
   if (!parsed.ok()) return parsed.status();
   if (!*parsed) return Detach(current);
-  const AttachTarget& target = **parsed;
+  AttachTarget target = **parsed;
+  target.spec = current.spec;
   Accelerator next = current;
   next.attachment = target.ToString();
   next.attach_bytes = std::string(bytes);
@@ -493,6 +494,9 @@ void TakeDriverFacts(const Driver& driver, const DiscoveredDevice& device, Accel
   if (device.numa_node >= 0) facts["numa_node"] = device.numa_node;
   fact("iommu_group", device.iommu_group);
   fact("physfn", device.physfn);
+  for (const auto& [type, offer] : device.mdev_types) {
+    facts["mdev_types"][type] = {{"name", offer.name}, {"available_instances", offer.available_instances}};
+  }
   a.host_facts = facts.dump();
   DeriveColumns(a);
 }
@@ -527,7 +531,9 @@ Status Service::Refresh(Driver& driver, const Accelerator& current, const Discov
     }
   } else {
     auto target = ParseAttach(current.attachment);
-    auto handle = driver.Attach(device.address, **target, next.driver_memory);
+    AttachTarget restored = **target;
+    restored.spec = current.spec;
+    auto handle = driver.Attach(device.address, restored, next.driver_memory);
     if (handle.ok()) {
       next.attach_handle = *handle;
     } else {

@@ -76,6 +76,15 @@ std::optional<DiscoveredDevice> PciDriver::Read(const std::string& address) {
   d.numa_node = ParseNumaNode(sysfs_.Read(dir + "numa_node"));
   d.iommu_group = sysfs_.LinkName(dir + "iommu_group").value_or("");
   d.physfn = sysfs_.LinkName(dir + "physfn").value_or("");
+  for (const std::string& type : sysfs_.List(dir + "mdev_supported_types")) {
+    const std::string t = dir + "mdev_supported_types/" + type + "/";
+    const std::string available = sysfs_.Read(t + "available_instances").value_or("0");
+    d.mdev_types[type] = {
+        sysfs_.Read(t + "name").value_or(type),
+        available.find_first_not_of("0123456789") == std::string::npos && !available.empty() && available.size() < 9
+            ? std::stoi(available)
+            : 0};
+  }
   return d;
 }
 
@@ -131,18 +140,37 @@ bool PciDriver::Settles(const std::string& address, const std::string& expected)
 
 namespace {
 
-std::string NativeDriver(const std::string& memory) {
-  const Json remembered = Json::parse(memory, nullptr, false);
-  if (!remembered.is_object()) return "";
-  auto it = remembered.find("native_driver");
+// The driver's memory of a device (see Driver): "native_driver", and "mdev"
+// {"uuid", "type"} while a vGPU of it is attached.
+Json Memory(const std::string& memory) {
+  Json remembered = Json::parse(memory, nullptr, false);
+  return remembered.is_object() ? remembered : Json::object();
+}
+
+std::string Recalled(const std::string& memory, const char* key) {
+  const Json remembered = Memory(memory);
+  auto it = remembered.find(key);
   return it != remembered.end() && it->is_string() ? it->get<std::string>() : "";
 }
 
-void Remember(std::string& memory, const std::string& native) {
-  Json remembered = Json::parse(memory, nullptr, false);
-  if (!remembered.is_object()) remembered = Json::object();
-  remembered["native_driver"] = native;
+std::string NativeDriver(const std::string& memory) { return Recalled(memory, "native_driver"); }
+
+void Remember(std::string& memory, const char* key, const Json& value) {
+  Json remembered = Memory(memory);
+  if (value.is_null()) {
+    remembered.erase(key);
+  } else {
+    remembered[key] = value;
+  }
   memory = remembered.dump();
+}
+
+// The vGPU type the spec asks for; empty for a whole device.
+std::string VgpuType(const std::string& spec) {
+  const Json parsed = Json::parse(spec, nullptr, false);
+  if (!parsed.is_object()) return "";
+  auto it = parsed.find("vgpu_type");
+  return it != parsed.end() && it->is_string() ? it->get<std::string>() : "";
 }
 
 constexpr const char* kVfio = "vfio-pci";
@@ -156,7 +184,7 @@ Result<std::string> PciDriver::Attach(const std::string& address, const AttachTa
     return Status::Invalid("can only attach to this host (" + host_ + "), not " + target.id);
   }
   const std::string current = BoundDriver(address);
-  if (NativeDriver(memory).empty() && !current.empty() && current != kVfio) Remember(memory, current);
+  if (NativeDriver(memory).empty() && !current.empty() && current != kVfio) Remember(memory, "native_driver", current);
   const std::string native = NativeDriver(memory);
   Steps steps(sysfs_);
   if (target.kind == AttachTarget::Kind::kHost) {
@@ -166,6 +194,7 @@ Result<std::string> PciDriver::Attach(const std::string& address, const AttachTa
     }
     return Json({{"type", "HOST"}, {"address", address}, {"driver", native}}).dump();
   }
+  if (const std::string type = VgpuType(target.spec); !type.empty()) return AttachVgpu(address, type, memory);
   if (current != kVfio) {
     if (!current.empty()) {
       steps.ExpectDriver("the device is still bound to " + current);
@@ -189,10 +218,58 @@ Result<std::string> PciDriver::Attach(const std::string& address, const AttachTa
   return handle.dump();
 }
 
+// A vGPU for a VM: a mediated device of `type` on the GPU at `address`, its
+// uuid derived from host, address and type (the same after a reboot).
+Result<std::string> PciDriver::AttachVgpu(const std::string& address, const std::string& type, std::string& memory) {
+  const std::string types = kDevices + address + "/mdev_supported_types/";
+  if (!sysfs_.Exists(types + type)) {
+    const auto offered = sysfs_.List(types);
+    std::string list;
+    for (const auto& t : offered) list += (list.empty() ? "" : ", ") + t;
+    return Status::Invalid("vgpu_type \"" + type + "\" is not offered by " + address +
+                           (list.empty() ? " (it offers no vGPU types)" : " (it offers " + list + ")"));
+  }
+  const std::string uuid = NameBasedUuid(host_ + "/pci/" + address + "/" + type);
+  const std::string device = "bus/mdev/devices/" + uuid;
+  if (!sysfs_.Exists(device)) {
+    if (Status s = sysfs_.Write(types + type + "/create", uuid); !s.ok()) {
+      return Status::IoError("create the " + type + " vGPU failed: " + s.message());
+    }
+    if (!Appears(device, true))
+      return Status::IoError("create the " + type + " vGPU failed: no " + device + " appeared");
+  }
+  Remember(memory, "mdev", Json{{"uuid", uuid}, {"type", type}});
+  return Json({{"type", "MDEV"}, {"uuid", uuid}, {"mdev_type", type}, {"address", address}}).dump();
+}
+
+// Removes the vGPU the memory names, if it exists.
+Status PciDriver::RemoveVgpu(std::string& memory) {
+  const Json mdev = Memory(memory).value("mdev", Json::object());
+  if (!mdev.contains("uuid") || !mdev["uuid"].is_string()) return Status::Ok();
+  const std::string device = "bus/mdev/devices/" + mdev["uuid"].get<std::string>();
+  if (sysfs_.Exists(device)) {
+    if (Status s = sysfs_.Write(device + "/remove", "1"); !s.ok()) {
+      return Status::IoError("remove the vGPU failed: " + s.message());
+    }
+    if (!Appears(device, false)) return Status::IoError("remove the vGPU failed: " + device + " is still there");
+  }
+  Remember(memory, "mdev", Json());
+  return Status::Ok();
+}
+
+bool PciDriver::Appears(const std::string& path, bool present) const {
+  for (int waited = 0;; waited += 10) {
+    if (sysfs_.Exists(path) == present) return true;
+    if (waited >= settle_ms_) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
 Status PciDriver::Detach(const std::string& address, std::string& memory) {
   const std::string dir = kDevices + address + "/";
   if (!sysfs_.Exists(dir)) return Status::NoDevice("no device at " + address);
   const std::string current = BoundDriver(address);
+  if (Status s = RemoveVgpu(memory); !s.ok()) return s;
   const bool overridden = sysfs_.Read(dir + "driver_override").value_or("") == kVfio;
   if (current != kVfio && !overridden) return Status::Ok();  // not held for a VM
   const std::string native = NativeDriver(memory);

@@ -33,6 +33,11 @@ class PciDriver final : public Driver {
 
   // VM: unbind from the current driver, driver_override = vfio-pci,
   // drivers_probe; handle {"type":"PCI","address":...,"iommu_group":N}.
+  // VM with a spec asking for "vgpu_type": a mediated device of that type is
+  // created on the GPU (its uuid written to mdev_supported_types/<type>/
+  // create, kept in `memory` so a restart re-creates it); handle
+  // {"type":"MDEV","uuid":...,"mdev_type":...,"address":...}; kInvalid for
+  // a type the GPU does not offer.
   // Host (this host only, else kInvalid): bound to its own driver; handle
   // {"type":"HOST","address":...,"driver":...}. Every step is checked by
   // reading the `driver` link back; a failed step undoes the earlier ones
@@ -54,6 +59,10 @@ class PciDriver final : public Driver {
   // Waits up to settle_ms for the device's driver to be `expected` ("" = none).
   bool Settles(const std::string& address, const std::string& expected) const;
   Status BindNative(Steps& steps, const std::string& address, const std::string& native);
+  Result<std::string> AttachVgpu(const std::string& address, const std::string& type, std::string& memory);
+  Status RemoveVgpu(std::string& memory);
+  // Waits up to settle_ms for `path` to exist (`present`) or to be gone.
+  bool Appears(const std::string& path, bool present) const;
 
   const std::string host_;
   const Sysfs sysfs_;

@@ -83,6 +83,11 @@ Status ValidateSpec(const Json& spec) {
       return Status::Invalid("\"device_type\" must be a non-empty string, not " + it->dump());
     }
   }
+  if (auto it = spec.find("vgpu_type"); it != spec.end()) {
+    if (!it->is_string() || it->get<std::string>().empty()) {
+      return Status::Invalid("\"vgpu_type\" must be a non-empty string (a type of mdev_types), not " + it->dump());
+    }
+  }
   if (auto it = spec.find("acc_capability"); it != spec.end() && !it->is_object()) {
     return Status::Invalid("\"acc_capability\" must be an object, not " + it->dump());
   }

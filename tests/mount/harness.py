@@ -15,7 +15,8 @@ BIN = os.environ.get("CYBORGFS_BIN", os.path.join(os.path.dirname(__file__), "..
 HOST = "testhost"
 # The files of every accelerator folder; any other name there is a scratch file.
 LISTED = {"name", "spec", "attach", "status", "error", "device_type", "acc_type", "vendor_id", "product_id",
-          "remotable", "driver", "attach_handle", "reported_by", "model", "numa_node", "iommu_group", "physfn"}
+          "remotable", "driver", "attach_handle", "reported_by", "model", "numa_node", "iommu_group", "physfn",
+          "mdev_types"}
 
 
 def wait_for(predicate, timeout=10.0, what="condition"):

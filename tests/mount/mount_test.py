@@ -24,7 +24,7 @@ class TreeTest(MountTest):
             self.assertEqual(sorted(os.listdir(self.fs.path("accelerators", u))), sorted(
                 ["name", "spec", "attach", "status", "error", "device_type", "acc_type", "vendor_id",
                  "product_id", "remotable", "driver", "attach_handle", "reported_by", "model", "numa_node",
-                 "iommu_group", "physfn"]))
+                 "iommu_group", "physfn", "mdev_types"]))
             self.assertEqual(self.acc(u, "status"), "available\n")
             self.assertEqual(self.acc(u, "reported_by"), "fake\n")
             self.assertIn(self.acc(u, "driver"), ["nvidia\n", "dfl-pci\n", "c6xx\n"])
@@ -48,7 +48,8 @@ class TreeTest(MountTest):
         self.assertEqual(modes, {"name": "644", "spec": "644", "attach": "644", "status": "444", "error": "444",
                                  "device_type": "444", "acc_type": "444", "vendor_id": "444", "product_id": "444",
                                  "remotable": "444", "driver": "444", "attach_handle": "444", "reported_by": "444",
-                                 "model": "444", "numa_node": "444", "iommu_group": "444", "physfn": "444"})
+                                 "model": "444", "numa_node": "444", "iommu_group": "444", "physfn": "444",
+                                 "mdev_types": "444"})
 
     def test_by_name_links_every_accelerator(self):
         for name in os.listdir(self.fs.path("by-name")):

@@ -246,5 +246,63 @@ class RescanTest(KernelTestBase):
             self.assertEqual(f.read(), "\n")
 
 
+class VgpuTest(KernelTestBase):
+    def setUp(self):
+        super().setUp()
+        self.t4 = self.by_address()["0000:d8:00.0"]
+        self.types = os.path.join(self.tree, "bus/pci/devices/0000:d8:00.0/mdev_supported_types")
+
+    def available(self, type_id):
+        with open(os.path.join(self.types, type_id, "available_instances")) as f:
+            return int(f.read())
+
+    def mdevs(self):
+        path = os.path.join(self.tree, "bus/mdev/devices")
+        return sorted(os.listdir(path)) if os.path.isdir(path) else []
+
+    def test_the_offered_types_are_shown_with_their_free_instances(self):
+        self.assertEqual(json.loads(self.acc(self.t4, "mdev_types")), {
+            "nvidia-222": {"name": "GRID T4-1B", "available_instances": 16},
+            "nvidia-223": {"name": "GRID T4-2B", "available_instances": 8}})
+        self.assertEqual(self.acc(self.by_address()["0000:17:00.0"], "mdev_types"), "")
+
+    def test_a_vm_attach_with_a_vgpu_type_creates_the_mdev_and_detach_removes_it(self):
+        self.ok("""echo '{"num": 1, "vgpu_type": "nvidia-222"}' > accelerators/%s/spec""" % self.t4)
+        self.ok("echo vm %s > accelerators/%s/attach" % (self.VM, self.t4))
+        handle = json.loads(self.acc(self.t4, "attach_handle"))
+        mdev = handle["uuid"]
+        self.assertEqual(handle, {"type": "MDEV", "uuid": mdev, "mdev_type": "nvidia-222", "address": "0000:d8:00.0"})
+        self.assertEqual(uuidlib.UUID(mdev).version, 5)
+        self.assertEqual(self.journal(), [
+            "bus/pci/devices/0000:d8:00.0/mdev_supported_types/nvidia-222/create " + mdev])
+        self.assertEqual(self.mdevs(), [mdev])
+        self.assertEqual(self.available("nvidia-222"), 15)
+        self.assertEqual(json.loads(self.acc(self.t4, "mdev_types"))["nvidia-222"]["available_instances"], 15)
+        self.assertEqual(self.acc(self.t4, "driver"), "nvidia\n")  # the GPU itself stays with its driver
+        self.ok("echo > accelerators/%s/attach" % self.t4)
+        self.assertEqual(self.journal()[1:], ["bus/mdev/devices/%s/remove 1" % mdev])
+        self.assertEqual(self.mdevs(), [])
+        self.assertEqual(self.available("nvidia-222"), 16)
+
+    def test_the_vgpu_is_recreated_after_a_reboot(self):
+        self.ok("""echo '{"vgpu_type": "nvidia-223"}' > accelerators/%s/spec""" % self.t4)
+        self.ok("echo vm %s > accelerators/%s/attach" % (self.VM, self.t4))
+        mdev = json.loads(self.acc(self.t4, "attach_handle"))["uuid"]
+        self.fs.stop()
+        import shutil
+        shutil.rmtree(os.path.join(self.tree, "bus/mdev/devices", mdev))  # a reboot forgets mediated devices
+        self.fs = self.start(db=self.fs.db)
+        wait_for(lambda: self.mdevs() == [mdev], what="the re-created vGPU")
+        self.assertEqual(self.acc(self.t4, "status"), "attached\n")
+        self.assertEqual(json.loads(self.acc(self.t4, "attach_handle"))["uuid"], mdev)
+
+    def test_a_type_the_gpu_does_not_offer_is_einval(self):
+        self.ok("""echo '{"vgpu_type": "nvidia-999"}' > accelerators/%s/spec""" % self.t4)
+        self.fails("echo vm %s > accelerators/%s/attach" % (self.VM, self.t4), "Invalid argument")
+        self.assertIn("it offers nvidia-222, nvidia-223", self.acc(self.t4, "error"))
+        self.assertEqual(self.mdevs(), [])
+        self.assertEqual(self.journal(), [])
+
+
 if __name__ == "__main__":
     unittest.main()

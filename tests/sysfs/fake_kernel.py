@@ -9,11 +9,15 @@ its driver_override, else to the driver it had when the tree was built.
 Every write it sees is appended to ROOT/.journal as "<file> <value>".
 ROOT/.ready appears once it watches.
 ROOT/.fail lists operations that must bind nothing, one per line:
-"bind <driver> <address>" or "probe <address>".
+"bind <driver> <address>", "probe <address>" or "create <mdev uuid>".
+Writing a uuid to mdev_supported_types/<type>/create makes bus/mdev/devices/
+<uuid> (with `remove` and an `mdev_type` link) and lowers available_instances;
+writing 1 to its `remove` undoes that.
 A write is seen within a few milliseconds; the driver under test waits for
 the `driver` link, as it does for a kernel that probes asynchronously.
 """
 import os
+import shutil
 import sys
 import time
 
@@ -39,6 +43,12 @@ class FakeKernel:
         yield os.path.join(self.root, "bus/pci/drivers_probe")
         for address in sorted(os.listdir(self.devices)):
             yield os.path.join(self.devices, address, "driver_override")
+            types = os.path.join(self.devices, address, "mdev_supported_types")
+            for t in sorted(os.listdir(types)) if os.path.isdir(types) else []:
+                yield os.path.join(types, t, "create")
+        mdevs = os.path.join(self.root, "bus/mdev/devices")
+        for uuid in sorted(os.listdir(mdevs)) if os.path.isdir(mdevs) else []:
+            yield os.path.join(mdevs, uuid, "remove")
 
     @staticmethod
     def stamp(path):
@@ -67,6 +77,8 @@ class FakeKernel:
         parts = rel.split("/")
         if parts[-1] == "driver_override":
             return  # the value is read at probe time
+        if parts[-1] in ("create", "remove"):
+            return self.mdev(path, parts[-1], value)
         address = value
         if not os.path.isdir(os.path.join(self.devices, address)):
             return
@@ -81,7 +93,33 @@ class FakeKernel:
 
     # Writes seen in one poll are taken by time; file times are coarse (a few
     # ms), so ties go in the order every sequence writes them.
-    ORDER = {"unbind": 0, "driver_override": 1, "bind": 2, "drivers_probe": 3}
+    ORDER = {"unbind": 0, "remove": 0, "driver_override": 1, "bind": 2, "create": 2, "drivers_probe": 3}
+
+    def mdev(self, path, control, value):
+        """create: a mediated device <uuid> of that type appears; remove (1): it goes."""
+        if control == "create":
+            type_dir = os.path.dirname(path)
+            device = os.path.join(self.root, "bus/mdev/devices", value)
+            if os.path.exists(device) or self.failing("create " + value):
+                return
+            os.makedirs(device)
+            open(os.path.join(device, "remove"), "w").close()
+            os.symlink(os.path.realpath(type_dir), os.path.join(device, "mdev_type"))
+            self.seen[os.path.join(device, "remove")] = self.stamp(os.path.join(device, "remove"))
+            self.count(type_dir, -1)
+        elif value == "1":
+            device = os.path.dirname(path)
+            type_dir = os.path.realpath(os.path.join(device, "mdev_type"))
+            shutil.rmtree(device)
+            self.count(type_dir, +1)
+
+    @staticmethod
+    def count(type_dir, change):
+        path = os.path.join(type_dir, "available_instances")
+        with open(path) as f:
+            available = int(f.read()) + change
+        with open(path, "w") as f:
+            f.write("%d\n" % available)
 
     def run(self):
         while True:

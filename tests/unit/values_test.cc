@@ -47,9 +47,10 @@ TEST(ValidateSpec, AcceptsTheCyborgExampleAndOtherKeys) {
 }
 
 TEST(ValidateSpec, RejectsWrongTypesAndRanges) {
-  for (const char* bad : {"[]", "1", "{\"remote\":2}", "{\"remote\":true}", "{\"num\":0}", "{\"num\":-3}",
-                          "{\"num\":1.0}", "{\"num\":\"1\"}", "{\"device_type\":\"\"}", "{\"device_type\":null}",
-                          "{\"acc_capability\":[]}", "{\"acc_specs\":{\"num\":1}}"}) {
+  for (const char* bad :
+       {"[]", "1", "{\"remote\":2}", "{\"remote\":true}", "{\"num\":0}", "{\"num\":-3}", "{\"num\":1.0}",
+        "{\"num\":\"1\"}", "{\"device_type\":\"\"}", "{\"device_type\":null}", "{\"acc_capability\":[]}",
+        "{\"acc_specs\":{\"num\":1}}", "{\"vgpu_type\":\"\"}", "{\"vgpu_type\":5}"}) {
     Status s = ValidateSpec(Json::parse(bad));
     EXPECT_EQ(s.code(), Code::kInvalid) << bad;
     EXPECT_FALSE(s.message().empty());
