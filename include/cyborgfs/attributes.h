@@ -32,6 +32,7 @@ enum class Attr {
   kIommuGroup,
   kPhysfn,
   kMdevTypes,
+  kVirtfns,
 };
 
 enum class WriteKind {

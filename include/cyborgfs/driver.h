@@ -29,11 +29,12 @@ struct DiscoveredDevice {
   std::string product_id;  // 4 lowercase hex digits
 
   // What the host says of the device; informational, shown in files.
-  std::string kernel_driver;  // the kernel driver bound to it now, e.g. "nvidia"; empty if none
-  std::string model;          // vendor and device name, e.g. "NVIDIA Corporation GH100 [H100 SXM5 80GB]"
-  int numa_node = -1;         // -1: unknown or not a NUMA machine
-  std::string iommu_group;    // e.g. "12"; empty if none
-  std::string physfn;         // an SR-IOV virtual function's parent, by address; empty otherwise
+  std::string kernel_driver;         // the kernel driver bound to it now, e.g. "nvidia"; empty if none
+  std::string model;                 // vendor and device name, e.g. "NVIDIA Corporation GH100 [H100 SXM5 80GB]"
+  int numa_node = -1;                // -1: unknown or not a NUMA machine
+  std::string iommu_group;           // e.g. "12"; empty if none
+  std::string physfn;                // an SR-IOV virtual function's parent, by address; empty otherwise
+  std::vector<std::string> virtfns;  // an SR-IOV parent's virtual functions, by address
   // The vGPU (mediated device) types the device offers, by type id.
   struct MdevType {
     std::string name;  // e.g. "GRID T4-1B"
@@ -64,6 +65,10 @@ class Driver {
 
   // Every device this driver manages right now.
   virtual Result<std::vector<DiscoveredDevice>> Discover() = 0;
+
+  // What keeps the driver from working fully, one line each ("vfio-pci is not
+  // loaded: VM attaches will fail"); empty when nothing does.
+  virtual std::vector<std::string> Health() { return {}; }
 
   // The device at `address` as Discover() would report it now; kNoDevice if
   // it is gone. The core calls it after an attach or detach to refresh the

@@ -65,6 +65,11 @@ class Service {
   void StartRescans(std::chrono::milliseconds interval);
   void StopRescans();
 
+  // The drivers' state after the last rescan, for the `drivers` file: per
+  // driver {"state": "ok" | "degraded" | "failed", "devices": N,
+  // "rescanned_at": unix seconds, "problems": [...]}, pretty JSON.
+  std::string DriversReport() const;
+
   // A write(2) of the `rescan` file: "1" (a trailing newline allowed) runs
   // Rescan(); anything else is kInvalid.
   Status WriteRescan(std::string_view data);
@@ -164,6 +169,8 @@ class Service {
   std::unique_ptr<DocumentBuffer> create_writes_;
 
   std::mutex rescan_mu_;  // one rescan at a time
+  mutable std::mutex report_mu_;
+  Json drivers_report_ = Json::object();  // REQUIRES: report_mu_
   std::mutex rescanner_mu_;
   std::condition_variable rescanner_cv_;
   bool stop_rescans_ = false;  // REQUIRES: rescanner_mu_

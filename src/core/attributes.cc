@@ -35,6 +35,14 @@ std::string RenderModel(const Accelerator& a) { return Fact(a, "model"); }
 std::string RenderNumaNode(const Accelerator& a) { return Fact(a, "numa_node"); }
 std::string RenderIommuGroup(const Accelerator& a) { return Fact(a, "iommu_group"); }
 std::string RenderPhysfn(const Accelerator& a) { return Fact(a, "physfn"); }
+std::string RenderVirtfns(const Accelerator& a) {
+  const Json facts = Json::parse(a.host_facts);
+  std::string lines;
+  if (auto it = facts.find("virtfns"); it != facts.end()) {
+    for (const Json& vf : *it) lines += vf.get<std::string>() + "\n";
+  }
+  return lines;
+}
 std::string RenderMdevTypes(const Accelerator& a) {
   const Json facts = Json::parse(a.host_facts);
   auto it = facts.find("mdev_types");
@@ -63,6 +71,7 @@ const std::vector<AttrInfo> kAttributes = {
     {Attr::kIommuGroup, "iommu_group", 0444, WriteKind::kReadOnly, RenderIommuGroup},
     {Attr::kPhysfn, "physfn", 0444, WriteKind::kReadOnly, RenderPhysfn},
     {Attr::kMdevTypes, "mdev_types", 0444, WriteKind::kReadOnly, RenderMdevTypes},
+    {Attr::kVirtfns, "virtfns", 0444, WriteKind::kReadOnly, RenderVirtfns},
 };
 
 }  // namespace

@@ -409,11 +409,22 @@ Status Service::Rescan() {
   std::set<int64_t> reported;
   for (const auto& driver : drivers_) {
     auto devices = driver->Discover();
+    Json problems = driver->Health();
     if (!devices.ok()) {
       spdlog::error("driver {}: discovery failed, its accelerators go offline: {}", driver->Name(),
                     devices.status().message());
-      continue;
+      problems.insert(problems.begin(), "discovery failed: " + devices.status().message());
     }
+    {
+      std::lock_guard lock(report_mu_);
+      drivers_report_[driver->Name()] = {{"state", !devices.ok()      ? "failed"
+                                                   : problems.empty() ? "ok"
+                                                                      : "degraded"},
+                                         {"devices", devices.ok() ? devices->size() : 0},
+                                         {"rescanned_at", Now()},
+                                         {"problems", problems}};
+    }
+    if (!devices.ok()) continue;
     for (const DiscoveredDevice& device : *devices) {
       if (Status s = Reconcile(*driver, device, reported); !s.ok()) return s;
     }
@@ -447,6 +458,11 @@ Status Service::Reconcile(Driver& driver, const DiscoveredDevice& device, std::s
   if (!adopted.ok()) return adopted;
   reported.insert(FindByUuid(device.uuid)->id);
   return Status::Ok();
+}
+
+std::string Service::DriversReport() const {
+  std::lock_guard lock(report_mu_);
+  return RenderJson(drivers_report_);
 }
 
 Status Service::WriteRescan(std::string_view data) {
@@ -494,6 +510,7 @@ void TakeDriverFacts(const Driver& driver, const DiscoveredDevice& device, Accel
   if (device.numa_node >= 0) facts["numa_node"] = device.numa_node;
   fact("iommu_group", device.iommu_group);
   fact("physfn", device.physfn);
+  if (!device.virtfns.empty()) facts["virtfns"] = device.virtfns;
   for (const auto& [type, offer] : device.mdev_types) {
     facts["mdev_types"][type] = {{"name", offer.name}, {"available_instances", offer.available_instances}};
   }

@@ -1,5 +1,6 @@
 #include "pci_driver.h"
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <cstdio>
@@ -20,12 +21,13 @@ std::optional<uint32_t> ParseHex(const std::optional<std::string>& text) {
   return static_cast<uint32_t>(value);
 }
 
-// numa_node reads "-1" on machines without NUMA; anything odd is unknown too.
-int ParseNumaNode(const std::optional<std::string>& text) {
+// A small count or id in decimal (numa_node, available_instances, an
+// iommu group); -1 for anything else (numa_node reads "-1" without NUMA).
+int ParseSmall(const std::optional<std::string>& text) {
   if (!text || text->empty()) return -1;
   char* end = nullptr;
   const long value = std::strtol(text->c_str(), &end, 10);
-  return *end == '\0' && value >= 0 && value < 65536 ? static_cast<int>(value) : -1;
+  return *end == '\0' && value >= 0 && value < (1L << 30) ? static_cast<int>(value) : -1;
 }
 
 }  // namespace
@@ -46,6 +48,21 @@ Result<std::vector<DiscoveredDevice>> PciDriver::Discover() {
     if (auto device = Read(address)) found.push_back(std::move(*device));
   }
   return found;
+}
+
+std::vector<std::string> PciDriver::Health() {
+  std::vector<std::string> problems;
+  if (!sysfs_.Exists("bus/pci/devices")) {
+    problems.push_back("no " + sysfs_.root() + "/bus/pci/devices: not a sysfs tree");
+    return problems;
+  }
+  if (!sysfs_.Exists("bus/pci/drivers/vfio-pci")) {
+    problems.push_back("vfio-pci is not loaded (modprobe vfio-pci): VM attaches will fail");
+  }
+  if (sysfs_.List("kernel/iommu_groups").empty()) {
+    problems.push_back("no IOMMU groups: VM passthrough needs the IOMMU on (intel_iommu=on or amd_iommu=on)");
+  }
+  return problems;
 }
 
 Result<DiscoveredDevice> PciDriver::Describe(const std::string& address) {
@@ -73,17 +90,19 @@ std::optional<DiscoveredDevice> PciDriver::Read(const std::string& address) {
   d.acc_type = kind->acc_type.empty() ? "pci-" + d.vendor_id + "-" + d.product_id : kind->acc_type;
   d.kernel_driver = sysfs_.LinkName(dir + "driver").value_or("");
   d.model = names_->Model(static_cast<uint16_t>(*vendor), static_cast<uint16_t>(*product));
-  d.numa_node = ParseNumaNode(sysfs_.Read(dir + "numa_node"));
+  d.numa_node = ParseSmall(sysfs_.Read(dir + "numa_node"));
   d.iommu_group = sysfs_.LinkName(dir + "iommu_group").value_or("");
   d.physfn = sysfs_.LinkName(dir + "physfn").value_or("");
+  for (const std::string& entry : sysfs_.List(dir)) {
+    if (entry.rfind("virtfn", 0) == 0) {
+      if (auto vf = sysfs_.LinkName(dir + entry)) d.virtfns.push_back(*vf);
+    }
+  }
+  std::sort(d.virtfns.begin(), d.virtfns.end());
   for (const std::string& type : sysfs_.List(dir + "mdev_supported_types")) {
     const std::string t = dir + "mdev_supported_types/" + type + "/";
-    const std::string available = sysfs_.Read(t + "available_instances").value_or("0");
-    d.mdev_types[type] = {
-        sysfs_.Read(t + "name").value_or(type),
-        available.find_first_not_of("0123456789") == std::string::npos && !available.empty() && available.size() < 9
-            ? std::stoi(available)
-            : 0};
+    d.mdev_types[type] = {sysfs_.Read(t + "name").value_or(type),
+                          std::max(0, ParseSmall(sysfs_.Read(t + "available_instances")))};
   }
   return d;
 }
@@ -211,10 +230,7 @@ Result<std::string> PciDriver::Attach(const std::string& address, const AttachTa
     if (!s.ok()) return steps.Undo(s);
   }
   Json handle = {{"type", "PCI"}, {"address", address}};
-  const std::string group = sysfs_.LinkName(dir + "iommu_group").value_or("");
-  if (!group.empty() && group.find_first_not_of("0123456789") == std::string::npos) {
-    handle["iommu_group"] = std::stoll(group);
-  }
+  if (const int group = ParseSmall(sysfs_.LinkName(dir + "iommu_group")); group >= 0) handle["iommu_group"] = group;
   return handle.dump();
 }
 

@@ -30,6 +30,8 @@ class PciDriver final : public Driver {
   std::string Name() const override { return "pci"; }
   Result<std::vector<DiscoveredDevice>> Discover() override;
   Result<DiscoveredDevice> Describe(const std::string& address) override;
+  // No sysfs tree, vfio-pci not loaded, no IOMMU groups.
+  std::vector<std::string> Health() override;
 
   // VM: unbind from the current driver, driver_override = vfio-pci,
   // drivers_probe; handle {"type":"PCI","address":...,"iommu_group":N}.

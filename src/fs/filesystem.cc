@@ -120,11 +120,7 @@ void Filesystem::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   const std::string_view n(name);
   fuse_ino_t found = 0;
   if (node.kind == NodeKind::kRoot) {
-    found = n == "accelerators" ? kAcceleratorsIno
-            : n == "by-name"    ? kByNameIno
-            : n == "create"     ? kCreateIno
-            : n == "rescan"     ? kRescanIno
-                                : 0;
+    if (const RootEntry* entry = FindRootEntry(n)) found = entry->ino;
   } else if (node.kind == NodeKind::kAccelerators) {
     if (auto a = service_.FindByUuid(n)) found = DirIno(a->id);
   } else if (node.kind == NodeKind::kByName) {
@@ -149,6 +145,7 @@ void Filesystem::Forget(fuse_ino_t ino, uint64_t count) {
 Result<std::string> Filesystem::Content(fuse_ino_t ino) const {
   const Node node = Decode(ino);
   if (node.kind == NodeKind::kCreate || node.kind == NodeKind::kRescan) return std::string();
+  if (node.kind == NodeKind::kDrivers) return service_.DriversReport();
   auto a = service_.FindById(node.id);
   if (!a) return Status::NotFound("no such accelerator");
   if (node.kind == NodeKind::kLink) return "../accelerators/" + a->uuid;
@@ -176,6 +173,10 @@ Result<struct stat> Filesystem::Stat(fuse_ino_t ino) const {
     case NodeKind::kCreate:
     case NodeKind::kRescan:
       st.st_mode = S_IFREG | 0200;
+      return st;
+    case NodeKind::kDrivers:
+      st.st_mode = S_IFREG | 0444;
+      st.st_size = static_cast<off_t>(service_.DriversReport().size());
       return st;
     case NodeKind::kScratch:
       if (auto entry = scratch_inodes_.Find(ino)) return ScratchStat(ino, *entry);
@@ -260,8 +261,7 @@ void Filesystem::RemoveDir(fuse_req_t req, fuse_ino_t parent, const char* name) 
     return ReplyStatus(req, removed);
   }
   if (Listed(node, name)) {
-    const bool folder =
-        node.kind == NodeKind::kRoot && std::strcmp(name, "create") != 0 && std::strcmp(name, "rescan") != 0;
+    const bool folder = node.kind == NodeKind::kRoot && FindRootEntry(name)->folder;
     return ReplyStatus(req, folder ? Status::NotPermitted("rmdir: listed folders cannot be removed")
                                    : Status::NotFolder(std::string(name) + " is a file"));
   }
@@ -280,8 +280,7 @@ void Filesystem::Unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
 bool Filesystem::Listed(const Node& parent, const char* name) const {
   switch (parent.kind) {
     case NodeKind::kRoot:
-      return !std::strcmp(name, "accelerators") || !std::strcmp(name, "by-name") || !std::strcmp(name, "create") ||
-             !std::strcmp(name, "rescan");
+      return FindRootEntry(name) != nullptr;
     case NodeKind::kAccelerators:
       return service_.FindByUuid(name) != nullptr;
     case NodeKind::kByName:
@@ -319,10 +318,9 @@ void Filesystem::OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   listing->push_back({"..", node.kind == NodeKind::kAcceleratorDir ? kAcceleratorsIno : kRootIno, S_IFDIR});
   switch (node.kind) {
     case NodeKind::kRoot:
-      listing->push_back({"accelerators", kAcceleratorsIno, S_IFDIR});
-      listing->push_back({"by-name", kByNameIno, S_IFDIR});
-      listing->push_back({"create", kCreateIno, S_IFREG});
-      listing->push_back({"rescan", kRescanIno, S_IFREG});
+      for (const RootEntry& entry : kRootEntries) {
+        listing->push_back({entry.name, entry.ino, static_cast<mode_t>(entry.folder ? S_IFDIR : S_IFREG)});
+      }
       break;
     case NodeKind::kAccelerators:
       for (const auto& a : service_.List()) listing->push_back({a->uuid, DirIno(a->id), S_IFDIR});
@@ -402,6 +400,8 @@ void Filesystem::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       return ReplyStatus(req, Status::AccessDenied(std::string(info.name) + " is read-only"));
     }
     if (!service_.FindById(node.id)) return ReplyErrno(req, ENOENT);
+  } else if (node.kind == NodeKind::kDrivers) {
+    if (WantsWrite(fi)) return ReplyStatus(req, Status::AccessDenied("drivers is read-only"));
   } else if (node.kind != NodeKind::kCreate) {
     return ReplyErrno(req, EISDIR);
   }

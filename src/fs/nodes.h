@@ -12,6 +12,7 @@
 #include <fuse_lowlevel.h>
 
 #include <cstdint>
+#include <string_view>
 
 #include "cyborgfs/attributes.h"
 
@@ -23,6 +24,7 @@ enum class NodeKind {
   kByName,
   kCreate,
   kRescan,
+  kDrivers,
   kAcceleratorDir,
   kAttribute,
   kLink,
@@ -41,9 +43,30 @@ inline constexpr fuse_ino_t kAcceleratorsIno = 2;
 inline constexpr fuse_ino_t kByNameIno = 3;
 inline constexpr fuse_ino_t kCreateIno = 4;
 inline constexpr fuse_ino_t kRescanIno = 5;
+inline constexpr fuse_ino_t kDriversIno = 6;
 inline constexpr fuse_ino_t kBlock = 32;
 inline constexpr fuse_ino_t kLinkSlot = kBlock - 1;
 inline constexpr fuse_ino_t kScratchBase = fuse_ino_t{1} << 62;
+
+// The root's entries, in listing order.
+struct RootEntry {
+  const char* name;
+  fuse_ino_t ino;
+  bool folder;
+};
+inline constexpr RootEntry kRootEntries[] = {
+    {"accelerators", kAcceleratorsIno, true},
+    {"by-name", kByNameIno, true},
+    {"create", kCreateIno, false},
+    {"rescan", kRescanIno, false},
+    {"drivers", kDriversIno, false},
+};
+inline const RootEntry* FindRootEntry(std::string_view name) {
+  for (const RootEntry& entry : kRootEntries) {
+    if (name == entry.name) return &entry;
+  }
+  return nullptr;
+}
 
 inline fuse_ino_t DirIno(int64_t id) { return static_cast<fuse_ino_t>(id) * kBlock; }
 inline fuse_ino_t AttrIno(int64_t id, Attr attr) { return DirIno(id) + 1 + static_cast<fuse_ino_t>(attr); }
@@ -62,6 +85,8 @@ inline Node Decode(fuse_ino_t ino) {
       return {NodeKind::kCreate};
     case kRescanIno:
       return {NodeKind::kRescan};
+    case kDriversIno:
+      return {NodeKind::kDrivers};
     default:
       break;
   }

@@ -24,7 +24,7 @@ class TreeTest(MountTest):
             self.assertEqual(sorted(os.listdir(self.fs.path("accelerators", u))), sorted(
                 ["name", "spec", "attach", "status", "error", "device_type", "acc_type", "vendor_id",
                  "product_id", "remotable", "driver", "attach_handle", "reported_by", "model", "numa_node",
-                 "iommu_group", "physfn", "mdev_types"]))
+                 "iommu_group", "physfn", "mdev_types", "virtfns"]))
             self.assertEqual(self.acc(u, "status"), "available\n")
             self.assertEqual(self.acc(u, "reported_by"), "fake\n")
             self.assertIn(self.acc(u, "driver"), ["nvidia\n", "dfl-pci\n", "c6xx\n"])
@@ -49,7 +49,7 @@ class TreeTest(MountTest):
                                  "device_type": "444", "acc_type": "444", "vendor_id": "444", "product_id": "444",
                                  "remotable": "444", "driver": "444", "attach_handle": "444", "reported_by": "444",
                                  "model": "444", "numa_node": "444", "iommu_group": "444", "physfn": "444",
-                                 "mdev_types": "444"})
+                                 "mdev_types": "444", "virtfns": "444"})
 
     def test_by_name_links_every_accelerator(self):
         for name in os.listdir(self.fs.path("by-name")):
@@ -405,7 +405,7 @@ class RefusalTest(MountTest):
         for script in ["touch newfile", "touch accelerators/newfile", "mkdir newdir", "echo x > by-name/x",
                        "mkdir by-name/x", "ln -s a b", "mkfifo accelerators/fifo"]:
             self.fails(script, "Permission denied")
-        self.assertEqual(sorted(os.listdir(self.fs.mnt)), ["accelerators", "by-name", "create", "rescan"])
+        self.assertEqual(sorted(os.listdir(self.fs.mnt)), ["accelerators", "by-name", "create", "drivers", "rescan"])
         self.assertEqual(sorted(os.listdir(self.fs.path("accelerators"))), self.uuids())
         self.assertEqual(len(self.uuids()), 4)
         self.fails("mkfifo accelerators/%s/fifo" % u, "Operation not permitted")

@@ -64,6 +64,9 @@ class DiscoveryTest(PciTestBase):
                                                 "iommu_group", "physfn", "status"]]
             self.assertEqual(facts, [kind + "\n", vendor + "\n", product + "\n", driver + "\n", numa + "\n",
                                      group + "\n", physfn + "\n" if physfn else "", "available\n"], address)
+        self.assertEqual(self.acc(found["0000:3b:00.0"], "virtfns"), "0000:3b:00.4\n0000:3b:00.5\n")
+        self.assertEqual(self.acc(found["0000:5e:00.0"], "virtfns"), "0000:5e:01.0\n0000:5e:01.1\n")
+        self.assertEqual(self.acc(found["0000:3b:00.4"], "virtfns"), "")
         self.assertIn("H100", self.acc(found["0000:17:00.0"], "model"))
         self.assertTrue(self.acc(found["0000:17:00.0"], "model").startswith("NVIDIA Corporation"))
         self.assertIn("C62x", self.acc(found["0000:5e:00.0"], "model"))
@@ -106,6 +109,19 @@ class DiscoveryTest(PciTestBase):
         self.assertEqual(self.acc(found["0000:18:00.0"], "acc_type"), "intel-x710-offload\n")
         self.assertEqual(self.acc(self.by_address_all()["0000:d8:00.0"], "status"), "offline\n")
 
+    def test_the_drivers_file_reports_each_drivers_state(self):
+        report = json.loads(self.read("drivers"))
+        self.assertEqual(report["pci"]["state"], "ok")
+        self.assertEqual(report["pci"]["devices"], len(EXPECTED))
+        self.assertEqual(report["pci"]["problems"], [])
+        self.fails("echo x > drivers", "Permission denied")
+        import shutil
+        shutil.rmtree(os.path.join(self.tree, "bus/pci/drivers/vfio-pci"))
+        self.ok("echo 1 > rescan")
+        report = json.loads(self.read("drivers"))
+        self.assertEqual(report["pci"]["state"], "degraded")
+        self.assertIn("vfio-pci is not loaded", report["pci"]["problems"][0])
+
     def test_a_missing_sysfs_root_leaves_the_daemon_up_and_pci_devices_offline(self):
         before = self.by_address()
         self.fs.stop()
@@ -114,6 +130,9 @@ class DiscoveryTest(PciTestBase):
         for u in before.values():
             self.assertEqual(self.acc(u, "status"), "offline\n")
         self.assertIn("discovery failed", self.fs.log_text())
+        report = json.loads(self.read("drivers"))
+        self.assertEqual(report["pci"]["state"], "failed")
+        self.assertIn("not a sysfs tree", report["pci"]["problems"][0])
 
 
 class KernelTestBase(PciTestBase):
