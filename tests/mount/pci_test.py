@@ -212,6 +212,29 @@ class PciAttachTest(KernelTestBase):
         self.assertEqual(self.acc(self.gpu, "status"), "available\n")
         self.assertEqual(self.acc(self.gpu, "attach"), "")
 
+    def test_an_unbind_that_fails_leaves_everything_as_it_was(self):
+        with open(os.path.join(self.tree, ".fail"), "w") as f:
+            f.write("unbind nvidia 0000:17:00.0\n")
+        self.fails("echo vm %s > accelerators/%s/attach" % (self.VM, self.gpu), "Input/output error")
+        self.assertIn("unbind from nvidia failed: the device is still bound to nvidia", self.acc(self.gpu, "error"))
+        wait_for(lambda: len(self.journal()) == 2, what="the undo write")
+        self.assertEqual(self.journal(), ["bus/pci/drivers/nvidia/unbind 0000:17:00.0",
+                                          "bus/pci/drivers/nvidia/bind 0000:17:00.0"])
+        self.assertEqual(self.bound(), "nvidia")
+        self.assertEqual(self.acc(self.gpu, "status"), "available\n")
+
+    def test_detach_falls_back_to_drivers_probe_when_bind_is_refused(self):
+        self.ok("echo vm %s > accelerators/%s/attach" % (self.VM, self.gpu))
+        with open(os.path.join(self.tree, ".fail"), "w") as f:
+            f.write("bind nvidia 0000:17:00.0\n")
+        self.ok("echo > accelerators/%s/attach" % self.gpu)
+        self.assertEqual(self.journal()[3:], [
+            "bus/pci/drivers/vfio-pci/unbind 0000:17:00.0",
+            "bus/pci/devices/0000:17:00.0/driver_override ",
+            "bus/pci/drivers/nvidia/bind 0000:17:00.0",
+            "bus/pci/drivers_probe 0000:17:00.0"])
+        self.assertEqual(self.bound(), "nvidia")
+
     def test_the_native_driver_is_remembered_in_the_database(self):
         self.ok("echo vm %s > accelerators/%s/attach" % (self.VM, self.gpu))
         self.restart()

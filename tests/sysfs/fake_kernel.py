@@ -9,7 +9,8 @@ its driver_override, else to the driver it had when the tree was built.
 Every write it sees is appended to ROOT/.journal as "<file> <value>".
 ROOT/.ready appears once it watches.
 ROOT/.fail lists operations that must bind nothing, one per line:
-"bind <driver> <address>", "probe <address>" or "create <mdev uuid>".
+"bind <driver> <address>", "unbind <driver> <address>", "probe <address>" or
+"create <mdev uuid>".
 Writing a uuid to mdev_supported_types/<type>/create makes bus/mdev/devices/
 <uuid> (with `remove` and an `mdev_type` link) and lowers available_instances;
 writing 1 to its `remove` undoes that.
@@ -82,7 +83,8 @@ class FakeKernel:
         address = value
         if not os.path.isdir(os.path.join(self.devices, address)):
             return
-        if parts[-1] == "unbind" and self.driver(address) == parts[-2]:
+        if parts[-1] == "unbind" and self.driver(address) == parts[-2] and \
+                not self.failing("unbind %s %s" % (parts[-2], address)):
             os.unlink(os.path.join(self.devices, address, "driver"))
         elif parts[-1] == "bind" and not self.failing("bind %s %s" % (parts[-2], address)):
             self.bind(address, parts[-2])
