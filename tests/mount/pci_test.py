@@ -134,6 +134,18 @@ class DiscoveryTest(PciTestBase):
         self.assertEqual(report["pci"]["state"], "failed")
         self.assertIn("not a sysfs tree", report["pci"]["problems"][0])
 
+    def test_a_failing_driver_leaves_the_others_working(self):
+        self.fs.stop()
+        self.fs = self.start("--drivers", "pci,fake", "--sysfs-root", os.path.join(self.workdir, "nothing"),
+                             db=self.fs.db, fake_devices=2)
+        fake = [u for u in self.uuids() if self.acc(u, "reported_by") == "fake\n"]
+        self.assertEqual(len(fake), 2)
+        for u in fake:
+            self.assertEqual(self.acc(u, "status"), "available\n")
+        self.ok("echo vm 11111111-2222-4333-8444-555555555555 > accelerators/%s/attach" % fake[0])
+        report = json.loads(self.read("drivers"))
+        self.assertEqual((report["pci"]["state"], report["fake"]["state"]), ("failed", "ok"))
+
 
 class KernelTestBase(PciTestBase):
     """Also tests/sysfs/fake_kernel.py, answering the control-file writes for the kernel."""
