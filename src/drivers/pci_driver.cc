@@ -149,12 +149,16 @@ std::string PciDriver::BoundDriver(const std::string& address) const {
   return sysfs_.LinkName(kDevices + address + "/driver").value_or("");
 }
 
-bool PciDriver::Settles(const std::string& address, const std::string& expected) const {
+bool PciDriver::Eventually(const std::function<bool()>& condition) const {
   for (int waited = 0;; waited += 10) {
-    if (BoundDriver(address) == expected) return true;
+    if (condition()) return true;
     if (waited >= settle_ms_) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+}
+
+bool PciDriver::Settles(const std::string& address, const std::string& expected) const {
+  return Eventually([&] { return BoundDriver(address) == expected; });
 }
 
 namespace {
@@ -274,11 +278,7 @@ Status PciDriver::RemoveVgpu(std::string& memory) {
 }
 
 bool PciDriver::Appears(const std::string& path, bool present) const {
-  for (int waited = 0;; waited += 10) {
-    if (sysfs_.Exists(path) == present) return true;
-    if (waited >= settle_ms_) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  return Eventually([&] { return sysfs_.Exists(path) == present; });
 }
 
 Status PciDriver::Detach(const std::string& address, std::string& memory) {

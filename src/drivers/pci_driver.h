@@ -9,6 +9,7 @@
 // Thread safety: as Driver requires; Discover may run beside attaches.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -58,6 +59,8 @@ class PciDriver final : public Driver {
   class Steps;
   std::optional<DiscoveredDevice> Read(const std::string& address);
   std::string BoundDriver(const std::string& address) const;
+  // Polls `condition` for up to settle_ms: whether it came true.
+  bool Eventually(const std::function<bool()>& condition) const;
   // Waits up to settle_ms for the device's driver to be `expected` ("" = none).
   bool Settles(const std::string& address, const std::string& expected) const;
   Status BindNative(Steps& steps, const std::string& address, const std::string& native);
