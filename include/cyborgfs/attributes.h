@@ -33,6 +33,9 @@ enum class Attr {
   kPhysfn,
   kMdevTypes,
   kVirtfns,
+  kSriovTotalvfs,
+  kSriovNumvfs,
+  kSubsystemId,
 };
 
 enum class WriteKind {

@@ -35,6 +35,9 @@ struct DiscoveredDevice {
   std::string iommu_group;           // e.g. "12"; empty if none
   std::string physfn;                // an SR-IOV virtual function's parent, by address; empty otherwise
   std::vector<std::string> virtfns;  // an SR-IOV parent's virtual functions, by address
+  int sriov_totalvfs = -1;           // an SR-IOV parent's VF counts; -1 otherwise
+  int sriov_numvfs = -1;
+  std::string subsystem_id;  // "<vendor>:<device>" of the board, e.g. "10de:16c1"; empty if none
   // The vGPU (mediated device) types the device offers, by type id.
   struct MdevType {
     std::string name;  // e.g. "GRID T4-1B"

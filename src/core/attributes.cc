@@ -35,6 +35,9 @@ std::string RenderModel(const Accelerator& a) { return Fact(a, "model"); }
 std::string RenderNumaNode(const Accelerator& a) { return Fact(a, "numa_node"); }
 std::string RenderIommuGroup(const Accelerator& a) { return Fact(a, "iommu_group"); }
 std::string RenderPhysfn(const Accelerator& a) { return Fact(a, "physfn"); }
+std::string RenderSriovTotalvfs(const Accelerator& a) { return Fact(a, "sriov_totalvfs"); }
+std::string RenderSriovNumvfs(const Accelerator& a) { return Fact(a, "sriov_numvfs"); }
+std::string RenderSubsystemId(const Accelerator& a) { return Fact(a, "subsystem_id"); }
 std::string RenderVirtfns(const Accelerator& a) {
   const Json facts = Json::parse(a.host_facts);
   std::string lines;
@@ -72,6 +75,9 @@ const std::vector<AttrInfo> kAttributes = {
     {Attr::kPhysfn, "physfn", 0444, WriteKind::kReadOnly, RenderPhysfn},
     {Attr::kMdevTypes, "mdev_types", 0444, WriteKind::kReadOnly, RenderMdevTypes},
     {Attr::kVirtfns, "virtfns", 0444, WriteKind::kReadOnly, RenderVirtfns},
+    {Attr::kSriovTotalvfs, "sriov_totalvfs", 0444, WriteKind::kReadOnly, RenderSriovTotalvfs},
+    {Attr::kSriovNumvfs, "sriov_numvfs", 0444, WriteKind::kReadOnly, RenderSriovNumvfs},
+    {Attr::kSubsystemId, "subsystem_id", 0444, WriteKind::kReadOnly, RenderSubsystemId},
 };
 
 }  // namespace

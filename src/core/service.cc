@@ -511,6 +511,9 @@ void TakeDriverFacts(const Driver& driver, const DiscoveredDevice& device, Accel
   fact("iommu_group", device.iommu_group);
   fact("physfn", device.physfn);
   if (!device.virtfns.empty()) facts["virtfns"] = device.virtfns;
+  if (device.sriov_totalvfs >= 0) facts["sriov_totalvfs"] = device.sriov_totalvfs;
+  if (device.sriov_numvfs >= 0) facts["sriov_numvfs"] = device.sriov_numvfs;
+  fact("subsystem_id", device.subsystem_id);
   for (const auto& [type, offer] : device.mdev_types) {
     facts["mdev_types"][type] = {{"name", offer.name}, {"available_instances", offer.available_instances}};
   }

@@ -99,6 +99,13 @@ std::optional<DiscoveredDevice> PciDriver::Read(const std::string& address) {
     }
   }
   std::sort(d.virtfns.begin(), d.virtfns.end());
+  d.sriov_totalvfs = ParseSmall(sysfs_.Read(dir + "sriov_totalvfs"));
+  d.sriov_numvfs = ParseSmall(sysfs_.Read(dir + "sriov_numvfs"));
+  const auto sub_vendor = ParseHex(sysfs_.Read(dir + "subsystem_vendor"));
+  const auto sub_device = ParseHex(sysfs_.Read(dir + "subsystem_device"));
+  if (sub_vendor && sub_device && (*sub_vendor || *sub_device)) {
+    d.subsystem_id = Hex4(static_cast<uint16_t>(*sub_vendor)) + ":" + Hex4(static_cast<uint16_t>(*sub_device));
+  }
   for (const std::string& type : sysfs_.List(dir + "mdev_supported_types")) {
     const std::string t = dir + "mdev_supported_types/" + type + "/";
     d.mdev_types[type] = {sysfs_.Read(t + "name").value_or(type),

@@ -67,6 +67,11 @@ class DiscoveryTest(PciTestBase):
         self.assertEqual(self.acc(found["0000:3b:00.0"], "virtfns"), "0000:3b:00.4\n0000:3b:00.5\n")
         self.assertEqual(self.acc(found["0000:5e:00.0"], "virtfns"), "0000:5e:01.0\n0000:5e:01.1\n")
         self.assertEqual(self.acc(found["0000:3b:00.4"], "virtfns"), "")
+        self.assertEqual([self.acc(found["0000:5e:00.0"], f) for f in ["sriov_totalvfs", "sriov_numvfs"]],
+                         ["2\n", "2\n"])
+        self.assertEqual(self.acc(found["0000:17:00.0"], "sriov_totalvfs"), "")
+        self.assertEqual(self.acc(found["0000:17:00.0"], "subsystem_id"), "10de:16c1\n")
+        self.assertEqual(self.acc(found["0000:86:00.0"], "subsystem_id"), "")
         self.assertIn("H100", self.acc(found["0000:17:00.0"], "model"))
         self.assertTrue(self.acc(found["0000:17:00.0"], "model").startswith("NVIDIA Corporation"))
         self.assertIn("C62x", self.acc(found["0000:5e:00.0"], "model"))
