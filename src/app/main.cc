@@ -140,8 +140,10 @@ int Run(int argc, char** argv) {
   auto store = Store::Open(*database);
   if (!store.ok()) return Fail(store.status().message());
 
-  DriverOptions driver_options{options.host.empty() ? HostName() : options.host, options.fake_devices,
-                               options.sysfs_root, options.pci_ids, options.device_table};
+  // Absolute: the daemon changes to / when it detaches, and rescans later.
+  const std::string sysfs_root = std::filesystem::absolute(options.sysfs_root).string();
+  DriverOptions driver_options{options.host.empty() ? HostName() : options.host, options.fake_devices, sysfs_root,
+                               options.pci_ids, options.device_table};
   auto drivers = MakeDrivers(options.drivers, driver_options);
   if (!drivers.ok()) return Fail("--drivers: " + drivers.status().message());
   Service service(**store, std::move(*drivers), driver_options.host);
