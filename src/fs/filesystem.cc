@@ -30,7 +30,8 @@ bool WantsRead(const fuse_file_info* fi) { return (fi->flags & O_ACCMODE) != O_W
 // Runs one request's handler. An exception must not cross into libfuse's C
 // code: it is logged and the request fails with EIO; the daemon stays up.
 template <typename Handler>
-void Guarded(fuse_req_t req, Handler&& handler) {
+void Guarded(fuse_req_t req, Op op, Handler&& handler) {
+  Self(req).Count(op);
   try {
     handler();
   } catch (const std::exception& e) {
@@ -42,54 +43,84 @@ void Guarded(fuse_req_t req, Handler&& handler) {
 // The C callbacks: each hands the request to the Filesystem in its userdata.
 const fuse_lowlevel_ops kOperations = [] {
   fuse_lowlevel_ops ops{};
-  ops.lookup = [](fuse_req_t r, fuse_ino_t p, const char* n) { Guarded(r, [&] { Self(r).Lookup(r, p, n); }); };
-  ops.getattr = [](fuse_req_t r, fuse_ino_t i, fuse_file_info*) { Guarded(r, [&] { Self(r).GetAttr(r, i); }); };
+  ops.lookup = [](fuse_req_t r, fuse_ino_t p, const char* n) {
+    Guarded(r, Op::kLookup, [&] { Self(r).Lookup(r, p, n); });
+  };
+  ops.getattr = [](fuse_req_t r, fuse_ino_t i, fuse_file_info*) {
+    Guarded(r, Op::kGetattr, [&] { Self(r).GetAttr(r, i); });
+  };
   ops.setattr = [](fuse_req_t r, fuse_ino_t i, struct stat* a, int s, fuse_file_info*) {
-    Guarded(r, [&] { Self(r).SetAttr(r, i, *a, s); });
+    Guarded(r, Op::kSetattr, [&] { Self(r).SetAttr(r, i, *a, s); });
   };
   ops.forget = [](fuse_req_t r, fuse_ino_t i, uint64_t n) {
+    Self(r).Count(Op::kForget);
     Self(r).Forget(i, n);
     fuse_reply_none(r);
   };
   ops.forget_multi = [](fuse_req_t r, size_t count, fuse_forget_data* forgets) {
+    Self(r).Count(Op::kForget);
     for (size_t k = 0; k < count; ++k) Self(r).Forget(forgets[k].ino, forgets[k].nlookup);
     fuse_reply_none(r);
   };
-  ops.readlink = [](fuse_req_t r, fuse_ino_t i) { Guarded(r, [&] { Self(r).ReadLink(r, i); }); };
+  ops.readlink = [](fuse_req_t r, fuse_ino_t i) { Guarded(r, Op::kReadlink, [&] { Self(r).ReadLink(r, i); }); };
   ops.mkdir = [](fuse_req_t r, fuse_ino_t p, const char* n, mode_t m) {
-    Guarded(r, [&] { Self(r).MakeDir(r, p, n, m); });
+    Guarded(r, Op::kMkdir, [&] { Self(r).MakeDir(r, p, n, m); });
   };
-  ops.rmdir = [](fuse_req_t r, fuse_ino_t p, const char* n) { Guarded(r, [&] { Self(r).RemoveDir(r, p, n); }); };
-  ops.unlink = [](fuse_req_t r, fuse_ino_t p, const char* n) { Guarded(r, [&] { Self(r).Unlink(r, p, n); }); };
+  ops.rmdir = [](fuse_req_t r, fuse_ino_t p, const char* n) {
+    Guarded(r, Op::kRmdir, [&] { Self(r).RemoveDir(r, p, n); });
+  };
+  ops.unlink = [](fuse_req_t r, fuse_ino_t p, const char* n) {
+    Guarded(r, Op::kUnlink, [&] { Self(r).Unlink(r, p, n); });
+  };
   ops.rename = [](fuse_req_t r, fuse_ino_t p, const char* n, fuse_ino_t np, const char* nn, unsigned f) {
-    Guarded(r, [&] { Self(r).Rename(r, p, n, np, nn, f); });
+    Guarded(r, Op::kRename, [&] { Self(r).Rename(r, p, n, np, nn, f); });
   };
   ops.mknod = [](fuse_req_t r, fuse_ino_t p, const char* n, mode_t m, dev_t) {
-    Guarded(r, [&] { Self(r).MakeNode(r, p, n, m); });
+    Guarded(r, Op::kMknod, [&] { Self(r).MakeNode(r, p, n, m); });
   };
   ops.create = [](fuse_req_t r, fuse_ino_t p, const char* n, mode_t m, fuse_file_info* fi) {
-    Guarded(r, [&] { Self(r).Create(r, p, n, m, fi); });
+    Guarded(r, Op::kCreate, [&] { Self(r).Create(r, p, n, m, fi); });
   };
-  ops.symlink = [](fuse_req_t r, const char*, fuse_ino_t, const char*) { ReplyStatus(r, NotHere("symlink")); };
+  ops.symlink = [](fuse_req_t r, const char*, fuse_ino_t, const char*) {
+    Self(r).Count(Op::kSymlink);
+    ReplyStatus(r, NotHere("symlink"));
+  };
   ops.link = [](fuse_req_t r, fuse_ino_t, fuse_ino_t, const char*) {
+    Self(r).Count(Op::kLink);
     ReplyStatus(r, Status::NotPermitted("link: listed files cannot be linked"));
   };
-  ops.open = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) { Guarded(r, [&] { Self(r).Open(r, i, fi); }); };
+  ops.open = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) {
+    Guarded(r, Op::kOpen, [&] { Self(r).Open(r, i, fi); });
+  };
   ops.read = [](fuse_req_t r, fuse_ino_t i, size_t s, off_t o, fuse_file_info* fi) {
-    Guarded(r, [&] { Self(r).Read(r, i, s, o, fi); });
+    Guarded(r, Op::kRead, [&] { Self(r).Read(r, i, s, o, fi); });
   };
   ops.write = [](fuse_req_t r, fuse_ino_t i, const char* b, size_t s, off_t o, fuse_file_info* fi) {
-    Guarded(r, [&] { Self(r).Write(r, i, b, s, o, fi); });
+    Guarded(r, Op::kWrite, [&] { Self(r).Write(r, i, b, s, o, fi); });
   };
-  ops.flush = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) { Guarded(r, [&] { Self(r).Flush(r, i, fi); }); };
-  ops.release = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) { Guarded(r, [&] { Self(r).Release(r, i, fi); }); };
-  ops.fsync = [](fuse_req_t r, fuse_ino_t, int, fuse_file_info*) { fuse_reply_err(r, 0); };  // writes are durable
-  ops.opendir = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) { Guarded(r, [&] { Self(r).OpenDir(r, i, fi); }); };
+  ops.flush = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) {
+    Guarded(r, Op::kFlush, [&] { Self(r).Flush(r, i, fi); });
+  };
+  ops.release = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) {
+    Guarded(r, Op::kRelease, [&] { Self(r).Release(r, i, fi); });
+  };
+  ops.fsync = [](fuse_req_t r, fuse_ino_t, int, fuse_file_info*) {
+    Self(r).Count(Op::kFsync);
+    fuse_reply_err(r, 0);  // writes are durable when they return
+  };
+  ops.opendir = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) {
+    Guarded(r, Op::kOpendir, [&] { Self(r).OpenDir(r, i, fi); });
+  };
   ops.readdir = [](fuse_req_t r, fuse_ino_t, size_t s, off_t o, fuse_file_info* fi) {
-    Guarded(r, [&] { Self(r).ReadDir(r, s, o, fi); });
+    Guarded(r, Op::kReaddir, [&] { Self(r).ReadDir(r, s, o, fi); });
   };
-  ops.releasedir = [](fuse_req_t r, fuse_ino_t, fuse_file_info* fi) { Guarded(r, [&] { Self(r).ReleaseDir(r, fi); }); };
-  ops.fsyncdir = [](fuse_req_t r, fuse_ino_t, int, fuse_file_info*) { fuse_reply_err(r, 0); };
+  ops.releasedir = [](fuse_req_t r, fuse_ino_t, fuse_file_info* fi) {
+    Guarded(r, Op::kReleasedir, [&] { Self(r).ReleaseDir(r, fi); });
+  };
+  ops.fsyncdir = [](fuse_req_t r, fuse_ino_t, int, fuse_file_info*) {
+    Self(r).Count(Op::kFsyncdir);
+    fuse_reply_err(r, 0);
+  };
   ops.init = [](void*, fuse_conn_info* conn) {
     conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;  // errors must reach write(2)
     conn->want |= conn->capable & FUSE_CAP_ATOMIC_O_TRUNC;
@@ -146,6 +177,7 @@ Result<std::string> Filesystem::Content(fuse_ino_t ino) const {
   const Node node = Decode(ino);
   if (node.kind == NodeKind::kCreate || node.kind == NodeKind::kRescan) return std::string();
   if (node.kind == NodeKind::kDrivers) return service_.DriversReport();
+  if (node.kind == NodeKind::kStats) return counters_.Render();
   auto a = service_.FindById(node.id);
   if (!a) return Status::NotFound("no such accelerator");
   if (node.kind == NodeKind::kLink) return "../accelerators/" + a->uuid;
@@ -175,8 +207,9 @@ Result<struct stat> Filesystem::Stat(fuse_ino_t ino) const {
       st.st_mode = S_IFREG | 0200;
       return st;
     case NodeKind::kDrivers:
+    case NodeKind::kStats:
       st.st_mode = S_IFREG | 0444;
-      st.st_size = static_cast<off_t>(service_.DriversReport().size());
+      st.st_size = static_cast<off_t>(Content(ino)->size());
       return st;
     case NodeKind::kScratch:
       if (auto entry = scratch_inodes_.Find(ino)) return ScratchStat(ino, *entry);
@@ -400,8 +433,8 @@ void Filesystem::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       return ReplyStatus(req, Status::AccessDenied(std::string(info.name) + " is read-only"));
     }
     if (!service_.FindById(node.id)) return ReplyErrno(req, ENOENT);
-  } else if (node.kind == NodeKind::kDrivers) {
-    if (WantsWrite(fi)) return ReplyStatus(req, Status::AccessDenied("drivers is read-only"));
+  } else if (node.kind == NodeKind::kDrivers || node.kind == NodeKind::kStats) {
+    if (WantsWrite(fi)) return ReplyStatus(req, Status::AccessDenied("the file is read-only"));
   } else if (node.kind != NodeKind::kCreate) {
     return ReplyErrno(req, EISDIR);
   }

@@ -23,6 +23,7 @@
 
 #include "cyborgfs/scratch.h"
 #include "cyborgfs/service.h"
+#include "request_counters.h"
 #include "scratch_inodes.h"
 
 namespace cyborgfs::fs {
@@ -35,6 +36,7 @@ class Filesystem {
   static const fuse_lowlevel_ops& Operations();
 
   // Called by the callbacks (public so the C callbacks can reach them).
+  void Count(Op op) { counters_.Count(op); }
   void Lookup(fuse_req_t req, fuse_ino_t parent, const char* name);
   void GetAttr(fuse_req_t req, fuse_ino_t ino);
   void SetAttr(fuse_req_t req, fuse_ino_t ino, const struct stat& attr, int to_set);
@@ -77,6 +79,7 @@ class Filesystem {
   Service& service_;
   ScratchSpace scratch_;
   ScratchInodes scratch_inodes_;
+  RequestCounters counters_;
   const uid_t uid_;
   const gid_t gid_;
   const time_t mounted_at_;

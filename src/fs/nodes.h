@@ -25,6 +25,7 @@ enum class NodeKind {
   kCreate,
   kRescan,
   kDrivers,
+  kStats,
   kAcceleratorDir,
   kAttribute,
   kLink,
@@ -44,6 +45,7 @@ inline constexpr fuse_ino_t kByNameIno = 3;
 inline constexpr fuse_ino_t kCreateIno = 4;
 inline constexpr fuse_ino_t kRescanIno = 5;
 inline constexpr fuse_ino_t kDriversIno = 6;
+inline constexpr fuse_ino_t kStatsIno = 7;
 inline constexpr fuse_ino_t kBlock = 32;
 inline constexpr fuse_ino_t kLinkSlot = kBlock - 1;
 inline constexpr fuse_ino_t kScratchBase = fuse_ino_t{1} << 62;
@@ -60,6 +62,7 @@ inline constexpr RootEntry kRootEntries[] = {
     {"create", kCreateIno, false},
     {"rescan", kRescanIno, false},
     {"drivers", kDriversIno, false},
+    {"stats", kStatsIno, false},
 };
 inline const RootEntry* FindRootEntry(std::string_view name) {
   for (const RootEntry& entry : kRootEntries) {
@@ -87,6 +90,8 @@ inline Node Decode(fuse_ino_t ino) {
       return {NodeKind::kRescan};
     case kDriversIno:
       return {NodeKind::kDrivers};
+    case kStatsIno:
+      return {NodeKind::kStats};
     default:
       break;
   }

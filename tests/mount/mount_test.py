@@ -407,7 +407,7 @@ class RefusalTest(MountTest):
         for script in ["touch newfile", "touch accelerators/newfile", "mkdir newdir", "echo x > by-name/x",
                        "mkdir by-name/x", "ln -s a b", "mkfifo accelerators/fifo"]:
             self.fails(script, "Permission denied")
-        self.assertEqual(sorted(os.listdir(self.fs.mnt)), ["accelerators", "by-name", "create", "drivers", "rescan"])
+        self.assertEqual(sorted(os.listdir(self.fs.mnt)), ["accelerators", "by-name", "create", "drivers", "rescan", "stats"])
         self.assertEqual(sorted(os.listdir(self.fs.path("accelerators"))), self.uuids())
         self.assertEqual(len(self.uuids()), 4)
         self.fails("mkfifo accelerators/%s/fifo" % u, "Operation not permitted")
@@ -546,6 +546,41 @@ def _is_zombie(pid):
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+class StatsTest(MountTest):
+    """The stats file counts the requests the daemon answers, so costs can be asserted."""
+
+    def counts(self):
+        with open(self.fs.path("stats")) as f:
+            return json.load(f)
+
+    def cost(self, action):
+        """Daemon requests of `action`, without those of reading stats around it."""
+        first, second = self.counts(), self.counts()
+        reading = {k: second[k] - first[k] for k in first}
+        before = self.counts()
+        action()
+        after = self.counts()
+        return {k: after[k] - before[k] - reading[k] for k in after if after[k] - before[k] - reading[k]}
+
+    def test_an_attach_and_a_detach_cost_one_write_request_each(self):
+        u = self.fake_uuid("GPU")
+        attach = self.fs.path("accelerators", u, "attach")
+        self.assertEqual(self.cost(lambda: self.write_file(attach, "vm %s\n" % VM1))["write"], 1)
+        self.assertEqual(self.acc(u, "status"), "attached\n")
+        self.assertEqual(self.cost(lambda: self.write_file(attach, "\n"))["write"], 1)
+        self.assertEqual(self.acc(u, "status"), "available\n")
+
+    def test_counts_are_per_operation_and_only_grow(self):
+        first = self.counts()
+        self.assertIn("lookup", first)
+        self.assertIn("write", first)
+        self.ok("ls -l accelerators > /dev/null")
+        second = self.counts()
+        self.assertGreater(second["readdir"], first["readdir"])
+        self.assertTrue(all(second[k] >= first[k] for k in first))
+        self.fails("echo 1 > stats", "Permission denied")
 
 
 class HostileInputTest(MountTest):

@@ -1,0 +1,22 @@
+#include "request_counters.h"
+
+#include "cyborgfs/values.h"
+
+namespace cyborgfs::fs {
+namespace {
+
+constexpr const char* kNames[] = {"lookup",  "forget",  "getattr",    "setattr",  "readlink", "mknod",
+                                  "mkdir",   "unlink",  "rmdir",      "symlink",  "rename",   "link",
+                                  "open",    "read",    "write",      "flush",    "release",  "fsync",
+                                  "opendir", "readdir", "releasedir", "fsyncdir", "create"};
+static_assert(std::size(kNames) == static_cast<size_t>(Op::kCount), "one name per operation");
+
+}  // namespace
+
+std::string RequestCounters::Render() const {
+  Json counts = Json::object();
+  for (size_t i = 0; i < counts_.size(); ++i) counts[kNames[i]] = counts_[i].load(std::memory_order_relaxed);
+  return RenderJson(counts);
+}
+
+}  // namespace cyborgfs::fs

@@ -1,0 +1,54 @@
+// How many requests of each kind the daemon has answered, for the `stats`
+// file: a read of it tells how much work the kernel sends (a request the
+// kernel answers from its caches never reaches the daemon).
+//
+// Thread safety: all methods may be called concurrently.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace cyborgfs::fs {
+
+enum class Op : size_t {
+  kLookup,
+  kForget,
+  kGetattr,
+  kSetattr,
+  kReadlink,
+  kMknod,
+  kMkdir,
+  kUnlink,
+  kRmdir,
+  kSymlink,
+  kRename,
+  kLink,
+  kOpen,
+  kRead,
+  kWrite,
+  kFlush,
+  kRelease,
+  kFsync,
+  kOpendir,
+  kReaddir,
+  kReleasedir,
+  kFsyncdir,
+  kCreate,
+  kCount,  // not an operation: the number of them
+};
+
+class RequestCounters {
+ public:
+  void Count(Op op) { counts_[static_cast<size_t>(op)].fetch_add(1, std::memory_order_relaxed); }
+
+  // {"lookup": N, "forget": N, ...}, pretty JSON with a final newline.
+  std::string Render() const;
+
+ private:
+  std::array<std::atomic<uint64_t>, static_cast<size_t>(Op::kCount)> counts_{};
+};
+
+}  // namespace cyborgfs::fs
