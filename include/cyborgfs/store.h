@@ -1,8 +1,9 @@
 // The durable store: one SQLite file holding the `accelerators` table.
 //
 // Durability: every call that changes data is one SQLite transaction in WAL
-// mode with synchronous=FULL, committed before the call returns. What a
-// successful call wrote survives a kill -9 of the daemon and a power cut.
+// mode, committed before the call returns. What a successful call wrote
+// survives a kill -9 of the daemon (Sync::kNormal, synchronous=NORMAL), and
+// also a power cut with Sync::kFull (synchronous=FULL: an fsync per commit).
 //
 // Schema: versioned with PRAGMA user_version; Open() applies the migrations in
 // store.cc in order, each in its own transaction, and refuses a database whose
@@ -28,10 +29,12 @@ namespace cyborgfs {
 
 class Store {
  public:
+  enum class Sync { kNormal, kFull };
+
   // Opens the database at `path`, creating the file if it is missing (its
   // folder must exist), and migrates it to the current schema. Fails with
   // kIoError and a one-line reason for anything unusable.
-  static Result<std::unique_ptr<Store>> Open(const std::string& path);
+  static Result<std::unique_ptr<Store>> Open(const std::string& path, Sync sync = Sync::kNormal);
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;

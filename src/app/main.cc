@@ -137,7 +137,7 @@ int Run(int argc, char** argv) {
   if (!mountpoint.ok()) return Fail(mountpoint.status().message());
   auto database = DatabasePath(options.database);
   if (!database.ok()) return Fail(database.status().message());
-  auto store = Store::Open(*database);
+  auto store = Store::Open(*database, options.sync == "full" ? Store::Sync::kFull : Store::Sync::kNormal);
   if (!store.ok()) return Fail(store.status().message());
 
   // Absolute: the daemon changes to / when it detaches, and rescans later.

@@ -15,6 +15,10 @@ Options ParseOptions(int argc, char** argv, int& exit_code) {
   cli.add_option("--sysfs-root", o.sysfs_root, "the sysfs tree the pci driver reads and writes")->capture_default_str();
   cli.add_option("--pci-ids", o.pci_ids, "pci.ids file for device names (default: the system's)");
   cli.add_option("--device-table", o.device_table, "file of extra accelerator ids: <vendor>:<device> <TYPE>");
+  cli.add_option("--sync", o.sync,
+                 "what a successful write survives: normal (a crash of the daemon) or full (also a power cut)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"normal", "full"}));
   cli.add_option("--rescan-interval", o.rescan_interval, "seconds between rescans of the drivers (0: never)")
       ->capture_default_str()
       ->check(CLI::Range(0, 86400 * 365));

@@ -18,6 +18,7 @@ struct Options {
   std::string pci_ids;       // empty: libpci's default
   std::string device_table;  // empty: the built-in table only
   int rescan_interval = 60;  // seconds; 0: only at start and on demand
+  std::string sync = "normal";  // normal | full: what an acknowledged write survives
   std::string host;          // empty: the system host name
   bool foreground = false;
   std::vector<std::string> mount_options;  // each -o argument

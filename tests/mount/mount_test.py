@@ -439,14 +439,22 @@ class RefusalTest(MountTest):
 
 
 class DurabilityTest(MountTest):
-    def test_acknowledged_writes_survive_kill_9(self):
+    def test_acknowledged_writes_survive_kill_9(self):  # with the default --sync normal
+        self.writes_survive_kill_9()
+
+    def test_acknowledged_writes_survive_kill_9_with_sync_full(self):
+        self.fs.stop()
+        self.fs = self.start("--sync", "full", db=self.fs.db)
+        self.writes_survive_kill_9("--sync", "full")
+
+    def writes_survive_kill_9(self, *args):
         gpu = self.fake_uuid("GPU")
         self.make(U1)
         self.ok("""echo '{"num": 2, "device_type": "FPGA"}' > accelerators/%s/spec""" % U1)
         self.ok("echo renamed > accelerators/%s/name" % U1)
         self.ok("echo 'vm %s' > accelerators/%s/attach" % (VM1, gpu))
         self.ok("""printf '{"name":"posted","uuid":"%s"}' > create""" % U2)
-        self.restart(crash=True)
+        self.restart(*args, crash=True)
         self.assertEqual(self.acc(U1, "spec"), '{"num": 2, "device_type": "FPGA"}\n')
         self.assertEqual(self.acc(U1, "device_type"), "FPGA\n")
         self.assertEqual(self.acc(U1, "name"), "renamed\n")
@@ -471,7 +479,7 @@ class CommandTest(MountTest):
         r = self.run_bin("--help")
         self.assertEqual(r.returncode, 0)
         for option in ["--db", "--drivers", "--fake-devices", "--sysfs-root", "--pci-ids", "--device-table", "--host",
-                       "--foreground", "-o", "--log-level"]:
+                       "--foreground", "-o", "--log-level", "--sync", "--rescan-interval"]:
             self.assertIn(option, r.stdout)
         r = self.run_bin("--version")
         self.assertEqual(r.returncode, 0)
@@ -496,6 +504,7 @@ class CommandTest(MountTest):
         self.assert_refused_before_mounting(["--db", db, "--device-table", table], "devices.conf, line 3")
         self.assert_refused_before_mounting(["--db", db, "--device-table", table + ".missing"], "device table")
         self.assert_refused_before_mounting(["--db", db, "--log-level", "loud"], "loud")
+        self.assert_refused_before_mounting(["--db", db, "--sync", "sometimes"], "sometimes")
         self.assert_refused_before_mounting(["--db", db, "-o", "nosuchoption"], "nosuchoption")
         self.assert_refused_before_mounting(["--db", os.path.join(self.workdir, "no/such/dir/x.db")], "database")
         notdb = os.path.join(self.workdir, "not.db")
