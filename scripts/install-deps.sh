@@ -13,6 +13,8 @@ packages=(
   python3 coreutils procps
   # the tools the tests drive against the mount (issue 3)
   bash dash sed vim ed rsync file e2fsprogs ansible-core puppet
+  # the benchmark's charts (issue 5)
+  gnuplot-nox
 )
 
 missing=()

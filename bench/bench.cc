@@ -1,0 +1,466 @@
+// cyborgfs_bench: the same workloads on three systems, side by side, in one run.
+//
+//   cyborgfs_bench --bin build/cyborgfs [--sizes 10,1000,10000,100000] [--rounds 5] [--ops 2000]
+//                  [--out DIR]
+//
+// For each size N it fills one SQLite file with N accelerators, then drives
+//   mount  the real cyborgfs mount of that file (--drivers none),
+//   tmpfs  a copy of the same files in /dev/shm (the kernel's bound),
+//   rest   the REST peer bench/rest_peer.py serving GET /accelerators/{uuid}
+//          from the same file (read workloads only),
+// with the same in-process loops (no fork per operation). Each workload runs
+// --rounds rounds of --ops operations after a warm-up; it reports the median
+// of the rounds' mean per-op times, the p99 of all operations, ops/s and the
+// ratio to tmpfs: a table on stdout and DIR/results.json, plus DIR/*.dat for
+// the charts scripts/bench.sh draws with gnuplot. Not a test: it asserts
+// nothing, it measures.
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cyborgfs/store.h"
+#include "cyborgfs/values.h"
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Options {
+  std::string bin = "build/cyborgfs";
+  std::string peer = "bench/rest_peer.py";
+  std::vector<int> sizes = {10, 1000, 10000, 100000};
+  int rounds = 5;
+  int ops = 2000;
+  std::string out = "bench/results";
+};
+
+double Micros(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
+
+void Die(const std::string& why) {
+  std::cerr << "cyborgfs_bench: " << why << "\n";
+  std::exit(1);
+}
+
+std::string Uuid(int i) { return cyborgfs::NameBasedUuid("bench/" + std::to_string(i)); }
+
+// A valid spec of exactly 4096 bytes, for the `cat`-like read.
+std::string Spec4k() {
+  std::string spec = "{\"num\": 1, \"device_type\": \"GPU\", \"pad\": \"";
+  spec += std::string(4096 - spec.size() - 3, 'x') + "\"}\n";
+  return spec;
+}
+
+// --- the three systems ----------------------------------------------------------
+
+void Populate(const std::string& db, int n) {
+  auto store = cyborgfs::Store::Open(db);
+  if (!store.ok()) Die(store.status().message());
+  cyborgfs::Status s = (*store)->InTransaction([&] {
+    for (int i = 0; i < n; ++i) {
+      cyborgfs::Accelerator a;
+      a.uuid = Uuid(i);
+      a.name = "acc-" + std::to_string(i);
+      a.created_at = a.updated_at = 1764000000;
+      if (i == 0) {
+        a.spec_bytes = Spec4k();
+        a.spec = cyborgfs::Json::parse(*a.spec_bytes).dump();
+      }
+      if (cyborgfs::Status st = (*store)->Insert(a); !st.ok()) return st;
+    }
+    return cyborgfs::Status::Ok();
+  });
+  if (!s.ok()) Die(s.message());
+}
+
+bool Mounted(const std::string& path) {
+  std::ifstream mounts("/proc/self/mounts");
+  std::string device, point, rest;
+  while (mounts >> device >> point && std::getline(mounts, rest)) {
+    if (point == path) return true;
+  }
+  return false;
+}
+
+struct Daemon {
+  pid_t pid = -1;
+  double start_ms = 0;
+  long rss_kib = 0;
+};
+
+Daemon StartDaemon(const Options& o, const std::string& db, const std::string& mnt) {
+  Daemon d;
+  const auto begin = Clock::now();
+  d.pid = fork();
+  if (d.pid == 0) {
+    const int null = open("/dev/null", O_WRONLY);
+    dup2(null, 1);
+    dup2(null, 2);
+    execl(o.bin.c_str(), o.bin.c_str(), "-f", "--drivers", "none", "--db", db.c_str(), "--log-level", "error",
+          mnt.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  while (!Mounted(mnt)) {
+    if (waitpid(d.pid, nullptr, WNOHANG) == d.pid) Die("cyborgfs exited before mounting");
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  d.start_ms = Micros(Clock::now() - begin) / 1000;
+  std::ifstream status("/proc/" + std::to_string(d.pid) + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) d.rss_kib = std::stol(line.substr(6));
+  }
+  return d;
+}
+
+void StopDaemon(const Daemon& d, const std::string& mnt) {
+  std::string command = "fusermount3 -u " + mnt;
+  if (std::system(command.c_str()) != 0) kill(d.pid, SIGTERM);
+  waitpid(d.pid, nullptr, 0);
+}
+
+// The files the workloads use, copied from the mount to a tmpfs folder.
+void CopyTree(const std::string& mnt, const std::string& copy, int n) {
+  for (int i = 0; i < n; ++i) {
+    const std::string rel = "/accelerators/" + Uuid(i);
+    fs::create_directories(copy + rel);
+    for (const char* file : {"spec", "status", "attach", "name"}) {
+      fs::copy_file(mnt + rel + "/" + file, copy + rel + "/" + file, fs::copy_options::overwrite_existing);
+    }
+  }
+}
+
+struct Peer {
+  pid_t pid = -1;
+  int port = 0;
+};
+
+Peer StartPeer(const Options& o, const std::string& db) {
+  int out[2];
+  if (pipe(out) != 0) Die("pipe");
+  Peer p;
+  p.pid = fork();
+  if (p.pid == 0) {
+    dup2(out[1], 1);
+    close(out[0]);
+    execlp("python3", "python3", o.peer.c_str(), db.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(out[1]);
+  std::string line;  // the port, then a newline
+  char c;
+  while (read(out[0], &c, 1) == 1 && c != '\n') line += c;
+  close(out[0]);
+  p.port = std::atoi(line.c_str());
+  if (p.port <= 0) Die("the REST peer did not start (it said \"" + line + "\")");
+  return p;
+}
+
+// One keep-alive HTTP/1.1 connection to the peer.
+class HttpClient {
+ public:
+  explicit HttpClient(int port) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    const int one = 1;
+    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) Die("connect to the REST peer");
+  }
+  ~HttpClient() { close(fd_); }
+
+  // GET `path`; returns the body.
+  std::string Get(const std::string& path) {
+    const std::string request = "GET " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    if (write(fd_, request.data(), request.size()) != static_cast<ssize_t>(request.size())) Die("write to peer");
+    std::string data;
+    size_t header_end = std::string::npos, length = 0;
+    char buffer[8192];
+    while (header_end == std::string::npos || data.size() < header_end + 4 + length) {
+      const ssize_t got = read(fd_, buffer, sizeof buffer);
+      if (got <= 0) Die("read from peer");
+      data.append(buffer, static_cast<size_t>(got));
+      if (header_end == std::string::npos && (header_end = data.find("\r\n\r\n")) != std::string::npos) {
+        const auto at = data.find("Content-Length: ");
+        length = at == std::string::npos ? 0 : std::stoul(data.substr(at + 16));
+      }
+    }
+    return data.substr(header_end + 4);
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// --- workloads ------------------------------------------------------------------
+
+struct Result {
+  double median_us = 0, p99_us = 0, ops_per_s = 0;
+};
+
+// Runs `op(i)` ops times per round, `rounds` rounds after a warm-up round,
+// in `threads` threads; `op` gets the thread number and the op number.
+Result Measure(const Options& o, int threads, int ops, const std::function<void(int, int)>& op) {
+  for (int i = 0; i < std::min(ops, 100); ++i) op(0, i);  // warm-up
+  std::vector<double> means, all;
+  double best_rate = 0;
+  for (int r = 0; r < o.rounds; ++r) {
+    std::vector<std::vector<double>> times(static_cast<size_t>(threads));
+    const auto begin = Clock::now();
+    std::vector<std::thread> workers;
+    for (int t = 0; t < threads; ++t) {
+      workers.emplace_back([&, t] {
+        auto& mine = times[static_cast<size_t>(t)];
+        mine.reserve(static_cast<size_t>(ops));
+        for (int i = 0; i < ops; ++i) {
+          const auto start = Clock::now();
+          op(t, i);
+          mine.push_back(Micros(Clock::now() - start));
+        }
+      });
+    }
+    for (auto& w : workers) w.join();
+    const double wall_us = Micros(Clock::now() - begin);
+    double sum = 0;
+    size_t count = 0;
+    for (const auto& mine : times) {
+      for (double t : mine) sum += t, all.push_back(t), ++count;
+    }
+    means.push_back(sum / static_cast<double>(count));
+    best_rate = std::max(best_rate, static_cast<double>(count) / wall_us * 1e6);
+  }
+  std::sort(means.begin(), means.end());
+  std::sort(all.begin(), all.end());
+  Result r;
+  r.median_us = means[means.size() / 2];
+  r.p99_us = all[std::min(all.size() - 1, all.size() * 99 / 100)];
+  r.ops_per_s = threads == 1 ? 1e6 / r.median_us : best_rate;
+  return r;
+}
+
+void StatPath(const std::string& path) {
+  struct stat st {};
+  stat(path.c_str(), &st);
+}
+
+void ReadFile(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY);
+  if (fd < 0) return;
+  char buffer[8192];
+  while (read(fd, buffer, sizeof buffer) > 0) {
+  }
+  close(fd);
+}
+
+void WriteFile(const std::string& path, const std::string& value) {
+  const int fd = open(path.c_str(), O_WRONLY | O_TRUNC);
+  if (fd < 0) Die("open " + path + ": " + std::strerror(errno));
+  if (write(fd, value.data(), value.size()) < 0) Die("write " + path + ": " + std::strerror(errno));
+  close(fd);
+}
+
+void ListFolder(const std::string& path, bool stat_each) {
+  DIR* dir = opendir(path.c_str());
+  if (!dir) return;
+  while (dirent* entry = readdir(dir)) {
+    if (stat_each && entry->d_name[0] != '.') {
+      struct stat st {};
+      fstatat(dirfd(dir), entry->d_name, &st, AT_SYMLINK_NOFOLLOW);
+    }
+  }
+  closedir(dir);
+}
+
+struct Row {
+  std::string workload;
+  int size;
+  std::map<std::string, Result> by_system;  // mount, tmpfs, rest
+};
+
+std::vector<Row> RunSize(const Options& o, int n, Daemon& daemon) {
+  const std::string work = fs::temp_directory_path() / ("cyborgfs-bench-" + std::to_string(getpid()));
+  const std::string shm = "/dev/shm/cyborgfs-bench-" + std::to_string(getpid());
+  fs::remove_all(work);
+  fs::remove_all(shm);
+  fs::create_directories(work + "/mnt");
+  const std::string db = work + "/bench.db", mnt = work + "/mnt";
+  Populate(db, n);
+  daemon = StartDaemon(o, db, mnt);
+  CopyTree(mnt, shm, n);
+  Peer peer = StartPeer(o, db);
+  HttpClient http(peer.port);
+
+  auto acc = [&](const std::string& root, int i) { return root + "/accelerators/" + Uuid(i % n); };
+  const int listing_ops = std::max(3, std::min(o.ops, 200000 / std::max(n, 1)));
+  const std::string vm = "vm 11111111-2222-4333-8444-555555555555\n";
+  std::vector<Row> rows;
+  auto file_workload = [&](const std::string& name, int threads, int ops,
+                           const std::function<void(const std::string&, int, int)>& op, bool rest) {
+    Row row{name, n, {}};
+    for (const char* system : {"mount", "tmpfs"}) {
+      const std::string root = std::string(system) == "mount" ? mnt : shm;
+      row.by_system[system] = Measure(o, threads, ops, [&](int t, int i) { op(root, t, i); });
+    }
+    if (rest) row.by_system["rest"] = Measure(o, 1, ops, [&](int, int i) { http.Get("/accelerators/" + Uuid(i % n)); });
+    rows.push_back(row);
+    std::cerr << "  " << name << " done\n";
+  };
+  file_workload(
+      "stat spec", 1, o.ops, [&](const std::string& r, int, int i) { StatPath(acc(r, i) + "/spec"); }, true);
+  file_workload(
+      "stat status", 1, o.ops, [&](const std::string& r, int, int i) { StatPath(acc(r, i) + "/status"); }, false);
+  file_workload(
+      "stat attach", 1, o.ops, [&](const std::string& r, int, int i) { StatPath(acc(r, i) + "/attach"); }, false);
+  file_workload(
+      "stat unknown uuid", 1, o.ops, [&](const std::string& r, int, int) { StatPath(r + "/accelerators/" + Uuid(-1)); },
+      false);
+  file_workload(
+      "read spec", 1, o.ops, [&](const std::string& r, int, int i) { ReadFile(acc(r, i) + "/spec"); }, true);
+  file_workload(
+      "read status", 1, o.ops, [&](const std::string& r, int, int i) { ReadFile(acc(r, i) + "/status"); }, false);
+  file_workload(
+      "read 4 KiB spec", 1, o.ops, [&](const std::string& r, int, int) { ReadFile(acc(r, 0) + "/spec"); }, false);
+  file_workload(
+      "readdir accelerators/", 1, listing_ops,
+      [&](const std::string& r, int, int) { ListFolder(r + "/accelerators", false); }, false);
+  file_workload(
+      "ls -l accelerators/", 1, listing_ops,
+      [&](const std::string& r, int, int) { ListFolder(r + "/accelerators", true); }, false);
+  const int writes = std::max(20, o.ops / 10);
+  file_workload(
+      "attach+detach, 1 writer", 1, writes,
+      [&](const std::string& r, int, int) {
+        WriteFile(acc(r, 0) + "/attach", vm);
+        WriteFile(acc(r, 0) + "/attach", "\n");
+      },
+      false);
+  if (n >= 8) {
+    file_workload(
+        "attach+detach, 8 writers", 8, writes,
+        [&](const std::string& r, int t, int) {
+          WriteFile(acc(r, t) + "/attach", vm);
+          WriteFile(acc(r, t) + "/attach", "\n");
+        },
+        false);
+  }
+  file_workload(
+      "2 readers, read status", 2, o.ops,
+      [&](const std::string& r, int t, int i) { ReadFile(acc(r, i + t) + "/status"); }, false);
+
+  kill(peer.pid, SIGTERM);
+  waitpid(peer.pid, nullptr, 0);
+  StopDaemon(daemon, mnt);
+  fs::remove_all(shm);
+  fs::remove_all(work);
+  return rows;
+}
+
+std::string Machine() {
+  utsname u{};
+  uname(&u);
+  std::string cpu = "unknown CPU";
+  std::ifstream info("/proc/cpuinfo");
+  for (std::string line; std::getline(info, line);) {
+    if (line.rfind("model name", 0) == 0) {
+      cpu = line.substr(line.find(':') + 2);
+      break;
+    }
+  }
+  long mem_kib = 0;
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  meminfo >> key >> mem_kib;
+  return std::string(u.sysname) + " " + u.release + ", " + std::to_string(std::thread::hardware_concurrency()) +
+         " CPUs (" + cpu + "), " + std::to_string(mem_kib / 1024 / 1024) + " GiB";
+}
+
+Options Parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i], value = argv[i + 1];
+    if (flag == "--bin") {
+      o.bin = value;
+    } else if (flag == "--peer") {
+      o.peer = value;
+    } else if (flag == "--rounds") {
+      o.rounds = std::max(1, std::stoi(value));
+    } else if (flag == "--ops") {
+      o.ops = std::max(10, std::stoi(value));
+    } else if (flag == "--out") {
+      o.out = value;
+    } else if (flag == "--sizes") {
+      o.sizes.clear();
+      std::stringstream list(value);
+      for (std::string n; std::getline(list, n, ',');) o.sizes.push_back(std::stoi(n));
+    } else {
+      Die("unknown option " + flag);
+    }
+  }
+  return o;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options o = Parse(argc, argv);
+  fs::create_directories(o.out);
+  cyborgfs::Json report = {{"machine", Machine()}, {"rounds", o.rounds}, {"ops", o.ops}, {"sizes", o.sizes}};
+  std::printf("machine: %s\nmedian of %d rounds of mean per-op time; p99 over all ops\n\n", Machine().c_str(),
+              o.rounds);
+  std::printf("%-26s %7s %10s %10s %10s %8s %9s %11s\n", "workload", "N", "mount us", "tmpfs us", "rest us", "x tmpfs",
+              "p99 us", "mount op/s");
+  std::ofstream scaling(o.out + "/scaling.dat");
+  for (int n : o.sizes) {
+    std::cerr << n << " accelerators\n";
+    Daemon daemon;
+    const std::vector<Row> rows = RunSize(o, n, daemon);
+    report["sizes_run"][std::to_string(n)] = {{"start_ms", daemon.start_ms}, {"rss_kib", daemon.rss_kib}};
+    std::ofstream workloads(o.out + "/workloads-" + std::to_string(n) + ".dat");
+    for (const Row& row : rows) {
+      const Result& m = row.by_system.at("mount");
+      const Result& t = row.by_system.at("tmpfs");
+      const bool has_rest = row.by_system.count("rest") > 0;
+      const double rest = has_rest ? row.by_system.at("rest").median_us : 0;
+      char rest_text[32] = "-";
+      if (has_rest) std::snprintf(rest_text, sizeof rest_text, "%.2f", rest);
+      std::printf("%-26s %7d %10.2f %10.2f %10s %8.1f %9.1f %11.0f\n", row.workload.c_str(), n, m.median_us,
+                  t.median_us, rest_text, m.median_us / t.median_us, m.p99_us, m.ops_per_s);
+      cyborgfs::Json entry = {{"workload", row.workload}, {"size", n}, {"ratio_to_tmpfs", m.median_us / t.median_us}};
+      for (const auto& [system, r] : row.by_system) {
+        entry[system] = {{"median_us", r.median_us}, {"p99_us", r.p99_us}, {"ops_per_s", r.ops_per_s}};
+      }
+      report["results"].push_back(entry);
+      workloads << '"' << row.workload << "\" " << m.median_us << " " << t.median_us << " " << rest << "\n";
+      scaling << '"' << row.workload << "\" " << n << " " << m.median_us << "\n";
+    }
+    std::printf("%-26s %7d %10.1f ms to ready, %ld KiB resident\n\n", "daemon start", n, daemon.start_ms,
+                daemon.rss_kib);
+  }
+  std::ofstream(o.out + "/results.json") << report.dump(2) << "\n";
+  std::printf("results: %s/results.json\n", o.out.c_str());
+  return 0;
+}
