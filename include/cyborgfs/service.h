@@ -147,6 +147,8 @@ class Service {
   Status Reject(int64_t id, const std::string& what, Status why);
 
   Status Reconcile(Driver& driver, const DiscoveredDevice& device, std::set<int64_t>& reported);
+  // Logs a failed discovery and keeps the driver's state for DriversReport().
+  void RecordHealth(Driver& driver, const Result<std::vector<DiscoveredDevice>>& devices);
   Status Adopt(const Driver& driver, const DiscoveredDevice& device);
   Status Refresh(Driver& driver, const Accelerator& current, const DiscoveredDevice& device);
   void RefreshFacts(Driver& driver, Accelerator& a);

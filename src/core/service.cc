@@ -409,21 +409,7 @@ Status Service::Rescan() {
   std::set<int64_t> reported;
   for (const auto& driver : drivers_) {
     auto devices = driver->Discover();
-    Json problems = driver->Health();
-    if (!devices.ok()) {
-      spdlog::error("driver {}: discovery failed, its accelerators go offline: {}", driver->Name(),
-                    devices.status().message());
-      problems.insert(problems.begin(), "discovery failed: " + devices.status().message());
-    }
-    {
-      std::lock_guard lock(report_mu_);
-      drivers_report_[driver->Name()] = {{"state", !devices.ok()      ? "failed"
-                                                   : problems.empty() ? "ok"
-                                                                      : "degraded"},
-                                         {"devices", devices.ok() ? devices->size() : 0},
-                                         {"rescanned_at", Now()},
-                                         {"problems", problems}};
-    }
+    RecordHealth(*driver, devices);
     if (!devices.ok()) continue;
     for (const DiscoveredDevice& device : *devices) {
       if (Status s = Reconcile(*driver, device, reported); !s.ok()) return s;
@@ -440,6 +426,21 @@ Status Service::Rescan() {
   }
   spdlog::info("{} accelerators, {} reported by drivers", List().size(), reported.size());
   return Status::Ok();
+}
+
+void Service::RecordHealth(Driver& driver, const Result<std::vector<DiscoveredDevice>>& devices) {
+  Json problems = driver.Health();
+  if (!devices.ok()) {
+    spdlog::error("driver {}: discovery failed, its accelerators go offline: {}", driver.Name(),
+                  devices.status().message());
+    problems.insert(problems.begin(), "discovery failed: " + devices.status().message());
+  }
+  const char* state = !devices.ok() ? "failed" : problems.empty() ? "ok" : "degraded";
+  std::lock_guard lock(report_mu_);
+  drivers_report_[driver.Name()] = {{"state", state},
+                                    {"devices", devices.ok() ? devices->size() : 0},
+                                    {"rescanned_at", Now()},
+                                    {"problems", problems}};
 }
 
 // One reported device: refreshed if known, adopted if new.
