@@ -104,16 +104,21 @@ class FakeKernel:
             device = os.path.join(self.root, "bus/mdev/devices", value)
             if os.path.exists(device) or self.failing("create " + value):
                 return
-            os.makedirs(device)
-            open(os.path.join(device, "remove"), "w").close()
-            os.symlink(os.path.realpath(type_dir), os.path.join(device, "mdev_type"))
-            self.seen[os.path.join(device, "remove")] = self.stamp(os.path.join(device, "remove"))
+            # Built aside and moved in, after the count: a reader that sees the
+            # device sees all of it, as after a kernel's synchronous write.
             self.count(type_dir, -1)
+            building = os.path.join(self.root, ".mdev-building")
+            os.makedirs(building)
+            open(os.path.join(building, "remove"), "w").close()
+            os.symlink(os.path.realpath(type_dir), os.path.join(building, "mdev_type"))
+            os.makedirs(os.path.dirname(device), exist_ok=True)
+            os.rename(building, device)
+            self.seen[os.path.join(device, "remove")] = self.stamp(os.path.join(device, "remove"))
         elif value == "1":
             device = os.path.dirname(path)
             type_dir = os.path.realpath(os.path.join(device, "mdev_type"))
-            shutil.rmtree(device)
             self.count(type_dir, +1)
+            shutil.rmtree(device)
 
     @staticmethod
     def count(type_dir, change):
