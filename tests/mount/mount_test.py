@@ -664,3 +664,46 @@ class ConcurrencyTest(MountTest):
         self.assertEqual(bad, [])
         self.assertEqual(self.read("accelerators", U1, "spec"), '{"num": 300}\n')
         self.assertIsNone(self.fs.proc.poll())
+
+    def test_a_read_never_returns_a_value_older_than_the_last_acknowledged_write(self):
+        """Freshness: separate reader processes race a writer process; every value read must
+        have been written, and be no older than the last write acknowledged before the read
+        began (the guarantee any caching must keep)."""
+        import multiprocessing
+        self.make(U1)
+        spec = self.fs.path("accelerators", U1, "spec")
+        writes = 300
+        context = multiprocessing.get_context("fork")
+        acked, started = context.Value("i", 0), context.Value("i", 0)
+        stale, reads = context.Value("i", 0), context.Value("i", 0)
+
+        def writer():
+            for i in range(1, writes + 1):
+                started.value = i
+                fd = os.open(spec, os.O_WRONLY | os.O_TRUNC)
+                os.write(fd, b'{"num": %d}\n' % i)
+                os.close(fd)
+                acked.value = i
+
+        def reader():
+            while acked.value < writes:
+                floor = acked.value
+                with open(spec) as f:
+                    text = f.read()
+                ceiling = started.value
+                value = json.loads(text).get("num", 0)
+                if not floor <= value <= ceiling:
+                    with stale.get_lock():
+                        stale.value += 1
+                with reads.get_lock():
+                    reads.value += 1
+
+        processes = [context.Process(target=reader) for _ in range(3)] + [context.Process(target=writer)]
+        for p in processes:
+            p.start()
+        for p in processes:
+            p.join(timeout=120)
+        self.assertTrue(all(p.exitcode == 0 for p in processes), [p.exitcode for p in processes])
+        self.assertGreater(reads.value, writes)
+        self.assertEqual(stale.value, 0)
+        self.assertEqual(self.read("accelerators", U1, "spec"), '{"num": %d}\n' % writes)
