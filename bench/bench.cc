@@ -60,8 +60,16 @@ struct Options {
 
 double Micros(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
 
+// What to undo if the run stops early: the daemon and the peer it started,
+// newest first (a failed bench must not leave a mount or a process behind).
+std::vector<std::function<void()>>& Undo() {
+  static std::vector<std::function<void()>> undo;
+  return undo;
+}
+
 void Die(const std::string& why) {
   std::cerr << "cyborgfs_bench: " << why << "\n";
+  for (auto it = Undo().rbegin(); it != Undo().rend(); ++it) (*it)();
   std::exit(1);
 }
 
@@ -310,8 +318,13 @@ std::vector<Row> RunSize(const Options& o, int n, Daemon& daemon) {
   const std::string db = work + "/bench.db", mnt = work + "/mnt";
   Populate(db, n);
   daemon = StartDaemon(o, db, mnt);
+  Undo().push_back([&] { StopDaemon(daemon, mnt); });
   CopyTree(mnt, shm, n);
   Peer peer = StartPeer(o, db);
+  Undo().push_back([&] {
+    kill(peer.pid, SIGTERM);
+    waitpid(peer.pid, nullptr, 0);
+  });
   HttpClient http(peer.port);
 
   auto acc = [&](const std::string& root, int i) { return root + "/accelerators/" + Uuid(i % n); };
@@ -371,9 +384,8 @@ std::vector<Row> RunSize(const Options& o, int n, Daemon& daemon) {
       "2 readers, read status", 2, o.ops,
       [&](const std::string& r, int t, int i) { ReadFile(acc(r, i + t) + "/status"); }, false);
 
-  kill(peer.pid, SIGTERM);
-  waitpid(peer.pid, nullptr, 0);
-  StopDaemon(daemon, mnt);
+  for (auto it = Undo().rbegin(); it != Undo().rend(); ++it) (*it)();  // the peer, then the daemon
+  Undo().clear();
   fs::remove_all(shm);
   fs::remove_all(work);
   return rows;
