@@ -113,6 +113,7 @@ class ScratchSpace {
   // REQUIRES: mu_ held.
   Result<Entry> Lookup(int64_t folder, std::string_view name) const;
   void Unlink(int64_t folder, const std::string& name);
+  static void MarkUnlinked(ScratchFile& file);  // it is in no folder any more
 
   mutable std::mutex mu_;
   std::map<int64_t, Folder> folders_;  // REQUIRES: mu_

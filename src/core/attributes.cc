@@ -21,12 +21,18 @@ std::string RenderAccType(const Accelerator& a) { return Line(a.acc_type); }
 std::string RenderVendorId(const Accelerator& a) { return Line(a.vendor_id); }
 std::string RenderProductId(const Accelerator& a) { return Line(a.product_id); }
 std::string RenderRemotable(const Accelerator& a) { return a.remotable ? "1\n" : "0\n"; }
-// A fact the driver reported (Accelerator::host_facts), as one line.
-std::string Fact(const Accelerator& a, const char* key) {
+// A fact the driver reported (Accelerator::host_facts); null when absent.
+Json FactValue(const Accelerator& a, const char* key) {
   const Json facts = Json::parse(a.host_facts);
   auto it = facts.find(key);
-  if (it == facts.end()) return {};
-  return Line(it->is_string() ? it->get<std::string>() : it->dump());
+  return it == facts.end() ? Json() : *it;
+}
+
+// A fact as one line; empty when absent.
+std::string Fact(const Accelerator& a, const char* key) {
+  const Json value = FactValue(a, key);
+  if (value.is_null()) return {};
+  return Line(value.is_string() ? value.get<std::string>() : value.dump());
 }
 
 std::string RenderDriver(const Accelerator& a) { return Fact(a, "kernel_driver"); }
@@ -39,17 +45,13 @@ std::string RenderSriovTotalvfs(const Accelerator& a) { return Fact(a, "sriov_to
 std::string RenderSriovNumvfs(const Accelerator& a) { return Fact(a, "sriov_numvfs"); }
 std::string RenderSubsystemId(const Accelerator& a) { return Fact(a, "subsystem_id"); }
 std::string RenderVirtfns(const Accelerator& a) {
-  const Json facts = Json::parse(a.host_facts);
   std::string lines;
-  if (auto it = facts.find("virtfns"); it != facts.end()) {
-    for (const Json& vf : *it) lines += vf.get<std::string>() + "\n";
-  }
+  for (const Json& vf : FactValue(a, "virtfns")) lines += vf.get<std::string>() + "\n";
   return lines;
 }
 std::string RenderMdevTypes(const Accelerator& a) {
-  const Json facts = Json::parse(a.host_facts);
-  auto it = facts.find("mdev_types");
-  return it == facts.end() ? std::string() : RenderJson(*it);
+  const Json types = FactValue(a, "mdev_types");
+  return types.is_null() ? std::string() : RenderJson(types);
 }
 std::string RenderAttachHandle(const Accelerator& a) {
   return a.attach_handle.empty() ? std::string() : RenderJson(Json::parse(a.attach_handle));

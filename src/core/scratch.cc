@@ -102,6 +102,11 @@ void ScratchFile::SetTimes(const timespec* atime, const timespec* mtime) {
 
 void ScratchFile::Touch() { meta_.mtime = meta_.ctime = Now(); }
 
+void ScratchSpace::MarkUnlinked(ScratchFile& file) {
+  std::lock_guard lock(file.mu_);
+  file.linked_ = false;
+}
+
 // --- ScratchSpace --------------------------------------------------------------
 
 Result<ScratchSpace::Entry> ScratchSpace::Create(int64_t folder, const std::string& name, bool is_folder,
@@ -147,10 +152,7 @@ bool ScratchSpace::Empty(int64_t folder) const {
 void ScratchSpace::Unlink(int64_t folder, const std::string& name) {
   Folder& entries = folders_[folder];
   auto it = entries.find(name);
-  {
-    std::lock_guard file_lock(it->second->mu_);
-    it->second->linked_ = false;
-  }
+  MarkUnlinked(*it->second);
   entries.erase(it);
   if (entries.empty()) folders_.erase(folder);
 }
@@ -170,10 +172,7 @@ void ScratchSpace::DropFolder(int64_t folder) {
   std::lock_guard lock(mu_);
   auto f = folders_.find(folder);
   if (f == folders_.end()) return;
-  for (auto& [name, entry] : f->second) {
-    std::lock_guard file_lock(entry->mu_);
-    entry->linked_ = false;
-  }
+  for (auto& [name, entry] : f->second) MarkUnlinked(*entry);
   folders_.erase(f);
 }
 

@@ -170,20 +170,24 @@ bool PciDriver::Settles(const std::string& address, const std::string& expected)
 
 namespace {
 
+// A JSON object's text as an object ({} for anything else).
+Json ObjectOf(const std::string& text) {
+  Json parsed = Json::parse(text, nullptr, false);
+  return parsed.is_object() ? parsed : Json::object();
+}
+
+// The string `key` of a JSON object's text; empty if there is none.
+std::string StringField(const std::string& text, const char* key) {
+  const Json object = ObjectOf(text);
+  auto it = object.find(key);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
 // The driver's memory of a device (see Driver): "native_driver", and "mdev"
 // {"uuid", "type"} while a vGPU of it is attached.
-Json Memory(const std::string& memory) {
-  Json remembered = Json::parse(memory, nullptr, false);
-  return remembered.is_object() ? remembered : Json::object();
-}
+Json Memory(const std::string& memory) { return ObjectOf(memory); }
 
-std::string Recalled(const std::string& memory, const char* key) {
-  const Json remembered = Memory(memory);
-  auto it = remembered.find(key);
-  return it != remembered.end() && it->is_string() ? it->get<std::string>() : "";
-}
-
-std::string NativeDriver(const std::string& memory) { return Recalled(memory, "native_driver"); }
+std::string NativeDriver(const std::string& memory) { return StringField(memory, "native_driver"); }
 
 void Remember(std::string& memory, const char* key, const Json& value) {
   Json remembered = Memory(memory);
@@ -196,12 +200,7 @@ void Remember(std::string& memory, const char* key, const Json& value) {
 }
 
 // The vGPU type the spec asks for; empty for a whole device.
-std::string VgpuType(const std::string& spec) {
-  const Json parsed = Json::parse(spec, nullptr, false);
-  if (!parsed.is_object()) return "";
-  auto it = parsed.find("vgpu_type");
-  return it != parsed.end() && it->is_string() ? it->get<std::string>() : "";
-}
+std::string VgpuType(const std::string& spec) { return StringField(spec, "vgpu_type"); }
 
 constexpr const char* kVfio = "vfio-pci";
 
