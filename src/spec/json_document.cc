@@ -23,14 +23,13 @@ std::string DescribeParseError(const std::string& what) {
   return message;
 }
 
-// A prefix that a later write may complete: the parser ran out of input, either
-// between tokens ("unexpected end of input") or inside one (the lexer's error
-// position lies past the end), unless it had finished the value and only
-// wanted the end of input.
+// A prefix that a later write may complete: the parser ran out of input
+// (its error position lies past the end), between tokens or inside one,
+// unless it had finished the value and only wanted the end of input.
 bool RanOutOfInput(const nlohmann::json::parse_error& error, size_t size) {
-  const std::string what = error.what();
-  if (what.find("unexpected end of input") != std::string::npos) return true;
-  return error.byte > size && what.find("expected end of input") == std::string::npos;
+  // A NUL byte ends nlohmann's input too: an end within the bytes is invalid.
+  if (error.byte <= size) return false;
+  return std::string(error.what()).find("; expected end of input") == std::string::npos;
 }
 
 bool IsPositiveInteger(const Json& v) {
