@@ -55,6 +55,9 @@ struct Accelerator {
   std::optional<std::string> attach_bytes;
 
   int64_t generation = 1;  // +1 on every stored change
+  // In memory only: +1 on every change the service publishes, the last_error
+  // ones included, so two values never share a revision (file mtimes).
+  uint64_t revision = 0;
   int64_t created_at = 0;  // unix seconds
   int64_t updated_at = 0;  // unix seconds
 

@@ -16,9 +16,11 @@
 // Readers get immutable snapshots and never wait for a driver.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -45,9 +47,19 @@ class Service {
  public:
   using Snapshot = std::shared_ptr<const Accelerator>;
 
+  // Called after every published change: an accelerator added (before is
+  // null), changed, or removed (after is null). It runs on the changing
+  // thread, possibly with that accelerator's op lock held, so it must not
+  // block nor call back into the Service's changing methods.
+  using Listener = std::function<void(const Snapshot& before, const Snapshot& after)>;
+
   // `host` is this host's name: the only host a driver can attach to.
   Service(Store& store, std::vector<std::unique_ptr<Driver>> drivers, std::string host);
   ~Service();
+
+  // Sets the one listener of changes (the FUSE adapter's cache invalidation).
+  // Call it before other threads use the Service (Start() may come first).
+  void SetListener(Listener listener) { listener_ = std::move(listener); }
 
   // Loads the store and reconciles it with what the drivers discover: new
   // devices are added, known ones come back online, ones no longer reported
@@ -79,6 +91,8 @@ class Service {
   Snapshot FindByUuid(std::string_view uuid) const;
   Snapshot FindByName(std::string_view name) const;
   std::vector<Snapshot> List() const;  // ordered by id
+  // At most `limit` accelerators with an id above `after_id`, ordered by id.
+  std::vector<Snapshot> ListAfter(int64_t after_id, size_t limit) const;
 
   // --- POST /accelerators ---------------------------------------------------
   // mkdir accelerators/<uuid>: name = uuid, spec {}, available.
@@ -87,18 +101,18 @@ class Service {
 
   // A write(2) of the `create` file: the Cyborg POST body, possibly in several
   // writes (see DocumentBuffer). The accelerator exists when the write that
-  // completes the body returns. kInvalid bad body, kExists name or uuid taken,
-  // kTooLarge over kMaxDocumentBytes.
+  // completes the body returns; an incomplete body waits for the rest until
+  // a write at offset 0 starts a new one. kInvalid bad body, kExists name or
+  // uuid taken, kTooLarge over kMaxDocumentBytes.
   Status WriteCreate(uint64_t offset, std::string_view data);
-  Status FlushCreate();    // at a close: kInvalid if an incomplete body is pending
-  void EndCreateWrites();  // the last writer closed: drop what is pending
 
   // --- a file of an accelerator ---------------------------------------------
   // A write(2) of `attr` of accelerator `id`; see the README for each file.
   // kAccessDenied for read-only files; kNotFound if the accelerator is gone.
+  // A document left incomplete waits for the rest (until a write at offset 0
+  // starts a new one) and the error file says so: no close(2) reports it,
+  // since opens and closes never reach the daemon.
   Status Write(int64_t id, Attr attr, uint64_t offset, std::string_view data);
-  Status Flush(int64_t id, Attr attr);    // at a close of a file open for writing
-  void EndWrites(int64_t id, Attr attr);  // the last writer closed
 
   // ftruncate(2) of `attr`: resizes a document being written (see
   // DocumentBuffer); otherwise, and for text files, changes nothing.
@@ -145,6 +159,8 @@ class Service {
   // Records `why` (prefixed with `what`, e.g. "spec") in the error file and
   // the log, and returns it.
   Status Reject(int64_t id, const std::string& what, Status why);
+  // Sets the error file of `id` to `text` (a change of last_error only).
+  void SetLastError(int64_t id, const std::string& text);
 
   Status Reconcile(Driver& driver, const DiscoveredDevice& device, std::set<int64_t>& reported);
   // Logs a failed discovery and keeps the driver's state for DriversReport().
@@ -153,15 +169,20 @@ class Service {
   Status Refresh(Driver& driver, const Accelerator& current, const DiscoveredDevice& device);
   void RefreshFacts(Driver& driver, Accelerator& a);
   Status Insert(Accelerator accelerator);
+  Status CreateFrom(const Json& body);  // a complete create body
   std::string UnusedName(const std::string& wanted) const;
 
-  void Publish(Snapshot accelerator);  // REQUIRES: mu_ not held
-  void Unpublish(const Accelerator& accelerator);
+  // Replaces the accelerator's snapshot (a new revision) and tells the
+  // listener. REQUIRES: mu_ not held.
+  void Publish(Accelerator accelerator);
+  void Unpublish(const Snapshot& accelerator);
 
   Store& store_;
   std::vector<std::unique_ptr<Driver>> drivers_;
   const std::string host_;
 
+  Listener listener_;
+  std::atomic<uint64_t> revisions_{0};
   mutable std::shared_mutex mu_;  // guards the three indexes
   std::map<int64_t, Entry> by_id_;
   std::unordered_map<std::string, int64_t> by_uuid_;
@@ -169,6 +190,7 @@ class Service {
 
   std::mutex create_mu_;  // serializes writes of the create file
   std::unique_ptr<DocumentBuffer> create_writes_;
+  std::string last_create_body_;  // REQUIRES: create_mu_
 
   std::mutex rescan_mu_;  // one rescan at a time
   mutable std::mutex report_mu_;

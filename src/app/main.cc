@@ -97,6 +97,11 @@ bool MountOptionsValid(const Options& options) {
   return session != nullptr;
 }
 
+// libfuse's worker threads at most (its default is 10). A write may wait for
+// the notifier, which may wait for a lookup in flight: that lookup needs a
+// free worker.
+constexpr unsigned kMaxWorkers = 64;
+
 // Mounts `fs` on `mountpoint` and serves requests until unmounted or
 // signalled. Returns the process exit code.
 int Serve(fs::Filesystem& fs, Service& service, const Options& options, const std::string& mountpoint) {
@@ -112,11 +117,15 @@ int Serve(fs::Filesystem& fs, Service& service, const Options& options, const st
   } else {
     spdlog::info("mounted on {}", mountpoint);
     fuse_daemonize(options.foreground ? 1 : 0);
-    service.StartRescans(std::chrono::seconds(options.rescan_interval));  // threads only after the fork
+    fs.Mounted(session);  // threads only after the fork
+    service.StartRescans(std::chrono::seconds(options.rescan_interval));
     fuse_loop_config* config = fuse_loop_cfg_create();
+    // Writes wait for the notifier, which may wait for lookups: keep workers free.
+    fuse_loop_cfg_set_max_threads(config, kMaxWorkers);
     const int served = fuse_session_loop_mt(session, config);
     fuse_loop_cfg_destroy(config);
     service.StopRescans();
+    fs.Unmounting();
     code = served < 0 ? 1 : 0;  // > 0: ended by a signal, which is a clean stop
     fuse_session_unmount(session);
     spdlog::info("unmounted {}", mountpoint);

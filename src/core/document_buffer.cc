@@ -31,7 +31,14 @@ Status DocumentBuffer::Resize(uint64_t size, std::string_view old_value) {
   return Status::Ok();
 }
 
+void DocumentBuffer::ForgetIfQuiet() {
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_write_ >= quiet_) Drop();
+  last_write_ = now;
+}
+
 DocumentBuffer::Outcome DocumentBuffer::Add(uint64_t offset, std::string_view data, std::string_view old_value) {
+  ForgetIfQuiet();
   if (offset == 0) {
     Drop();
   } else if (refused_) {
@@ -45,12 +52,17 @@ DocumentBuffer::Outcome DocumentBuffer::Add(uint64_t offset, std::string_view da
 }
 
 DocumentBuffer::Outcome DocumentBuffer::Truncate(uint64_t size, std::string_view old_value) {
+  ForgetIfQuiet();
   if (size == 0) {
     Drop();
     return std::optional<Completed>();
   }
   if (refused_) return *refused_;
-  if (bytes_.empty() || size == bytes_.size()) return std::optional<Completed>();
+  // Being written: bytes collected, or a document just completed (the value).
+  const bool writing = !bytes_.empty() || complete_;
+  const uint64_t current = bytes_.empty() ? old_value.size() : bytes_.size();
+  if (!writing || size == current) return std::optional<Completed>();
+  if (bytes_.empty()) bytes_.assign(old_value.substr(0, std::min<uint64_t>(size, old_value.size())));
   if (Status s = Resize(size, old_value); !s.ok()) return Refuse(s);
   return Evaluate();
 }
@@ -69,23 +81,22 @@ DocumentBuffer::Outcome DocumentBuffer::Evaluate() {
   incomplete_.reset();
   const bool repeat = complete_ && *complete_ == parsed.value;
   complete_ = parsed.value;
-  return std::optional<Completed>(Completed{bytes_, std::move(parsed.value), repeat});
+  std::string bytes = std::move(bytes_);
+  bytes_.clear();  // later writes land on the value this document becomes
+  return std::optional<Completed>(Completed{std::move(bytes), std::move(parsed.value), repeat});
 }
 
-Status DocumentBuffer::Flush() const {
-  if (!incomplete_) return Status::Ok();
+std::optional<Status> DocumentBuffer::Pending() const {
+  if (!incomplete_) return std::nullopt;
   return Status::Invalid("incomplete JSON document (" + std::to_string(bytes_.size()) +
                          " bytes so far): " + incomplete_->message());
 }
 
-std::optional<Status> DocumentBuffer::Drop() {
-  std::optional<Status> lost;
-  if (incomplete_) lost = Flush();
+void DocumentBuffer::Drop() {
   bytes_.clear();
   refused_.reset();
   incomplete_.reset();
   complete_.reset();
-  return lost;
 }
 
 }  // namespace cyborgfs

@@ -8,16 +8,22 @@
 //   --inplace`, which skips unchanged blocks, and `>>` see a normal file);
 //   skipping past the end of the old value too is refused (EINVAL);
 // - after each write the whole is parsed: once it is a complete document,
-//   Add() returns it; while it is a valid prefix, Add() waits for more;
+//   Add() returns it, and later writes land on the file's value (the
+//   document, once applied); while it is a valid prefix, Add() waits for more;
 // - an invalid value, or one over kMaxDocumentBytes, refuses this write and
 //   every later write at a non-zero offset, until a new value starts at 0;
-// - Truncate() resizes the value being written (the final ftruncate of
-//   `rsync --inplace`); a truncate to 0, or with nothing being written,
-//   changes nothing: a truncate alone never sets a value.
+// - Truncate() resizes the value being written, or the one a write just
+//   completed (the final ftruncate of `rsync --inplace`); a truncate to 0,
+//   or with nothing written lately, changes nothing: a truncate alone never
+//   sets a value;
+// - opens and closes are not seen, so what a writer left (incomplete or
+//   refused bytes) is forgotten once no write came for `quiet`: a later
+//   writer at a non-zero offset then starts from the file's value.
 //
 // Thread safety: none; the owner serializes calls.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -30,6 +36,9 @@ namespace cyborgfs {
 
 class DocumentBuffer {
  public:
+  static constexpr std::chrono::milliseconds kQuiet{5000};
+  explicit DocumentBuffer(std::chrono::milliseconds quiet = kQuiet) : quiet_(quiet) {}
+
   struct Completed {
     std::string bytes;  // the whole document as written
     Json document;
@@ -45,23 +54,27 @@ class DocumentBuffer {
   // ftruncate(2) of the file while a value is being written; as Add().
   Outcome Truncate(uint64_t size, std::string_view old_value);
 
-  // At a close: fails when incomplete bytes are pending, keeping them, since
-  // another process may still write through the same open file.
-  Status Flush() const;
+  // Why the bytes written so far are not a document yet, while they are an
+  // incomplete one; nullopt otherwise.
+  std::optional<Status> Pending() const;
 
-  // Forgets everything. Returns why, if incomplete bytes are thrown away.
-  std::optional<Status> Drop();
+  // Forgets everything.
+  void Drop();
 
  private:
   Status Refuse(Status why);
   // Makes bytes_ `size` long, filling from `old_value` (kInvalid past its end).
   Status Resize(uint64_t size, std::string_view old_value);
   Outcome Evaluate();
+  // Drops what an earlier writer left, if it has been quiet for quiet_.
+  void ForgetIfQuiet();
 
   std::string bytes_;                 // the value being written; empty: none
   std::optional<Status> refused_;     // set while continuations are refused
   std::optional<Status> incomplete_;  // set while the bytes are a prefix
   std::optional<Json> complete_;      // the last document Add() returned
+  const std::chrono::milliseconds quiet_;
+  std::chrono::steady_clock::time_point last_write_{};
 };
 
 }  // namespace cyborgfs

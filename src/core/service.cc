@@ -105,6 +105,15 @@ std::vector<Service::Snapshot> Service::List() const {
   return all;
 }
 
+std::vector<Service::Snapshot> Service::ListAfter(int64_t after_id, size_t limit) const {
+  std::shared_lock lock(mu_);
+  std::vector<Snapshot> some;
+  for (auto it = by_id_.upper_bound(after_id); it != by_id_.end() && some.size() < limit; ++it) {
+    some.push_back(it->second.accelerator);
+  }
+  return some;
+}
+
 Result<Service::Locked> Service::Lock(int64_t id) const {
   std::shared_ptr<Slot> slot;
   {
@@ -127,21 +136,31 @@ Driver* Service::DriverOf(const Accelerator& a) const {
 
 // --- publishing --------------------------------------------------------------
 
-void Service::Publish(Snapshot accelerator) {
-  std::unique_lock lock(mu_);
-  Entry& entry = by_id_[accelerator->id];
-  if (!entry.slot) entry.slot = std::make_shared<Slot>();
-  if (entry.accelerator && entry.accelerator->name != accelerator->name) by_name_.erase(entry.accelerator->name);
-  by_uuid_[accelerator->uuid] = accelerator->id;
-  by_name_[accelerator->name] = accelerator->id;
-  entry.accelerator = std::move(accelerator);
+void Service::Publish(Accelerator accelerator) {
+  accelerator.revision = ++revisions_;
+  auto after = std::make_shared<const Accelerator>(std::move(accelerator));
+  Snapshot before;
+  {
+    std::unique_lock lock(mu_);
+    Entry& entry = by_id_[after->id];
+    if (!entry.slot) entry.slot = std::make_shared<Slot>();
+    before = entry.accelerator;
+    if (before && before->name != after->name) by_name_.erase(before->name);
+    by_uuid_[after->uuid] = after->id;
+    by_name_[after->name] = after->id;
+    entry.accelerator = after;
+  }
+  if (listener_) listener_(before, after);
 }
 
-void Service::Unpublish(const Accelerator& accelerator) {
-  std::unique_lock lock(mu_);
-  by_uuid_.erase(accelerator.uuid);
-  by_name_.erase(accelerator.name);
-  by_id_.erase(accelerator.id);
+void Service::Unpublish(const Snapshot& accelerator) {
+  {
+    std::unique_lock lock(mu_);
+    by_uuid_.erase(accelerator->uuid);
+    by_name_.erase(accelerator->name);
+    by_id_.erase(accelerator->id);
+  }
+  if (listener_) listener_(accelerator, nullptr);
 }
 
 Status Service::Commit(const Accelerator& current, Accelerator next) {
@@ -149,20 +168,24 @@ Status Service::Commit(const Accelerator& current, Accelerator next) {
   next.updated_at = Now();
   next.last_error.clear();
   if (Status s = store_.Update(next); !s.ok()) return s;
-  Publish(std::make_shared<const Accelerator>(std::move(next)));
+  Publish(std::move(next));
   return Status::Ok();
 }
 
 Status Service::Reject(int64_t id, const std::string& what, Status why) {
   why = why.Prefixed(what);
   if (why.code() == Code::kNotFound) return why;  // nothing left to explain it on
-  if (Snapshot current = FindById(id)) {
-    spdlog::warn("accelerator {}: refused: {}", current->uuid, why.message());
-    auto next = std::make_shared<Accelerator>(*current);
-    next->last_error = why.message();
-    Publish(std::move(next));
-  }
+  if (Snapshot current = FindById(id)) spdlog::warn("accelerator {}: refused: {}", current->uuid, why.message());
+  SetLastError(id, why.message());
   return why;
+}
+
+void Service::SetLastError(int64_t id, const std::string& text) {
+  Snapshot current = FindById(id);
+  if (!current || current->last_error == text) return;
+  Accelerator next = *current;
+  next.last_error = text;
+  Publish(std::move(next));
 }
 
 // --- creating ----------------------------------------------------------------
@@ -172,7 +195,7 @@ Status Service::Insert(Accelerator accelerator) {
   DeriveColumns(accelerator);
   if (Status s = store_.Insert(accelerator); !s.ok()) return s;
   spdlog::info("accelerator {}: created, name \"{}\"", accelerator.uuid, accelerator.name);
-  Publish(std::make_shared<const Accelerator>(std::move(accelerator)));
+  Publish(std::move(accelerator));
   return Status::Ok();
 }
 
@@ -190,27 +213,26 @@ Status Service::CreateWithUuid(const std::string& uuid) {
 
 Status Service::WriteCreate(uint64_t offset, std::string_view data) {
   std::lock_guard lock(create_mu_);
-  auto added = create_writes_->Add(offset, data, "");
+  // Like a regular file, create holds what was written last (it reads as empty).
+  auto added = create_writes_->Add(offset, data, last_create_body_);
   if (!added.ok()) return added.status().Prefixed("create");
-  if (!*added || (*added)->repeat) return Status::Ok();
-  auto request = ParseCreateRequest((*added)->document);
-  if (!request.ok()) return request.status().Prefixed("create");
+  if (!*added) return Status::Ok();
+  last_create_body_ = (*added)->bytes;
+  if ((*added)->repeat) return Status::Ok();
+  Status created = CreateFrom((*added)->document);
+  if (!created.ok()) create_writes_->Drop();  // the same body may be retried
+  return created.Prefixed("create");
+}
+
+Status Service::CreateFrom(const Json& body) {
+  auto request = ParseCreateRequest(body);
+  if (!request.ok()) return request.status();
   Accelerator a;
   a.uuid = request->uuid.value_or(RandomUuid());
   a.name = request->name;
-  if (FindByUuid(a.uuid)) return Status::Exists("create: uuid " + a.uuid + " exists");
-  if (FindByName(a.name)) return Status::Exists("create: name \"" + a.name + "\" is taken");
-  return Insert(std::move(a)).Prefixed("create");
-}
-
-Status Service::FlushCreate() {
-  std::lock_guard lock(create_mu_);
-  return create_writes_->Flush().Prefixed("create");
-}
-
-void Service::EndCreateWrites() {
-  std::lock_guard lock(create_mu_);
-  if (auto lost = create_writes_->Drop()) spdlog::warn("create: discarded at close: {}", lost->message());
+  if (FindByUuid(a.uuid)) return Status::Exists("uuid " + a.uuid + " exists");
+  if (FindByName(a.name)) return Status::Exists("name \"" + a.name + "\" is taken");
+  return Insert(std::move(a));
 }
 
 // --- writing files -----------------------------------------------------------
@@ -239,10 +261,20 @@ Status Service::ChangeSpec(int64_t id, Attr attr, Change change) {
   auto locked = Lock(id);
   if (!locked.ok()) return locked.status();
   const Accelerator& current = *locked->current;
-  auto outcome = change(locked->slot->spec_writes, AttributeInfo(attr).render(current));
+  DocumentBuffer& buffer = locked->slot->spec_writes;
+  auto outcome = change(buffer, AttributeInfo(attr).render(current));
   Status result = outcome.status();
   if (outcome.ok()) result = *outcome ? ApplySpec(current, (*outcome)->bytes, (*outcome)->document) : Status::Ok();
-  return result.ok() ? result : Reject(id, AttributeInfo(attr).name, result);
+  if (!result.ok()) return Reject(id, AttributeInfo(attr).name, result);
+  // No close(2) can tell the writer of an incomplete document: the error file does.
+  const std::string waiting =
+      std::string(AttributeInfo(attr).name) + ": waiting for the rest, the value is unchanged: ";
+  if (auto pending = buffer.Pending()) {
+    SetLastError(id, waiting + pending->message());
+  } else if (Snapshot now = FindById(id); now && now->last_error.rfind(waiting, 0) == 0) {
+    SetLastError(id, "");
+  }
+  return result;
 }
 
 Status Service::Replace(int64_t id, Attr attr, const std::string& content, const std::string& source) {
@@ -266,23 +298,6 @@ Status Service::ReplaceSpec(const Accelerator& current, const std::string& conte
   if (parsed.state == DocumentState::kIncomplete) return parsed.error.Prefixed("incomplete JSON document");
   if (parsed.state == DocumentState::kInvalid) return parsed.error;
   return ApplySpec(current, content, parsed.value);
-}
-
-Status Service::Flush(int64_t id, Attr attr) {
-  if (AttributeInfo(attr).write != WriteKind::kDocument) return Status::Ok();
-  auto locked = Lock(id);
-  if (!locked.ok()) return Status::Ok();  // gone: nothing is pending
-  Status pending = locked->slot->spec_writes.Flush();
-  return pending.ok() ? pending : Reject(id, AttributeInfo(attr).name, pending);
-}
-
-void Service::EndWrites(int64_t id, Attr attr) {
-  if (AttributeInfo(attr).write != WriteKind::kDocument) return;
-  auto locked = Lock(id);
-  if (!locked.ok()) return;
-  if (auto lost = locked->slot->spec_writes.Drop()) {
-    (void)Reject(id, AttributeInfo(attr).name, lost->Prefixed("discarded at the last close"));
-  }
 }
 
 Status Service::WriteText(const Accelerator& current, Attr attr, std::string_view data) {
@@ -390,7 +405,7 @@ Status Service::Remove(int64_t id) {
                   Status::Busy("still reported by driver " + current.driver + "; only offline records can be removed"));
   }
   if (Status s = store_.Remove(id); !s.ok()) return s;
-  Unpublish(current);
+  Unpublish(locked->current);
   spdlog::info("accelerator {}: removed", current.uuid);
   return Status::Ok();
 }
@@ -400,7 +415,7 @@ Status Service::Remove(int64_t id) {
 Status Service::Start() {
   auto loaded = store_.LoadAll();
   if (!loaded.ok()) return loaded.status();
-  for (Accelerator& a : *loaded) Publish(std::make_shared<const Accelerator>(std::move(a)));
+  for (Accelerator& a : *loaded) Publish(std::move(a));
   return Rescan();
 }
 

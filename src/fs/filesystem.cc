@@ -16,22 +16,13 @@
 namespace cyborgfs::fs {
 namespace {
 
-struct DirEntry {
-  std::string name;
-  fuse_ino_t ino;
-  mode_t type;
-};
-using DirListing = std::vector<DirEntry>;
-
 Filesystem& Self(fuse_req_t req) { return *static_cast<Filesystem*>(fuse_req_userdata(req)); }
-bool WantsWrite(const fuse_file_info* fi) { return (fi->flags & O_ACCMODE) != O_RDONLY; }
-bool WantsRead(const fuse_file_info* fi) { return (fi->flags & O_ACCMODE) != O_WRONLY; }
 
 // Runs one request's handler. An exception must not cross into libfuse's C
 // code: it is logged and the request fails with EIO; the daemon stays up.
 template <typename Handler>
-void Guarded(fuse_req_t req, Op op, Handler&& handler) {
-  Self(req).Count(op);
+void Guarded(fuse_req_t req, Op op, fuse_ino_t about, Handler&& handler) {
+  Self(req).Count(op, about);
   try {
     handler();
   } catch (const std::exception& e) {
@@ -40,90 +31,96 @@ void Guarded(fuse_req_t req, Op op, Handler&& handler) {
   }
 }
 
+// A request the kernel stops sending once answered ENOSYS.
+void NotImplemented(fuse_req_t req, Op op) {
+  Self(req).Count(op, 0);
+  fuse_reply_err(req, ENOSYS);
+}
+
 // The C callbacks: each hands the request to the Filesystem in its userdata.
 const fuse_lowlevel_ops kOperations = [] {
   fuse_lowlevel_ops ops{};
   ops.lookup = [](fuse_req_t r, fuse_ino_t p, const char* n) {
-    Guarded(r, Op::kLookup, [&] { Self(r).Lookup(r, p, n); });
+    const RootEntry* named = p == kRootIno ? FindRootEntry(n) : nullptr;
+    Guarded(r, Op::kLookup, named ? named->ino : 0, [&] { Self(r).Lookup(r, p, n); });
   };
   ops.getattr = [](fuse_req_t r, fuse_ino_t i, fuse_file_info*) {
-    Guarded(r, Op::kGetattr, [&] { Self(r).GetAttr(r, i); });
+    Guarded(r, Op::kGetattr, i, [&] { Self(r).GetAttr(r, i); });
   };
   ops.setattr = [](fuse_req_t r, fuse_ino_t i, struct stat* a, int s, fuse_file_info*) {
-    Guarded(r, Op::kSetattr, [&] { Self(r).SetAttr(r, i, *a, s); });
+    Guarded(r, Op::kSetattr, i, [&] { Self(r).SetAttr(r, i, *a, s); });
   };
   ops.forget = [](fuse_req_t r, fuse_ino_t i, uint64_t n) {
-    Self(r).Count(Op::kForget);
+    Self(r).Count(Op::kForget, i);
     Self(r).Forget(i, n);
     fuse_reply_none(r);
   };
   ops.forget_multi = [](fuse_req_t r, size_t count, fuse_forget_data* forgets) {
-    Self(r).Count(Op::kForget);
+    Self(r).Count(Op::kForget, 0);
     for (size_t k = 0; k < count; ++k) Self(r).Forget(forgets[k].ino, forgets[k].nlookup);
     fuse_reply_none(r);
   };
-  ops.readlink = [](fuse_req_t r, fuse_ino_t i) { Guarded(r, Op::kReadlink, [&] { Self(r).ReadLink(r, i); }); };
+  ops.readlink = [](fuse_req_t r, fuse_ino_t i) { Guarded(r, Op::kReadlink, i, [&] { Self(r).ReadLink(r, i); }); };
   ops.mkdir = [](fuse_req_t r, fuse_ino_t p, const char* n, mode_t m) {
-    Guarded(r, Op::kMkdir, [&] { Self(r).MakeDir(r, p, n, m); });
+    Guarded(r, Op::kMkdir, 0, [&] { Self(r).MakeDir(r, p, n, m); });
   };
   ops.rmdir = [](fuse_req_t r, fuse_ino_t p, const char* n) {
-    Guarded(r, Op::kRmdir, [&] { Self(r).RemoveDir(r, p, n); });
+    Guarded(r, Op::kRmdir, 0, [&] { Self(r).RemoveDir(r, p, n); });
   };
   ops.unlink = [](fuse_req_t r, fuse_ino_t p, const char* n) {
-    Guarded(r, Op::kUnlink, [&] { Self(r).Unlink(r, p, n); });
+    Guarded(r, Op::kUnlink, 0, [&] { Self(r).Unlink(r, p, n); });
   };
   ops.rename = [](fuse_req_t r, fuse_ino_t p, const char* n, fuse_ino_t np, const char* nn, unsigned f) {
-    Guarded(r, Op::kRename, [&] { Self(r).Rename(r, p, n, np, nn, f); });
+    Guarded(r, Op::kRename, 0, [&] { Self(r).Rename(r, p, n, np, nn, f); });
   };
   ops.mknod = [](fuse_req_t r, fuse_ino_t p, const char* n, mode_t m, dev_t) {
-    Guarded(r, Op::kMknod, [&] { Self(r).MakeNode(r, p, n, m); });
-  };
-  ops.create = [](fuse_req_t r, fuse_ino_t p, const char* n, mode_t m, fuse_file_info* fi) {
-    Guarded(r, Op::kCreate, [&] { Self(r).Create(r, p, n, m, fi); });
+    Guarded(r, Op::kMknod, 0, [&] { Self(r).MakeNode(r, p, n, m); });
   };
   ops.symlink = [](fuse_req_t r, const char*, fuse_ino_t, const char*) {
-    Self(r).Count(Op::kSymlink);
+    Self(r).Count(Op::kSymlink, 0);
     ReplyStatus(r, NotHere("symlink"));
   };
   ops.link = [](fuse_req_t r, fuse_ino_t, fuse_ino_t, const char*) {
-    Self(r).Count(Op::kLink);
+    Self(r).Count(Op::kLink, 0);
     ReplyStatus(r, Status::NotPermitted("link: listed files cannot be linked"));
   };
-  ops.open = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) {
-    Guarded(r, Op::kOpen, [&] { Self(r).Open(r, i, fi); });
-  };
-  ops.read = [](fuse_req_t r, fuse_ino_t i, size_t s, off_t o, fuse_file_info* fi) {
-    Guarded(r, Op::kRead, [&] { Self(r).Read(r, i, s, o, fi); });
+  // No per-open state: opens and closes are the kernel's own (zero-message
+  // opens), and a create is a mknod followed by such an open.
+  ops.open = [](fuse_req_t r, fuse_ino_t, fuse_file_info*) { NotImplemented(r, Op::kOpen); };
+  ops.flush = [](fuse_req_t r, fuse_ino_t, fuse_file_info*) { NotImplemented(r, Op::kFlush); };
+  ops.create = [](fuse_req_t r, fuse_ino_t, const char*, mode_t, fuse_file_info*) { NotImplemented(r, Op::kCreate); };
+  ops.read = [](fuse_req_t r, fuse_ino_t i, size_t s, off_t o, fuse_file_info*) {
+    Guarded(r, Op::kRead, i, [&] { Self(r).Read(r, i, s, o); });
   };
   ops.write = [](fuse_req_t r, fuse_ino_t i, const char* b, size_t s, off_t o, fuse_file_info* fi) {
-    Guarded(r, Op::kWrite, [&] { Self(r).Write(r, i, b, s, o, fi); });
-  };
-  ops.flush = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) {
-    Guarded(r, Op::kFlush, [&] { Self(r).Flush(r, i, fi); });
-  };
-  ops.release = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) {
-    Guarded(r, Op::kRelease, [&] { Self(r).Release(r, i, fi); });
+    Guarded(r, Op::kWrite, i, [&] { Self(r).Write(r, i, b, s, o, fi); });
   };
   ops.fsync = [](fuse_req_t r, fuse_ino_t, int, fuse_file_info*) {
-    Self(r).Count(Op::kFsync);
+    Self(r).Count(Op::kFsync, 0);
     fuse_reply_err(r, 0);  // writes are durable when they return
   };
   ops.opendir = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) {
-    Guarded(r, Op::kOpendir, [&] { Self(r).OpenDir(r, i, fi); });
+    Guarded(r, Op::kOpendir, i, [&] { Self(r).OpenDir(r, i, fi); });
   };
-  ops.readdir = [](fuse_req_t r, fuse_ino_t, size_t s, off_t o, fuse_file_info* fi) {
-    Guarded(r, Op::kReaddir, [&] { Self(r).ReadDir(r, s, o, fi); });
+  ops.readdir = [](fuse_req_t r, fuse_ino_t i, size_t s, off_t o, fuse_file_info*) {
+    Guarded(r, Op::kReaddir, i, [&] { Self(r).ReadDir(r, i, s, o, false); });
   };
-  ops.releasedir = [](fuse_req_t r, fuse_ino_t, fuse_file_info* fi) {
-    Guarded(r, Op::kReleasedir, [&] { Self(r).ReleaseDir(r, fi); });
+  ops.readdirplus = [](fuse_req_t r, fuse_ino_t i, size_t s, off_t o, fuse_file_info*) {
+    Guarded(r, Op::kReaddirplus, i, [&] { Self(r).ReadDir(r, i, s, o, true); });
   };
   ops.fsyncdir = [](fuse_req_t r, fuse_ino_t, int, fuse_file_info*) {
-    Self(r).Count(Op::kFsyncdir);
+    Self(r).Count(Op::kFsyncdir, 0);
     fuse_reply_err(r, 0);
   };
   ops.init = [](void*, fuse_conn_info* conn) {
     conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;  // errors must reach write(2)
-    conn->want |= conn->capable & FUSE_CAP_ATOMIC_O_TRUNC;
+    // Without opens reaching the daemon, an atomic O_TRUNC would empty the
+    // kernel's copy of a value the daemon keeps: O_TRUNC is a SETATTR instead,
+    // which changes nothing (a truncate alone never sets a value).
+    conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
+    const unsigned wanted = FUSE_CAP_NO_OPEN_SUPPORT | FUSE_CAP_AUTO_INVAL_DATA | FUSE_CAP_READDIRPLUS |
+                            FUSE_CAP_READDIRPLUS_AUTO | FUSE_CAP_CACHE_SYMLINKS;
+    conn->want |= conn->capable & wanted;
   };
   return ops;
 }();
@@ -131,18 +128,41 @@ const fuse_lowlevel_ops kOperations = [] {
 }  // namespace
 
 Filesystem::Filesystem(Service& service)
-    : service_(service), uid_(geteuid()), gid_(getegid()), mounted_at_(std::time(nullptr)) {}
+    : service_(service), uid_(geteuid()), gid_(getegid()), mounted_at_(std::time(nullptr)) {
+  service_.SetListener(
+      [this](const Service::Snapshot& before, const Service::Snapshot& after) { OnChange(before, after); });
+}
 
 const fuse_lowlevel_ops& Filesystem::Operations() { return kOperations; }
 
 // --- names -------------------------------------------------------------------
 
-void Filesystem::ReplyEntry(fuse_req_t req, fuse_ino_t ino) {
-  auto attr = Stat(ino);
-  if (!attr.ok()) return ReplyStatus(req, attr.status());
-  fuse_entry_param entry{};
+Status Filesystem::MakeEntry(fuse_ino_t ino, fuse_entry_param& entry, const ScratchSpace::Entry& scratch) {
+  kernel_.Remember(ino, scratch);
+  auto described = Describe(ino);
+  if (!described.ok()) {
+    kernel_.Forget(ino, 1);
+    return described.status();
+  }
   entry.ino = ino;
-  entry.attr = *attr;
+  entry.attr = described->st;
+  entry.attr_timeout = entry.entry_timeout = described->timeout;
+  kernel_.Told(ino, described->content);
+  return Status::Ok();
+}
+
+void Filesystem::ReplyEntry(fuse_req_t req, fuse_ino_t ino) {
+  fuse_entry_param entry{};
+  if (Status made = MakeEntry(ino, entry); !made.ok()) return ReplyStatus(req, made);
+  if (fuse_reply_entry(req, &entry) != 0) kernel_.Forget(ino, 1);
+}
+
+// A name that is not there, cached as such: whatever makes it appear either
+// goes through the kernel (mkdir, mknod, rename) or is invalidated (OnChange).
+void Filesystem::ReplyNoEntry(fuse_req_t req, const Node& parent) {
+  if (parent.kind == NodeKind::kScratch) return ReplyErrno(req, ENOENT);
+  fuse_entry_param entry{};
+  entry.entry_timeout = kCacheSeconds;
   fuse_reply_entry(req, &entry);
 }
 
@@ -156,22 +176,33 @@ void Filesystem::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     if (auto a = service_.FindByUuid(n)) found = DirIno(a->id);
   } else if (node.kind == NodeKind::kByName) {
     if (auto a = service_.FindByName(n)) found = LinkIno(a->id);
-  } else if (node.kind == NodeKind::kAcceleratorDir && service_.FindById(node.id)) {
+  } else if (node.kind == NodeKind::kAcceleratorDir) {
+    if (!service_.FindById(node.id)) return ReplyErrno(req, ENOENT);
     if (const AttrInfo* info = FindAttribute(n)) {
       found = AttrIno(node.id, info->attr);
     } else if (auto entry = scratch_.Find(node.id, n)) {
       return ReplyScratchEntry(req, entry);
     }
   }
-  if (found == 0) return ReplyErrno(req, ENOENT);
+  if (found == 0) return ReplyNoEntry(req, node);
   ReplyEntry(req, found);
 }
 
-void Filesystem::Forget(fuse_ino_t ino, uint64_t count) {
-  if (Decode(ino).kind == NodeKind::kScratch) scratch_inodes_.Forget(ino, count);
+// --- attributes --------------------------------------------------------------
+
+namespace {
+
+timespec At(int64_t seconds, uint64_t revision) {
+  return timespec{static_cast<time_t>(seconds), static_cast<long>(revision % 1000000000)};
 }
 
-// --- attributes --------------------------------------------------------------
+timespec Now() {
+  timespec now{};
+  clock_gettime(CLOCK_REALTIME, &now);
+  return now;
+}
+
+}  // namespace
 
 Result<std::string> Filesystem::Content(fuse_ino_t ino) const {
   const Node node = Decode(ino);
@@ -184,35 +215,44 @@ Result<std::string> Filesystem::Content(fuse_ino_t ino) const {
   return AttributeInfo(node.attr).render(*a);
 }
 
-Result<struct stat> Filesystem::Stat(fuse_ino_t ino) const {
-  struct stat st {};
+// Every value has its own mtime (the accelerator's last change, with its
+// revision as nanoseconds), so the kernel, seeing a new one, drops its pages.
+Result<Filesystem::Described> Filesystem::Describe(fuse_ino_t ino) const {
+  Described d;
+  struct stat& st = d.st;
   st.st_ino = ino;
   st.st_uid = uid_;
   st.st_gid = gid_;
   st.st_nlink = 1;
-  st.st_atime = st.st_mtime = st.st_ctime = mounted_at_;
+  st.st_atim = st.st_mtim = st.st_ctim = At(mounted_at_, 0);
   const Node node = Decode(ino);
+  auto file = [&](mode_t mode, std::string content) {
+    st.st_mode = S_IFREG | mode;
+    st.st_size = static_cast<off_t>(content.size());
+    d.content = std::make_shared<const std::string>(std::move(content));
+    return d;
+  };
   switch (node.kind) {
     case NodeKind::kRoot:
-    case NodeKind::kAccelerators:
       st.st_mode = S_IFDIR | 0755;
       st.st_nlink = 2;
-      return st;
+      return d;
+    case NodeKind::kAccelerators:
     case NodeKind::kByName:
-      st.st_mode = S_IFDIR | 0555;
+      st.st_mode = S_IFDIR | (node.kind == NodeKind::kByName ? 0555 : 0755);
       st.st_nlink = 2;
-      return st;
+      st.st_mtim = st.st_ctim = At(mounted_at_, listing_revision_.load());
+      return d;
     case NodeKind::kCreate:
     case NodeKind::kRescan:
-      st.st_mode = S_IFREG | 0200;
-      return st;
+      return file(0200, "");
     case NodeKind::kDrivers:
-    case NodeKind::kStats:
-      st.st_mode = S_IFREG | 0444;
-      st.st_size = static_cast<off_t>(Content(ino)->size());
-      return st;
+    case NodeKind::kStats:  // change without telling: never cached, always a new mtime
+      d.timeout = 0;
+      st.st_mtim = st.st_ctim = Now();
+      return file(0444, *Content(ino));
     case NodeKind::kScratch:
-      if (auto entry = scratch_inodes_.Find(ino)) return ScratchStat(ino, *entry);
+      if (auto entry = kernel_.Scratch(ino)) return DescribeScratch(ino, *entry);
       return Status::NotFound("no such scratch file");
     case NodeKind::kUnknown:
       return Status::NotFound("no such file");
@@ -221,24 +261,30 @@ Result<struct stat> Filesystem::Stat(fuse_ino_t ino) const {
   }
   auto a = service_.FindById(node.id);
   if (!a) return Status::NotFound("no such accelerator");
-  st.st_mtime = st.st_ctime = a->updated_at;
-  if (node.kind == NodeKind::kAcceleratorDir) {
-    st.st_mode = S_IFDIR | 0755;
-    st.st_nlink = 2;
-    return st;
+  st.st_mtim = st.st_ctim = At(a->updated_at, a->revision);
+  switch (node.kind) {
+    case NodeKind::kAcceleratorDir:
+      st.st_mode = S_IFDIR | 0755;
+      st.st_nlink = 2;
+      return d;
+    case NodeKind::kLink:  // the target never changes
+      st.st_mtim = st.st_ctim = At(a->created_at, 0);
+      st.st_mode = S_IFLNK | 0777;
+      st.st_size = static_cast<off_t>(Content(ino)->size());
+      return d;
+    default:
+      return file(AttributeInfo(node.attr).mode, AttributeInfo(node.attr).render(*a));
   }
-  auto content = Content(ino);
-  if (!content.ok()) return content.status();
-  st.st_size = static_cast<off_t>(content->size());
-  st.st_mode = node.kind == NodeKind::kLink ? S_IFLNK | 0777 : S_IFREG | AttributeInfo(node.attr).mode;
-  return st;
 }
 
-void Filesystem::GetAttr(fuse_req_t req, fuse_ino_t ino) {
-  auto st = Stat(ino);
-  if (!st.ok()) return ReplyStatus(req, st.status());
-  fuse_reply_attr(req, &*st, 0);
+void Filesystem::ReplyAttr(fuse_req_t req, fuse_ino_t ino) {
+  auto described = Describe(ino);
+  if (!described.ok()) return ReplyStatus(req, described.status());
+  kernel_.Told(ino, described->content);
+  fuse_reply_attr(req, &described->st, described->timeout);
 }
+
+void Filesystem::GetAttr(fuse_req_t req, fuse_ino_t ino) { ReplyAttr(req, ino); }
 
 // On listed files chmod, chown and utimens are accepted and change nothing
 // (config tools call them on every file they write); a truncate reaches the
@@ -252,8 +298,10 @@ void Filesystem::SetAttr(fuse_req_t req, fuse_ino_t ino, const struct stat& attr
     }
     Status truncated = service_.Truncate(node.id, node.attr, static_cast<uint64_t>(attr.st_size));
     if (!truncated.ok()) return ReplyStatus(req, truncated);
+  } else if ((to_set & FUSE_SET_ATTR_SIZE) && (node.kind == NodeKind::kDrivers || node.kind == NodeKind::kStats)) {
+    return ReplyStatus(req, Status::AccessDenied("the file is read-only"));
   }
-  GetAttr(req, ino);
+  ReplyAttr(req, ino);
 }
 
 void Filesystem::ReadLink(fuse_req_t req, fuse_ino_t ino) {
@@ -344,179 +392,187 @@ void Filesystem::Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fus
   ReplyStatus(req, scratch_.Move(from.id, name, to.id, new_name, flags & RENAME_NOREPLACE));
 }
 
+// Folders are listed without state: a READDIR offset is a cookie naming
+// where the previous one stopped (1 after ".", 2 after "..", then per folder
+// below), stable while entries come and go, as READDIRPLUS and READDIR
+// mixing on one stream need (the kernel's READDIRPLUS_AUTO).
 void Filesystem::OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   const Node node = Decode(ino);
-  auto listing = std::make_unique<DirListing>();
-  listing->push_back({".", ino, S_IFDIR});
-  listing->push_back({"..", node.kind == NodeKind::kAcceleratorDir ? kAcceleratorsIno : kRootIno, S_IFDIR});
-  switch (node.kind) {
-    case NodeKind::kRoot:
-      for (const RootEntry& entry : kRootEntries) {
-        listing->push_back({entry.name, entry.ino, static_cast<mode_t>(entry.folder ? S_IFDIR : S_IFREG)});
-      }
-      break;
-    case NodeKind::kAccelerators:
-      for (const auto& a : service_.List()) listing->push_back({a->uuid, DirIno(a->id), S_IFDIR});
-      break;
-    case NodeKind::kByName:
-      for (const auto& a : service_.List()) listing->push_back({a->name, LinkIno(a->id), S_IFLNK});
-      break;
-    case NodeKind::kAcceleratorDir:
-      if (!service_.FindById(node.id)) return ReplyErrno(req, ENOENT);
-      for (const AttrInfo& info : Attributes()) listing->push_back({info.name, AttrIno(node.id, info.attr), S_IFREG});
-      for (const auto& [name, entry] : scratch_.List(node.id)) {
-        listing->push_back(
-            {name, ScratchIno(entry->number()), static_cast<mode_t>(entry->is_folder() ? S_IFDIR : S_IFREG)});
-      }
-      break;
-    case NodeKind::kScratch: {  // a scratch folder holds nothing
-      auto entry = scratch_inodes_.Find(ino);
-      if (!entry) return ReplyErrno(req, ENOENT);
-      if (!entry->is_folder()) return ReplyErrno(req, ENOTDIR);
-      break;
-    }
-    default:
-      return ReplyErrno(req, ENOTDIR);
+  if (node.kind == NodeKind::kAcceleratorDir && !service_.FindById(node.id)) return ReplyErrno(req, ENOENT);
+  if (node.kind == NodeKind::kScratch) {
+    auto entry = kernel_.Scratch(ino);
+    if (!entry) return ReplyErrno(req, ENOENT);
+    if (!entry->is_folder()) return ReplyErrno(req, ENOTDIR);
+  } else if (node.kind != NodeKind::kRoot && node.kind != NodeKind::kAccelerators && node.kind != NodeKind::kByName &&
+             node.kind != NodeKind::kAcceleratorDir) {
+    return ReplyErrno(req, ENOTDIR);
   }
-  fi->fh = reinterpret_cast<uint64_t>(listing.release());
+  // The kernel keeps the listing until the folder's mtime or version changes.
+  fi->cache_readdir = node.kind != NodeKind::kScratch;
+  fi->keep_cache = fi->cache_readdir;
   fuse_reply_open(req, fi);
 }
 
-void Filesystem::ReadDir(fuse_req_t req, size_t size, off_t offset, fuse_file_info* fi) {
-  const DirListing& listing = *reinterpret_cast<DirListing*>(fi->fh);
+namespace {
+
+// Cookies: 3 + index for the root's entries and an accelerator folder's
+// files, 2 + id for accelerators and names, kScratchCookies + number for
+// scratch files.
+constexpr off_t kScratchCookies = 64;
+
+struct Row {
+  std::string name;
+  fuse_ino_t ino;
+  mode_t type;
+  off_t cookie;
+  ScratchSpace::Entry scratch;  // for a scratch file
+};
+
+}  // namespace
+
+void Filesystem::ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, bool plus) {
+  const Node node = Decode(ino);
+  std::vector<Row> entries;
+  if (offset < 1) entries.push_back({".", ino, S_IFDIR, 1});
+  if (offset < 2) {
+    entries.push_back({"..", node.kind == NodeKind::kAcceleratorDir ? kAcceleratorsIno : kRootIno, S_IFDIR, 2});
+  }
+  const size_t room = size / 24 + 1;  // no entry takes fewer bytes
+  switch (node.kind) {
+    case NodeKind::kRoot:
+      for (off_t k = std::max<off_t>(offset - 3 + 1, 0); k < static_cast<off_t>(std::size(kRootEntries)); ++k) {
+        const RootEntry& e = kRootEntries[k];
+        entries.push_back({e.name, e.ino, static_cast<mode_t>(e.folder ? S_IFDIR : S_IFREG), 3 + k});
+      }
+      break;
+    case NodeKind::kAccelerators:
+    case NodeKind::kByName:
+      for (const auto& a : service_.ListAfter(std::max<off_t>(offset - 2, 0), room)) {
+        if (node.kind == NodeKind::kAccelerators) {
+          entries.push_back({a->uuid, DirIno(a->id), S_IFDIR, 2 + a->id});
+        } else {
+          entries.push_back({a->name, LinkIno(a->id), S_IFLNK, 2 + a->id});
+        }
+      }
+      break;
+    case NodeKind::kAcceleratorDir: {
+      const auto& attributes = Attributes();
+      for (off_t k = std::max<off_t>(offset - 3 + 1, 0); k < static_cast<off_t>(attributes.size()); ++k) {
+        entries.push_back({attributes[k].name, AttrIno(node.id, attributes[k].attr), S_IFREG, 3 + k});
+      }
+      std::vector<Row> scratch;
+      for (const auto& [name, entry] : scratch_.List(node.id)) {
+        const off_t cookie = kScratchCookies + static_cast<off_t>(entry->number());
+        if (cookie <= offset) continue;
+        scratch.push_back({name, ScratchIno(entry->number()),
+                           static_cast<mode_t>(entry->is_folder() ? S_IFDIR : S_IFREG), cookie, entry});
+      }
+      std::sort(scratch.begin(), scratch.end(), [](const Row& x, const Row& y) { return x.cookie < y.cookie; });
+      entries.insert(entries.end(), scratch.begin(), scratch.end());
+      break;
+    }
+    default:
+      break;  // a scratch folder holds nothing
+  }
   std::vector<char> buffer(size);
   size_t used = 0;
-  for (size_t i = static_cast<size_t>(offset); i < listing.size(); ++i) {
-    struct stat st {};
-    st.st_ino = listing[i].ino;
-    st.st_mode = listing[i].type;
-    const size_t need = fuse_add_direntry(req, buffer.data() + used, size - used, listing[i].name.c_str(), &st,
-                                          static_cast<off_t>(i + 1));
-    if (need > size - used) break;
+  for (const Row& e : entries) {
+    char* at = buffer.data() + used;
+    const size_t left = size - used;
+    size_t need;
+    if (plus && e.name != "." && e.name != "..") {
+      fuse_entry_param entry{};
+      if (!MakeEntry(e.ino, entry, e.scratch).ok()) continue;  // gone meanwhile
+      need = fuse_add_direntry_plus(req, at, left, e.name.c_str(), &entry, e.cookie);
+      if (need > left) kernel_.Forget(e.ino, 1);
+    } else {  // "." and ".." carry no entry (the kernel does not look them up)
+      fuse_entry_param entry{};
+      entry.attr.st_ino = e.ino;
+      entry.attr.st_mode = e.type;
+      need = plus ? fuse_add_direntry_plus(req, at, left, e.name.c_str(), &entry, e.cookie)
+                  : fuse_add_direntry(req, at, left, e.name.c_str(), &entry.attr, e.cookie);
+    }
+    if (need > left) break;
     used += need;
   }
   fuse_reply_buf(req, buffer.data(), used);
 }
 
-void Filesystem::ReleaseDir(fuse_req_t req, fuse_file_info* fi) {
-  delete reinterpret_cast<DirListing*>(fi->fh);
-  fuse_reply_err(req, 0);
-}
-
 // --- files -------------------------------------------------------------------
 
-void Filesystem::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  const Node node = Decode(ino);
-  auto file = std::make_unique<OpenFile>();
-  if (node.kind == NodeKind::kScratch) {
-    file->scratch = scratch_inodes_.Find(ino);
-    if (!file->scratch) return ReplyErrno(req, ENOENT);
-    if (file->scratch->is_folder()) return ReplyErrno(req, EISDIR);
-    if (fi->flags & O_TRUNC) (void)file->scratch->Truncate(0);
-    file->append = fi->flags & O_APPEND;
-    fi->fh = reinterpret_cast<uint64_t>(file.release());
-    fi->direct_io = 1;
-    return (void)fuse_reply_open(req, fi);
-  }
-  if ((node.kind == NodeKind::kCreate || node.kind == NodeKind::kRescan) && WantsRead(fi)) {
-    return ReplyStatus(
-        req, Status::AccessDenied(node.kind == NodeKind::kCreate ? "create is write-only" : "rescan is write-only"));
-  }
-  if (node.kind == NodeKind::kRescan) {  // each write is a request of its own: nothing to collect
-    fi->fh = reinterpret_cast<uint64_t>(file.release());
-    fi->direct_io = 1;
-    return (void)fuse_reply_open(req, fi);
-  }
-  if (node.kind == NodeKind::kAttribute) {
-    const AttrInfo& info = AttributeInfo(node.attr);
-    if (WantsWrite(fi) && info.write == WriteKind::kReadOnly) {
-      return ReplyStatus(req, Status::AccessDenied(std::string(info.name) + " is read-only"));
-    }
-    if (!service_.FindById(node.id)) return ReplyErrno(req, ENOENT);
-  } else if (node.kind == NodeKind::kDrivers || node.kind == NodeKind::kStats) {
-    if (WantsWrite(fi)) return ReplyStatus(req, Status::AccessDenied("the file is read-only"));
-  } else if (node.kind != NodeKind::kCreate) {
-    return ReplyErrno(req, EISDIR);
-  }
-  file->writer = WantsWrite(fi);
-  if (file->writer) WriterOpened(ino);
-  fi->fh = reinterpret_cast<uint64_t>(file.release());
-  fi->direct_io = 1;
-  fuse_reply_open(req, fi);
-}
-
-void Filesystem::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse_file_info* fi) {
-  if (const auto& scratch = FileOf(fi).scratch) {
+// A READ is answered with the current content: pages the kernel caches are
+// never older than the value when they were filled.
+void Filesystem::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset) {
+  if (Decode(ino).kind == NodeKind::kScratch) {
+    auto scratch = kernel_.Scratch(ino);
+    if (!scratch) return ReplyErrno(req, ENOENT);
     const std::string data = scratch->Read(static_cast<uint64_t>(offset), size);
     return (void)fuse_reply_buf(req, data.data(), data.size());
   }
-  std::shared_ptr<const std::string> content;
-  {
-    OpenFile& file = FileOf(fi);
-    std::lock_guard lock(file.mu);
-    if (offset == 0 || !file.content) {
-      auto rendered = Content(ino);
-      if (!rendered.ok()) return ReplyStatus(req, rendered.status());
-      file.content = std::make_shared<const std::string>(std::move(*rendered));
-    }
-    content = file.content;
-  }
-  // Replied outside the lock: once the reply is out, the reader may close and
-  // `release` may free `file` on another thread.
+  auto content = Content(ino);
+  if (!content.ok()) return ReplyStatus(req, content.status());
   const size_t start = std::min(static_cast<size_t>(offset), content->size());
   fuse_reply_buf(req, content->data() + start, std::min(size, content->size() - start));
 }
 
 void Filesystem::Write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t offset,
-                       fuse_file_info* fi) {
+                       const fuse_file_info* fi) {
   const Node node = Decode(ino);
   const std::string_view bytes(data, size);
-  if (const auto& scratch = FileOf(fi).scratch) {
-    Status written = FileOf(fi).append ? scratch->Append(bytes) : scratch->Write(static_cast<uint64_t>(offset), bytes);
+  const bool append = fi->flags & O_APPEND;
+  if (node.kind == NodeKind::kScratch) {
+    auto scratch = kernel_.Scratch(ino);
+    if (!scratch) return ReplyErrno(req, ENOENT);
+    if (scratch->is_folder()) return ReplyErrno(req, EISDIR);
+    Status written = append ? scratch->Append(bytes) : scratch->Write(static_cast<uint64_t>(offset), bytes);
     return written.ok() ? (void)fuse_reply_write(req, size) : ReplyStatus(req, written);
   }
-  const Status written = node.kind == NodeKind::kCreate ? service_.WriteCreate(static_cast<uint64_t>(offset), bytes)
-                         : node.kind == NodeKind::kRescan
-                             ? service_.WriteRescan(bytes)
-                             : service_.Write(node.id, node.attr, static_cast<uint64_t>(offset), bytes);
+  Status written;
+  switch (node.kind) {
+    case NodeKind::kCreate:
+      written = service_.WriteCreate(static_cast<uint64_t>(offset), bytes);
+      break;
+    case NodeKind::kRescan:
+      written = service_.WriteRescan(bytes);
+      break;
+    case NodeKind::kAttribute:
+      written = service_.Write(node.id, node.attr, static_cast<uint64_t>(offset), bytes);
+      break;
+    default:
+      written = Status::AccessDenied("the file is read-only");
+  }
   if (!written.ok()) {
     if (node.kind == NodeKind::kCreate || node.kind == NodeKind::kRescan)
       spdlog::warn("refused: {}", written.message());
     return ReplyStatus(req, written);
   }
+  notifier_.Drain();  // names this write made or changed are seen once it returns
   fuse_reply_write(req, size);
+  // The written bytes are in the page cache: drop them, the value may differ
+  // (a normalized attach, a document still incomplete).
+  if (node.kind == NodeKind::kAttribute) notifier_.DropPages(ino);
 }
 
-void Filesystem::Flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  if (!FileOf(fi).writer) return ReplyErrno(req, 0);
-  const Node node = Decode(ino);
-  const Status flushed = node.kind == NodeKind::kCreate ? service_.FlushCreate() : service_.Flush(node.id, node.attr);
-  ReplyStatus(req, flushed);
-}
+// --- what the kernel holds of a change ----------------------------------------
 
-void Filesystem::Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  std::unique_ptr<OpenFile> file(&FileOf(fi));
-  if (file->writer && LastWriterClosed(ino)) {
-    const Node node = Decode(ino);
-    if (node.kind == NodeKind::kCreate) {
-      service_.EndCreateWrites();
-    } else {
-      service_.EndWrites(node.id, node.attr);
+void Filesystem::OnChange(const Service::Snapshot& before, const Service::Snapshot& after) {
+  const Accelerator& any = after ? *after : *before;
+  for (const AttrInfo& info : Attributes()) {
+    const fuse_ino_t ino = AttrIno(any.id, info.attr);
+    KernelInodes::Content told = kernel_.WhatWasTold(ino);
+    if (told && (!after || *told != info.render(*after))) {
+      notifier_.Stale(ino);      // before the change is acknowledged
+      notifier_.DropPages(ino);  // and soon after, in case a refresh loses a race
     }
   }
-  fuse_reply_err(req, 0);
-}
-
-void Filesystem::WriterOpened(fuse_ino_t ino) {
-  std::lock_guard lock(writers_mu_);
-  ++writers_[ino];
-}
-
-bool Filesystem::LastWriterClosed(fuse_ino_t ino) {
-  std::lock_guard lock(writers_mu_);
-  if (--writers_[ino] > 0) return false;
-  writers_.erase(ino);
-  return true;
+  if (kernel_.Holds(DirIno(any.id))) notifier_.Stale(DirIno(any.id));
+  if (before && after && before->name == after->name) return;
+  ++listing_revision_;
+  notifier_.Stale(kAcceleratorsIno);
+  notifier_.Stale(kByNameIno);
+  if (!before) notifier_.ForgetEntry(kAcceleratorsIno, after->uuid);  // may be cached as absent
+  if (before) notifier_.ForgetEntry(kByNameIno, before->name);
+  if (after) notifier_.ForgetEntry(kByNameIno, after->name);
 }
 
 }  // namespace cyborgfs::fs

@@ -3,44 +3,74 @@
 //
 // Each callback unpacks the request, asks the core, and replies; the rules of
 // the tree live in the Service, the attribute table and the ScratchSpace, the
-// errno mapping in errno_map.cc. Files are served with direct_io and their
-// exact size, and nothing is cached by the kernel (entry and attribute
-// timeouts are 0), so every read and stat sees the current value.
+// errno mapping in errno_map.cc.
+//
+// Caching: the kernel answers most reads itself. Entries, attributes and
+// negative entries are cached for kCacheSeconds, opens and closes never reach
+// the daemon (open answers ENOSYS: FUSE_CAP_NO_OPEN_SUPPORT), file content
+// is kept in the page cache, symlink targets and folder listings too
+// (cache_readdir). A warm stat or read costs no request. What keeps it
+// fresh: every change reaches OnChange() (the Service's listener) or a
+// request of the kernel's own, and the Notifier invalidates what the kernel
+// holds before the change is acknowledged (attributes) or just after
+// (entries, pages); every value has its own mtime, so stale pages are
+// dropped by the kernel at the next stat or read (AUTO_INVAL_DATA). READs
+// are answered from the content the kernel was last told (KernelInodes).
+// Scratch files, `stats` and `drivers` are not cached (timeouts 0).
+//
+// Writes are per file and offset, not per open file (see the README): the
+// daemon never learns of opens and closes.
 //
 // In an accelerator folder, a name that is not a listed file is a scratch
 // file (see scratch.h); rename(2) of a scratch file over a listed file
 // commits its content through Service::Replace. The callbacks of the tree
 // are in filesystem.cc, those only scratch files have in scratch_files.cc.
 //
-// Thread safety: the callbacks run on libfuse's worker threads concurrently.
+// Thread safety: the callbacks run on libfuse's worker threads concurrently;
+// OnChange on any thread that changes the Service.
 #pragma once
 
 #include <fuse_lowlevel.h>
 
-#include <mutex>
+#include <atomic>
 #include <string>
-#include <unordered_map>
 
 #include "cyborgfs/scratch.h"
 #include "cyborgfs/service.h"
+#include "kernel_inodes.h"
+#include "nodes.h"
+#include "notifier.h"
 #include "request_counters.h"
-#include "scratch_inodes.h"
 
 namespace cyborgfs::fs {
 
+// How long the kernel may keep entries and attributes of what only the
+// daemon changes (it is told of every change).
+inline constexpr double kCacheSeconds = 3600;
+
 class Filesystem {
  public:
+  // Registers itself as `service`'s listener.
   explicit Filesystem(Service& service);
 
   // The operation table to pass to fuse_session_new, with `this` as userdata.
   static const fuse_lowlevel_ops& Operations();
 
+  // The kernel's caches of `session` exist from Mounted() (call it after
+  // fuse_daemonize: it starts the notifier's threads) to Unmounting().
+  void Mounted(fuse_session* session) { notifier_.Start(session); }
+  void Unmounting() { notifier_.Stop(); }
+
   // Called by the callbacks (public so the C callbacks can reach them).
-  void Count(Op op) { counters_.Count(op); }
+  // Counts a request about inode `about` (0: none in particular). Those
+  // about `stats` are not counted: reading it leaves what it measures alone.
+  void Count(Op op, fuse_ino_t about) {
+    if (about != kStatsIno) counters_.Count(op);
+  }
   void Lookup(fuse_req_t req, fuse_ino_t parent, const char* name);
   void GetAttr(fuse_req_t req, fuse_ino_t ino);
   void SetAttr(fuse_req_t req, fuse_ino_t ino, const struct stat& attr, int to_set);
-  void Forget(fuse_ino_t ino, uint64_t count);
+  void Forget(fuse_ino_t ino, uint64_t count) { kernel_.Forget(ino, count); }
   void ReadLink(fuse_req_t req, fuse_ino_t ino);
   void MakeDir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode);
   void MakeNode(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode);
@@ -48,22 +78,27 @@ class Filesystem {
   void Unlink(fuse_req_t req, fuse_ino_t parent, const char* name);
   void Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t new_parent, const char* new_name,
               unsigned flags);
-  void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi);
-  void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
-  void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, fuse_file_info* fi);
-  void Write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t offset, fuse_file_info* fi);
-  void Flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
-  void Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
   void OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
-  void ReadDir(fuse_req_t req, size_t size, off_t offset, fuse_file_info* fi);
-  void ReleaseDir(fuse_req_t req, fuse_file_info* fi);
+  void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset);
+  void Write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t offset, const fuse_file_info* fi);
+  void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, bool plus);
 
  private:
-  // The stat of `ino`, or the Status that explains why it has none.
-  Result<struct stat> Stat(fuse_ino_t ino) const;
-  struct stat ScratchStat(fuse_ino_t ino, const ScratchFile& file) const;
+  // What an attribute reply tells the kernel of an inode.
+  struct Described {
+    struct stat st {};
+    KernelInodes::Content content;  // a file's content; null for folders
+    double timeout = kCacheSeconds;
+  };
+  Result<Described> Describe(fuse_ino_t ino) const;
+  Described DescribeScratch(fuse_ino_t ino, const ScratchFile& file) const;
   Result<std::string> Content(fuse_ino_t ino) const;
+  void ReplyAttr(fuse_req_t req, fuse_ino_t ino);
+  // Fills `entry` for `ino` (a scratch file's if `scratch` is set), counting
+  // the kernel's new reference to it.
+  Status MakeEntry(fuse_ino_t ino, fuse_entry_param& entry, const ScratchSpace::Entry& scratch = nullptr);
   void ReplyEntry(fuse_req_t req, fuse_ino_t ino);
+  void ReplyNoEntry(fuse_req_t req, const Node& parent);
   void ReplyScratchEntry(fuse_req_t req, const ScratchSpace::Entry& entry);
   // A listed name: a fixed folder or file, an accelerator, a link, a file of
   // an accelerator folder. These can be neither removed nor renamed.
@@ -73,19 +108,20 @@ class Filesystem {
                                           mode_t mode);
   Status CommitScratch(const Node& from, const char* name, const Node& to, const char* new_name, unsigned flags);
   void SetScratchAttr(fuse_req_t req, fuse_ino_t ino, const struct stat& attr, int to_set);
-  void WriterOpened(fuse_ino_t ino);
-  bool LastWriterClosed(fuse_ino_t ino);  // true when no writer is left
+  // The Service's listener: invalidates what the kernel holds of a change.
+  void OnChange(const Service::Snapshot& before, const Service::Snapshot& after);
 
   Service& service_;
   ScratchSpace scratch_;
-  ScratchInodes scratch_inodes_;
+  KernelInodes kernel_;
+  Notifier notifier_;
   RequestCounters counters_;
   const uid_t uid_;
   const gid_t gid_;
   const time_t mounted_at_;
-
-  std::mutex writers_mu_;
-  std::unordered_map<fuse_ino_t, int> writers_;  // open-for-write count per file
+  // +1 whenever accelerators/ or by-name/ change: their mtime (nanoseconds),
+  // so the kernel drops its cached listing.
+  std::atomic<uint64_t> listing_revision_{0};
 };
 
 }  // namespace cyborgfs::fs

@@ -30,11 +30,10 @@ enum class Op : size_t {
   kRead,
   kWrite,
   kFlush,
-  kRelease,
   kFsync,
   kOpendir,
   kReaddir,
-  kReleasedir,
+  kReaddirplus,
   kFsyncdir,
   kCreate,
   kCount,  // not an operation: the number of them

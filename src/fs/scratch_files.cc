@@ -12,15 +12,19 @@
 namespace cyborgfs::fs {
 
 void Filesystem::ReplyScratchEntry(fuse_req_t req, const ScratchSpace::Entry& entry) {
+  const fuse_ino_t ino = ScratchIno(entry->number());
   fuse_entry_param reply{};
-  reply.ino = scratch_inodes_.Remember(entry);
-  reply.attr = ScratchStat(reply.ino, *entry);
-  if (fuse_reply_entry(req, &reply) != 0) scratch_inodes_.Forget(reply.ino, 1);
+  if (Status made = MakeEntry(ino, reply, entry); !made.ok()) return ReplyStatus(req, made);
+  if (fuse_reply_entry(req, &reply) != 0) kernel_.Forget(ino, 1);
 }
 
-struct stat Filesystem::ScratchStat(fuse_ino_t ino, const ScratchFile& file) const {
+// Not cached (timeout 0): the kernel asks each time, as a rename over a listed
+// file must be seen at once.
+Filesystem::Described Filesystem::DescribeScratch(fuse_ino_t ino, const ScratchFile& file) const {
   const ScratchMeta meta = file.meta();
-  struct stat st {};
+  Described d;
+  d.timeout = 0;
+  struct stat& st = d.st;
   st.st_ino = ino;
   st.st_mode = (file.is_folder() ? S_IFDIR : S_IFREG) | meta.mode;
   st.st_nlink = file.linked() ? (file.is_folder() ? 2 : 1) : 0;
@@ -30,11 +34,11 @@ struct stat Filesystem::ScratchStat(fuse_ino_t ino, const ScratchFile& file) con
   st.st_atim = meta.atime;
   st.st_mtim = meta.mtime;
   st.st_ctim = meta.ctime;
-  return st;
+  return d;
 }
 
 void Filesystem::SetScratchAttr(fuse_req_t req, fuse_ino_t ino, const struct stat& attr, int to_set) {
-  auto entry = scratch_inodes_.Find(ino);
+  auto entry = kernel_.Scratch(ino);
   if (!entry) return ReplyErrno(req, ENOENT);
   if (to_set & FUSE_SET_ATTR_SIZE) {
     if (entry->is_folder()) return ReplyErrno(req, EISDIR);
@@ -55,8 +59,8 @@ void Filesystem::SetScratchAttr(fuse_req_t req, fuse_ino_t ino, const struct sta
     entry->SetTimes(pick(FUSE_SET_ATTR_ATIME, FUSE_SET_ATTR_ATIME_NOW, attr.st_atim),
                     pick(FUSE_SET_ATTR_MTIME, FUSE_SET_ATTR_MTIME_NOW, attr.st_mtim));
   }
-  const struct stat st = ScratchStat(ino, *entry);
-  fuse_reply_attr(req, &st, 0);
+  const Described described = DescribeScratch(ino, *entry);
+  fuse_reply_attr(req, &described.st, described.timeout);
 }
 
 void Filesystem::MakeNode(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
@@ -65,21 +69,6 @@ void Filesystem::MakeNode(fuse_req_t req, fuse_ino_t parent, const char* name, m
   }
   auto made = MakeScratch(req, parent, name, false, mode);
   made.ok() ? ReplyScratchEntry(req, *made) : ReplyStatus(req, made.status());
-}
-
-void Filesystem::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
-  auto made = MakeScratch(req, parent, name, false, mode);
-  if (!made.ok()) return ReplyStatus(req, made.status());
-  auto file = std::make_unique<OpenFile>();
-  file->scratch = *made;
-  file->append = fi->flags & O_APPEND;
-  fuse_entry_param entry{};
-  entry.ino = scratch_inodes_.Remember(*made);
-  entry.attr = ScratchStat(entry.ino, **made);
-  fi->fh = reinterpret_cast<uint64_t>(file.get());
-  fi->direct_io = 1;
-  if (fuse_reply_create(req, &entry, fi) != 0) return scratch_inodes_.Forget(entry.ino, 1);
-  file.release();  // owned by the kernel's open file until `release`
 }
 
 Result<ScratchSpace::Entry> Filesystem::MakeScratch(fuse_req_t req, fuse_ino_t parent, const char* name, bool is_folder,

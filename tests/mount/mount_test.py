@@ -121,8 +121,10 @@ class CreateTest(MountTest):
         self.assertEqual(e.exception.errno, errno.EFBIG)
         self.assertEqual(len(self.uuids()), 4)
 
-    def test_reading_create_is_eacces(self):
-        self.fails("cat create", "Permission denied")
+    def test_create_reads_as_empty(self):
+        rc, out, err = self.sh("cat create")
+        self.assertEqual((rc, out), (0, ""))
+        self.assertEqual(os.stat(self.fs.path("create")).st_size, 0)
 
 
 class SpecTest(MountTest):
@@ -171,15 +173,15 @@ class SpecTest(MountTest):
         self.assertEqual(self.read(self.spec), '{\n"num": 3}\n')
         self.assertEqual(self.acc(U1, "error"), "")
 
-    def test_an_incomplete_document_fails_the_close(self):
-        self.fails("/bin/echo '{\"num\":' > " + self.spec, "write error: Invalid argument")
+    def test_an_incomplete_document_waits_and_the_error_file_says_so(self):
+        # No close(2) reaches the daemon: the write succeeds, the value stays, error explains.
+        self.ok("/bin/echo '{\"num\":' > " + self.spec)
         self.assertEqual(self.read(self.spec), "{}\n")
-        self.assertIn("incomplete", self.acc(U1, "error"))
-        with self.assertRaises(OSError) as e:
-            with open(self.fs.path(self.spec), "w") as f:
-                f.write('{"num": ')
-        self.assertEqual(e.exception.errno, errno.EINVAL)
-        self.assertEqual(self.read(self.spec), "{}\n")
+        self.assertIn("waiting for the rest", self.acc(U1, "error"))
+        self.assertIn("incomplete JSON document", self.acc(U1, "error"))
+        self.ok("/bin/echo '{\"num\": 2}' > " + self.spec)  # a new value at offset 0
+        self.assertEqual(self.read(self.spec), '{"num": 2}\n')
+        self.assertEqual(self.acc(U1, "error"), "")
 
     def test_large_spec_in_4k_pieces_applies_and_over_64k_is_efbig(self):
         big = json.dumps({"device_type": "GPU", "blob": "x" * 60000}) + "\n"
@@ -565,21 +567,52 @@ class StatsTest(MountTest):
             return json.load(f)
 
     def cost(self, action):
-        """Daemon requests of `action`, without those of reading stats around it."""
-        first, second = self.counts(), self.counts()
-        reading = {k: second[k] - first[k] for k in first}
+        """Daemon requests of `action` (reading stats is not counted)."""
+        self.counts()  # the mount's first close sends a FLUSH, answered ENOSYS once and for all
         before = self.counts()
         action()
         after = self.counts()
-        return {k: after[k] - before[k] - reading[k] for k in after if after[k] - before[k] - reading[k]}
+        return {k: after[k] - before[k] for k in after if after[k] != before[k]}
 
-    def test_an_attach_and_a_detach_cost_one_write_request_each(self):
+    def read_each(self, paths):
+        for path in paths:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.read(fd, 65536)
+            finally:
+                os.close(fd)
+
+    def test_warm_stats_and_reads_cost_no_request(self):
         u = self.fake_uuid("GPU")
-        attach = self.fs.path("accelerators", u, "attach")
-        self.assertEqual(self.cost(lambda: self.write_file(attach, "vm %s\n" % VM1))["write"], 1)
+        paths = [self.fs.path("accelerators", u, n) for n in ("spec", "status", "attach", "name")]
+        # The first access asks the daemon; a READ marks the atime stale, so the
+        # next stat asks once more. From then on the kernel answers alone.
+        self.read_each(paths)
+        [os.stat(p) for p in paths]
+        self.assertEqual(self.cost(lambda: [os.stat(p) for p in paths]), {})
+        self.assertEqual(self.cost(lambda: self.read_each(paths)), {})
+        self.assertEqual(self.cost(lambda: [os.stat(p) for p in paths]), {})
+
+    def test_a_warm_unknown_uuid_costs_no_request(self):
+        missing = self.fs.path("accelerators", "00000000-0000-4000-8000-000000000000")
+        self.assertFalse(os.path.exists(missing))
+        self.assertEqual(self.cost(lambda: os.path.exists(missing)), {})
+        self.make("00000000-0000-4000-8000-000000000000")
+        self.assertTrue(os.path.isdir(missing))
+
+    def test_a_change_costs_the_next_read_one_getattr_and_one_read(self):
+        u = self.fake_uuid("GPU")
+        status = self.fs.path("accelerators", u, "status")
+        self.read_each([status])
+        self.write_file(self.fs.path("accelerators", u, "attach"), "vm %s\n" % VM1)
+        self.assertEqual(self.cost(lambda: self.read_each([status])), {"getattr": 1, "read": 1})
         self.assertEqual(self.acc(u, "status"), "attached\n")
-        self.assertEqual(self.cost(lambda: self.write_file(attach, "\n"))["write"], 1)
-        self.assertEqual(self.acc(u, "status"), "available\n")
+
+    def test_a_warm_listing_is_served_by_the_kernel(self):
+        for _ in range(2):  # the first READDIRPLUS marks the folder's atime stale
+            self.ok("ls -l accelerators by-name > /dev/null")
+        cost = self.cost(lambda: self.ok("ls -l accelerators by-name > /dev/null"))
+        self.assertEqual(set(cost) - {"opendir"}, set(), cost)
 
     def test_counts_are_per_operation_and_only_grow(self):
         first = self.counts()
@@ -587,7 +620,7 @@ class StatsTest(MountTest):
         self.assertIn("write", first)
         self.ok("ls -l accelerators > /dev/null")
         second = self.counts()
-        self.assertGreater(second["readdir"], first["readdir"])
+        self.assertGreater(second["readdir"] + second["readdirplus"], first["readdir"] + first["readdirplus"])
         self.assertTrue(all(second[k] >= first[k] for k in first))
         self.fails("echo 1 > stats", "Permission denied")
 
@@ -632,78 +665,90 @@ class HostileInputTest(MountTest):
 
 
 class ConcurrencyTest(MountTest):
-    def test_readers_racing_a_writer_see_only_whole_written_values(self):
-        self.make(U1)
-        spec = self.fs.path("accelerators", U1, "spec")
-        written = {"{}\n"} | {'{"num": %d}\n' % i for i in range(1, 301)}
-        bad = []
+    """Freshness under caching: reader processes race a writer process.
 
-        def read_loop(name):
-            path = self.fs.path("accelerators", U1, name)
-            for _ in range(1500):
-                fd = os.open(path, os.O_RDONLY)
-                try:
-                    value = os.read(fd, 65536).decode()
-                finally:
-                    os.close(fd)
-                if name == "spec" and value not in written:
-                    bad.append(value)
+    The contract (README, "How reads behave"): a read never returns a value older than the
+    last write acknowledged before it began, and a read that overlaps no write returns a
+    whole value. A read that overlaps a write may be cut: the kernel copies the bytes of an
+    in-place write (O_TRUNC, write) into its page cache as it goes, as for any regular file;
+    a value replaced by rename(2) is cut only when the read's own attribute refresh races
+    another reader's (the kernel holds one size per file), which is rare."""
 
-        def write_loop():
-            for i in range(1, 301):
-                fd = os.open(spec, os.O_WRONLY | os.O_TRUNC)
-                os.write(fd, b'{"num": %d}\n' % i)
-                os.close(fd)
+    WRITES = 300
 
-        threads = [threading.Thread(target=read_loop, args=(n,)) for n in ("spec", "spec", "status", "name")]
-        threads.append(threading.Thread(target=write_loop))
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        self.assertEqual(bad, [])
-        self.assertEqual(self.read("accelerators", U1, "spec"), '{"num": 300}\n')
-        self.assertIsNone(self.fs.proc.poll())
-
-    def test_a_read_never_returns_a_value_older_than_the_last_acknowledged_write(self):
-        """Freshness: separate reader processes race a writer process; every value read must
-        have been written, and be no older than the last write acknowledged before the read
-        began (the guarantee any caching must keep)."""
+    def race(self, write_value, readers=3):
         import multiprocessing
         self.make(U1)
         spec = self.fs.path("accelerators", U1, "spec")
-        writes = 300
+        written = {"{}\n"} | {'{"num": %d}\n' % i for i in range(1, self.WRITES + 1)}
         context = multiprocessing.get_context("fork")
         acked, started = context.Value("i", 0), context.Value("i", 0)
-        stale, reads = context.Value("i", 0), context.Value("i", 0)
+        reads, stale, torn_alone, torn_overlapping = (context.Value("i", 0) for _ in range(4))
+
+        def count(counter):
+            with counter.get_lock():
+                counter.value += 1
 
         def writer():
-            for i in range(1, writes + 1):
+            for i in range(1, self.WRITES + 1):
                 started.value = i
-                fd = os.open(spec, os.O_WRONLY | os.O_TRUNC)
-                os.write(fd, b'{"num": %d}\n' % i)
-                os.close(fd)
+                write_value(spec, '{"num": %d}\n' % i)
                 acked.value = i
 
         def reader():
-            while acked.value < writes:
-                floor = acked.value
+            while acked.value < self.WRITES:
+                floor, began = acked.value, started.value
                 with open(spec) as f:
                     text = f.read()
                 ceiling = started.value
-                value = json.loads(text).get("num", 0)
-                if not floor <= value <= ceiling:
-                    with stale.get_lock():
-                        stale.value += 1
-                with reads.get_lock():
-                    reads.value += 1
+                count(reads)
+                if text not in written:
+                    count(torn_alone if floor == began == ceiling else torn_overlapping)
+                    continue
+                if not floor <= json.loads(text).get("num", 0) <= ceiling:
+                    count(stale)
 
-        processes = [context.Process(target=reader) for _ in range(3)] + [context.Process(target=writer)]
+        processes = [context.Process(target=reader) for _ in range(readers)] + [context.Process(target=writer)]
         for p in processes:
             p.start()
         for p in processes:
             p.join(timeout=120)
         self.assertTrue(all(p.exitcode == 0 for p in processes), [p.exitcode for p in processes])
-        self.assertGreater(reads.value, writes)
-        self.assertEqual(stale.value, 0)
-        self.assertEqual(self.read("accelerators", U1, "spec"), '{"num": %d}\n' % writes)
+        self.assertGreater(reads.value, self.WRITES)
+        self.assertEqual(stale.value, 0, "reads older than the last acknowledged write")
+        self.assertEqual(self.read("accelerators", U1, "spec"), '{"num": %d}\n' % self.WRITES)
+        self.assertIsNone(self.fs.proc.poll())
+        return torn_alone.value, torn_overlapping.value
+
+    def test_values_replaced_by_rename_are_read_whole_and_fresh(self):
+        def replace(spec, value):
+            temp = os.path.join(os.path.dirname(spec), ".spec.tmp")
+            with open(temp, "w") as f:
+                f.write(value)
+            os.replace(temp, spec)
+
+        torn_alone, torn_overlapping = self.race(replace)
+        self.assertEqual(torn_alone, 0, "whole values for reads that overlap no write")
+        self.assertLessEqual(torn_overlapping, 10, "at most a rare cut read, and only during a change")
+
+    def test_values_written_in_place_are_fresh_and_whole_when_not_overlapped(self):
+        def overwrite(spec, value):
+            fd = os.open(spec, os.O_WRONLY | os.O_TRUNC)
+            try:
+                os.write(fd, value.encode())
+            finally:
+                os.close(fd)
+
+        torn_alone, _ = self.race(overwrite)
+        self.assertEqual(torn_alone, 0, "whole values for reads that overlap no write")
+
+    def test_derived_files_follow_their_change_at_once(self):
+        u = self.fake_uuid("GPU")
+        attach = self.fs.path("accelerators", u, "attach")
+        for _ in range(50):
+            self.write_file(attach, "vm %s\n" % VM1)
+            self.assertEqual(self.acc(u, "status"), "attached\n")
+            self.assertIn("TEST_PCI", self.acc(u, "attach_handle"))
+            self.write_file(attach, "\n")
+            self.assertEqual(self.acc(u, "status"), "available\n")
+            self.assertEqual(self.acc(u, "attach_handle"), "")

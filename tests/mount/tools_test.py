@@ -99,7 +99,7 @@ class ShellTest(ToolTest):
         self.assertEqual(self.acc(self.u, "spec"), '{"num": 3, "device_type": "LONGER STILL"}\n')
         self.ok("""echo '{"num": 4}' | dd of=%s conv=notrunc status=none""" % self.spec)
         self.assertEqual(self.acc(self.u, "spec"), '{"num": 4}\n')
-        self.fails("""echo '{"num": 4' | tee %s""" % self.spec, "Invalid argument")
+        self.fails("""echo '{"num": 4]' | tee %s""" % self.spec, "Invalid argument")
         self.fails("""/bin/echo '{"num": -4}' > %s""" % self.spec, "Invalid argument")
         self.assertEqual(self.acc(self.u, "spec"), '{"num": 4}\n')
 

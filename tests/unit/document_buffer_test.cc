@@ -10,19 +10,20 @@ TEST(DocumentBuffer, ReturnsTheDocumentWhenTheWriteCompletesIt) {
   auto first = buffer.Add(0, "{\"num\":", "");
   ASSERT_TRUE(first.ok());
   EXPECT_FALSE(first->has_value());
-  EXPECT_EQ(buffer.Flush().code(), Code::kInvalid);  // incomplete at a close
+  ASSERT_TRUE(buffer.Pending().has_value());  // incomplete: waiting for the rest
+  EXPECT_EQ(buffer.Pending()->code(), Code::kInvalid);
   auto second = buffer.Add(7, " 1}\n", "");
   ASSERT_TRUE(second.ok());
   ASSERT_TRUE(second->has_value());
   EXPECT_EQ((*second)->bytes, "{\"num\": 1}\n");
   EXPECT_EQ((*second)->document["num"], 1);
-  EXPECT_TRUE(buffer.Flush().ok());
+  EXPECT_FALSE(buffer.Pending().has_value());
 }
 
 TEST(DocumentBuffer, ANewlineAfterTheDocumentIsARepeat) {
   DocumentBuffer buffer;
   ASSERT_TRUE(buffer.Add(0, "{}", "").ok());
-  auto again = buffer.Add(2, "\n", "");
+  auto again = buffer.Add(2, "\n", "{}");  // lands on the value the document became
   ASSERT_TRUE(again.ok() && again->has_value());
   EXPECT_TRUE((*again)->repeat);
   EXPECT_EQ((*again)->bytes, "{}\n");
@@ -68,17 +69,37 @@ TEST(DocumentBuffer, TruncateResizesOnlyAValueBeingWritten) {
   auto alone = buffer.Truncate(3, old);  // nothing being written: no change
   ASSERT_TRUE(alone.ok());
   EXPECT_FALSE(alone->has_value());
-  EXPECT_TRUE(buffer.Flush().ok());
+  EXPECT_FALSE(buffer.Pending().has_value());
   // rsync --inplace writing a shorter document, then cutting the file to its length.
   auto written = buffer.Add(0, "{\"a\":1}  ", old);
   ASSERT_TRUE(written.ok() && written->has_value());
-  auto cut = buffer.Truncate(7, old);
+  auto cut = buffer.Truncate(7, (*written)->bytes);  // the value it became
   ASSERT_TRUE(cut.ok() && cut->has_value());
   EXPECT_EQ((*cut)->bytes, "{\"a\":1}");
   // A truncate to 0 forgets what is pending; the next write starts the value.
   ASSERT_TRUE(buffer.Add(0, "{\"a\":", old).ok());
   ASSERT_TRUE(buffer.Truncate(0, old).ok());
-  EXPECT_TRUE(buffer.Flush().ok());
+  EXPECT_FALSE(buffer.Pending().has_value());
+}
+
+TEST(DocumentBuffer, AWriterAtAnOffsetAfterACompletedDocumentStartsFromTheValue) {
+  // rsync --inplace rewriting a 20-byte value with a 12-byte one that shares its start.
+  const std::string old = "{\"a\": \"xxxxxxxxxx\"}";
+  DocumentBuffer buffer;
+  auto first = buffer.Add(0, old, "{}");
+  ASSERT_TRUE(first.ok() && first->has_value());
+  auto shorter = buffer.Add(6, "\"xy\"}", old);
+  ASSERT_TRUE(shorter.ok() && shorter->has_value());
+  EXPECT_EQ((*shorter)->bytes, "{\"a\": \"xy\"}");
+}
+
+TEST(DocumentBuffer, WhatAWriterLeftIsForgottenOnceQuiet) {
+  DocumentBuffer buffer(std::chrono::milliseconds(0));  // every write comes after a quiet spell
+  ASSERT_TRUE(buffer.Add(0, "{\"a\": [", "{}").ok());
+  ASSERT_TRUE(buffer.Pending().has_value());
+  auto later = buffer.Add(1, "}", "{}");  // a new writer: lands on the value
+  ASSERT_TRUE(later.ok() && later->has_value());
+  EXPECT_EQ((*later)->bytes, "{}");
 }
 
 TEST(DocumentBuffer, ARefusedValueStaysRefusedUntilOffsetZero) {
@@ -96,16 +117,17 @@ TEST(DocumentBuffer, TheWriteThatCrossesTheBoundIsEfbig) {
   ASSERT_TRUE(buffer.Add(0, piece, "").ok());
   EXPECT_EQ(buffer.Add(piece.size(), std::string(8000, 'y'), "").status().code(), Code::kTooLarge);
   EXPECT_EQ(buffer.Add(piece.size() + 8000, "\"}", "").status().code(), Code::kTooLarge);
-  EXPECT_FALSE(buffer.Drop().has_value());  // refused, not pending
+  EXPECT_FALSE(buffer.Pending().has_value());  // refused, not pending
 }
 
-TEST(DocumentBuffer, DropReportsLostIncompleteBytes) {
+TEST(DocumentBuffer, PendingExplainsIncompleteBytesUntilDropped) {
   DocumentBuffer buffer;
   ASSERT_TRUE(buffer.Add(0, "{", "").ok());
-  auto lost = buffer.Drop();
-  ASSERT_TRUE(lost.has_value());
-  EXPECT_NE(lost->message().find("incomplete"), std::string::npos);
-  EXPECT_FALSE(buffer.Drop().has_value());
+  auto pending = buffer.Pending();
+  ASSERT_TRUE(pending.has_value());
+  EXPECT_NE(pending->message().find("incomplete"), std::string::npos);
+  buffer.Drop();
+  EXPECT_FALSE(buffer.Pending().has_value());
 }
 
 }  // namespace

@@ -1,0 +1,89 @@
+// What the kernel holds of the tree, as far as the adapter needs to know.
+//
+// Every inode number handed to the kernel in an entry reply (lookup, mkdir,
+// mknod, readdirplus) is counted here until the kernel's `forget` brings its
+// count back to 0 (the lookup-count contract of fuse_lowlevel.h). With it:
+// - the scratch file behind a scratch inode: the kernel may use the number
+//   as long as it holds it, after the file was unlinked or renamed too;
+// - for a file, the content whose size (and mtime) the kernel was last told
+//   in an attribute reply. The kernel caches that size, and a read through its
+//   page cache never returns more bytes than it, so a READ is answered from
+//   this content: a read that began before a change gets the old value whole,
+//   not the new one cut to the old size. After a change the attributes are
+//   made stale (Notifier::Stale) and the next read asks again. Which held
+//   files differ from what they were told is also what a change invalidates.
+//
+// Thread safety: all methods may be called concurrently.
+#pragma once
+
+#include <fuse_lowlevel.h>
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "cyborgfs/scratch.h"
+
+namespace cyborgfs::fs {
+
+class KernelInodes {
+ public:
+  using Content = std::shared_ptr<const std::string>;
+
+  // Counts one more kernel reference to `ino` (an entry reply was sent), with
+  // its scratch file if it is one.
+  void Remember(fuse_ino_t ino, ScratchSpace::Entry scratch = nullptr) {
+    std::lock_guard lock(mu_);
+    Held& held = held_[ino];
+    if (scratch) held.scratch = std::move(scratch);
+    ++held.count;
+  }
+
+  void Forget(fuse_ino_t ino, uint64_t count) {
+    std::lock_guard lock(mu_);
+    auto it = held_.find(ino);
+    if (it == held_.end()) return;
+    it->second.count = it->second.count > count ? it->second.count - count : 0;
+    if (it->second.count == 0) held_.erase(it);
+  }
+
+  bool Holds(fuse_ino_t ino) const {
+    std::lock_guard lock(mu_);
+    return held_.count(ino) != 0;
+  }
+
+  // The scratch file behind `ino`, or nullptr if the kernel holds no such one.
+  ScratchSpace::Entry Scratch(fuse_ino_t ino) const {
+    std::lock_guard lock(mu_);
+    auto it = held_.find(ino);
+    return it == held_.end() ? nullptr : it->second.scratch;
+  }
+
+  // The kernel was just told the size of `content` for `ino` (a held inode;
+  // the root's files are looked up, so every file the kernel reads is held).
+  void Told(fuse_ino_t ino, Content content) {
+    std::lock_guard lock(mu_);
+    auto it = held_.find(ino);
+    if (it != held_.end()) it->second.told = std::move(content);
+  }
+
+  // What the kernel was last told `ino` holds; nullptr if nothing.
+  Content WhatWasTold(fuse_ino_t ino) const {
+    std::lock_guard lock(mu_);
+    auto it = held_.find(ino);
+    return it == held_.end() ? nullptr : it->second.told;
+  }
+
+ private:
+  struct Held {
+    uint64_t count = 0;
+    ScratchSpace::Entry scratch;
+    Content told;
+  };
+  mutable std::mutex mu_;
+  std::unordered_map<fuse_ino_t, Held> held_;
+};
+
+}  // namespace cyborgfs::fs
