@@ -9,11 +9,18 @@
 // store.cc in order, each in its own transaction, and refuses a database whose
 // version is newer than this build knows.
 //
-// Thread safety: a Store may be shared by threads; calls are serialized on
-// one connection.
+// Group commit: changes made by concurrent threads are committed together,
+// one transaction (one fsync with Sync::kFull) for all that arrived while the
+// previous commit was running; each call still returns only once its change
+// is committed, with its own result.
+//
+// Thread safety: a Store may be shared by threads; statements run on one
+// connection, one at a time.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -41,6 +48,9 @@ class Store {
 
   static int SchemaVersion();  // the version this build migrates to
 
+  // Transactions committed so far (a group commit counts once).
+  uint64_t Commits() const;
+
   // Every accelerator, ordered by id.
   Result<std::vector<Accelerator>> LoadAll();
 
@@ -60,12 +70,25 @@ class Store {
   Status InTransaction(const std::function<Status()>& body);
 
  private:
+  struct Change;
   explicit Store(sqlite3* db);
   Status Exec(const char* sql);
   Status Migrate();
+  // Runs `change` (one statement) in a committed transaction, with the
+  // changes of other threads that wait meanwhile (group commit); in the
+  // caller's transaction if it is inside InTransaction().
+  Status Commit(const std::function<Status()>& change);
+  // Runs `batch` in one transaction and sets each change's result.
+  void CommitBatch(const std::vector<Change*>& batch);
 
-  std::recursive_mutex mu_;
+  std::recursive_mutex mu_;  // the connection
   sqlite3* db_;
+
+  mutable std::mutex queue_mu_;
+  std::condition_variable committed_;
+  std::deque<Change*> queue_;  // REQUIRES: queue_mu_
+  bool committing_ = false;    // REQUIRES: queue_mu_; a leader is committing a batch
+  uint64_t commits_ = 0;       // REQUIRES: queue_mu_
 };
 
 }  // namespace cyborgfs

@@ -222,14 +222,84 @@ Status Store::Migrate() {
   return Status::Ok();
 }
 
+namespace {
+thread_local int transactions_on_this_thread = 0;  // InTransaction() bodies running
+}  // namespace
+
+struct Store::Change {
+  const std::function<Status()>* run;
+  Status result;
+  bool done = false;
+};
+
 Status Store::InTransaction(const std::function<Status()>& body) {
   std::lock_guard lock(mu_);
   if (!sqlite3_get_autocommit(db_)) return body();  // joins the enclosing transaction
   if (Status s = Exec("BEGIN IMMEDIATE"); !s.ok()) return s.Prefixed("database: begin");
+  ++transactions_on_this_thread;
   Status result = body();
+  --transactions_on_this_thread;
   if (result.ok()) result = Exec("COMMIT");
   if (!result.ok() && !sqlite3_get_autocommit(db_)) (void)Exec("ROLLBACK");
+  if (result.ok()) {
+    std::lock_guard count(queue_mu_);
+    ++commits_;
+  }
   return result;
+}
+
+uint64_t Store::Commits() const {
+  std::lock_guard lock(queue_mu_);
+  return commits_;
+}
+
+// The first change to find no commit running leads: it commits every change
+// queued by then, then wakes their callers; changes queued meanwhile wait for
+// the next leader, which is one of them.
+Status Store::Commit(const std::function<Status()>& change) {
+  if (transactions_on_this_thread > 0) return change();
+  Change mine{&change, Status::Ok()};
+  std::unique_lock lock(queue_mu_);
+  queue_.push_back(&mine);
+  committed_.wait(lock, [&] { return mine.done || !committing_; });
+  if (mine.done) return mine.result;
+  committing_ = true;
+  std::vector<Change*> batch(queue_.begin(), queue_.end());
+  queue_.clear();
+  lock.unlock();
+  CommitBatch(batch);
+  lock.lock();
+  ++commits_;
+  for (Change* c : batch) c->done = true;
+  committing_ = false;
+  committed_.notify_all();
+  return mine.result;
+}
+
+void Store::CommitBatch(const std::vector<Change*>& batch) {
+  std::lock_guard lock(mu_);
+  size_t next = 0;
+  while (next < batch.size()) {
+    const size_t first = next;
+    if (Status begun = Exec("BEGIN IMMEDIATE"); !begun.ok()) {
+      for (; next < batch.size(); ++next) batch[next]->result = begun.Prefixed("database: begin");
+      return;
+    }
+    // A change that fails undoes its own statement only, and the others
+    // commit; unless SQLite rolled the whole transaction back (I/O error,
+    // full disk): then the changes before it failed with it, and the rest
+    // go in a new transaction.
+    for (; next < batch.size() && !sqlite3_get_autocommit(db_); ++next) batch[next]->result = (*batch[next]->run)();
+    if (sqlite3_get_autocommit(db_)) {
+      const Status lost = batch[next - 1]->result;
+      for (size_t k = first; k < next; ++k) batch[k]->result = lost;
+      continue;
+    }
+    if (Status committed = Exec("COMMIT"); !committed.ok()) {
+      if (!sqlite3_get_autocommit(db_)) (void)Exec("ROLLBACK");
+      for (size_t k = first; k < next; ++k) batch[k]->result = committed.Prefixed("database: commit");
+    }
+  }
 }
 
 Result<std::vector<Accelerator>> Store::LoadAll() {
@@ -243,34 +313,37 @@ Result<std::vector<Accelerator>> Store::LoadAll() {
 }
 
 Status Store::Insert(Accelerator& accelerator) {
-  std::lock_guard lock(mu_);
-  Statement s(db_,
-              std::string("INSERT INTO accelerators (") + kColumns + ") VALUES (" + Placeholders(kColumnCount) + ")");
-  BindColumns(s, accelerator);
-  if (s.Step() != SQLITE_DONE) return WriteError(db_, accelerator, "inserting " + accelerator.uuid);
-  accelerator.id = sqlite3_last_insert_rowid(db_);
-  return Status::Ok();
+  return Commit([&] {
+    Statement s(db_,
+                std::string("INSERT INTO accelerators (") + kColumns + ") VALUES (" + Placeholders(kColumnCount) + ")");
+    BindColumns(s, accelerator);
+    if (s.Step() != SQLITE_DONE) return WriteError(db_, accelerator, "inserting " + accelerator.uuid);
+    accelerator.id = sqlite3_last_insert_rowid(db_);
+    return Status::Ok();
+  });
 }
 
 Status Store::Update(const Accelerator& accelerator) {
-  std::lock_guard lock(mu_);
-  Statement s(db_, std::string("UPDATE accelerators SET (") + kColumns + ") = (" + Placeholders(kColumnCount) +
-                       ") WHERE accelerator_id = ? AND generation = ?");
-  BindColumns(s, accelerator);
-  s.Bind(kColumnCount + 1, accelerator.id);
-  s.Bind(kColumnCount + 2, accelerator.generation - 1);
-  if (s.Step() != SQLITE_DONE) return WriteError(db_, accelerator, "updating " + accelerator.uuid);
-  if (sqlite3_changes(db_) != 1) return Status::Busy("accelerator " + accelerator.uuid + " was changed meanwhile");
-  return Status::Ok();
+  return Commit([&] {
+    Statement s(db_, std::string("UPDATE accelerators SET (") + kColumns + ") = (" + Placeholders(kColumnCount) +
+                         ") WHERE accelerator_id = ? AND generation = ?");
+    BindColumns(s, accelerator);
+    s.Bind(kColumnCount + 1, accelerator.id);
+    s.Bind(kColumnCount + 2, accelerator.generation - 1);
+    if (s.Step() != SQLITE_DONE) return WriteError(db_, accelerator, "updating " + accelerator.uuid);
+    if (sqlite3_changes(db_) != 1) return Status::Busy("accelerator " + accelerator.uuid + " was changed meanwhile");
+    return Status::Ok();
+  });
 }
 
 Status Store::Remove(int64_t id) {
-  std::lock_guard lock(mu_);
-  Statement s(db_, "DELETE FROM accelerators WHERE accelerator_id = ?");
-  s.Bind(1, id);
-  if (s.Step() != SQLITE_DONE) return DatabaseError(db_, "removing accelerator " + std::to_string(id));
-  if (sqlite3_changes(db_) != 1) return Status::NotFound("no accelerator with id " + std::to_string(id));
-  return Status::Ok();
+  return Commit([&] {
+    Statement s(db_, "DELETE FROM accelerators WHERE accelerator_id = ?");
+    s.Bind(1, id);
+    if (s.Step() != SQLITE_DONE) return DatabaseError(db_, "removing accelerator " + std::to_string(id));
+    if (sqlite3_changes(db_) != 1) return Status::NotFound("no accelerator with id " + std::to_string(id));
+    return Status::Ok();
+  });
 }
 
 }  // namespace cyborgfs

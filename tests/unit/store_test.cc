@@ -3,8 +3,12 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <chrono>
 #include <fstream>
+#include <thread>
+#include <vector>
 
+#include "cyborgfs/values.h"
 #include "test_db.h"
 
 namespace cyborgfs {
@@ -143,6 +147,50 @@ TEST(Store, RemoveAndTransactions) {
   EXPECT_TRUE((*store)->Remove(a.id).ok());
   EXPECT_EQ((*store)->Remove(a.id).code(), Code::kNotFound);
   EXPECT_TRUE((*store)->LoadAll()->empty());
+}
+
+TEST(Store, ConcurrentChangesShareCommits) {
+  TempDir dir;
+  auto store = Store::Open(dir.File("db"), Store::Sync::kFull);
+  constexpr int kWriters = 8;
+  std::vector<Accelerator> rows;
+  for (int i = 0; i < kWriters; ++i) {
+    rows.push_back(Sample(NameBasedUuid("row/" + std::to_string(i)), "row-" + std::to_string(i)));
+    ASSERT_TRUE((*store)->Insert(rows.back()).ok());
+  }
+  const uint64_t before = (*store)->Commits();
+  std::vector<std::thread> writers;
+  Status held = (*store)->InTransaction([&] {  // holds the connection while the writers queue up
+    for (int i = 0; i < kWriters; ++i) {
+      writers.emplace_back([&, i] {
+        Accelerator next = rows[static_cast<size_t>(i)];
+        next.generation = 2;
+        next.name = "renamed-" + std::to_string(i);
+        EXPECT_TRUE((*store)->Update(next).ok());
+      });
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    return Status::Ok();
+  });
+  ASSERT_TRUE(held.ok());
+  for (auto& w : writers) w.join();
+  // The first writer's commit waited for the connection; all others joined the next one.
+  EXPECT_LE((*store)->Commits() - before, 1u + 2u);
+  auto all = (*store)->LoadAll();
+  ASSERT_TRUE(all.ok());
+  for (const Accelerator& a : *all) EXPECT_EQ(a.name.rfind("renamed-", 0), 0u) << a.name;
+}
+
+TEST(Store, AFailingChangeLeavesTheOthersOfItsCommit) {
+  TempDir dir;
+  auto store = Store::Open(dir.File("db"));
+  Accelerator one = Sample(kU1, "one");
+  ASSERT_TRUE((*store)->Insert(one).ok());
+  Accelerator taken = Sample(NameBasedUuid("x"), "one");  // a name that is taken
+  EXPECT_EQ((*store)->Insert(taken).code(), Code::kExists);
+  Accelerator two = Sample(NameBasedUuid("y"), "two");
+  EXPECT_TRUE((*store)->Insert(two).ok());
+  EXPECT_EQ((*store)->LoadAll()->size(), 2u);
 }
 
 TEST(Store, RefusesUnusableFiles) {
