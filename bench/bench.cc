@@ -116,10 +116,18 @@ bool Mounted(const std::string& path) {
 struct Daemon {
   pid_t pid = -1;
   double start_ms = 0;
-  long rss_kib = 0;
+  long rss_kib = 0;  // at ready
 };
 
-Daemon StartDaemon(const Options& o, const std::string& db, const std::string& mnt) {
+long ResidentKib(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return 0;
+}
+
+Daemon StartDaemon(const Options& o, const std::string& db, const std::string& mnt, const char* sync = "normal") {
   Daemon d;
   const auto begin = Clock::now();
   d.pid = fork();
@@ -127,8 +135,8 @@ Daemon StartDaemon(const Options& o, const std::string& db, const std::string& m
     const int null = open("/dev/null", O_WRONLY);
     dup2(null, 1);
     dup2(null, 2);
-    execl(o.bin.c_str(), o.bin.c_str(), "-f", "--drivers", "none", "--db", db.c_str(), "--log-level", "error",
-          mnt.c_str(), static_cast<char*>(nullptr));
+    execl(o.bin.c_str(), o.bin.c_str(), "-f", "--drivers", "none", "--db", db.c_str(), "--log-level", "error", "--sync",
+          sync, mnt.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
   while (!Mounted(mnt)) {
@@ -136,10 +144,7 @@ Daemon StartDaemon(const Options& o, const std::string& db, const std::string& m
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   d.start_ms = Micros(Clock::now() - begin) / 1000;
-  std::ifstream status("/proc/" + std::to_string(d.pid) + "/status");
-  for (std::string line; std::getline(status, line);) {
-    if (line.rfind("VmRSS:", 0) == 0) d.rss_kib = std::stol(line.substr(6));
-  }
+  d.rss_kib = ResidentKib(d.pid);
   return d;
 }
 
@@ -227,7 +232,7 @@ class HttpClient {
 // --- workloads ------------------------------------------------------------------
 
 struct Result {
-  double median_us = 0, p99_us = 0, ops_per_s = 0;
+  double median_us = 0, p50_us = 0, p99_us = 0, ops_per_s = 0;
 };
 
 // Runs `op(i)` ops times per round, `rounds` rounds after a warm-up round,
@@ -265,6 +270,7 @@ Result Measure(const Options& o, int threads, int ops, const std::function<void(
   std::sort(all.begin(), all.end());
   Result r;
   r.median_us = means[means.size() / 2];
+  r.p50_us = all[all.size() / 2];
   r.p99_us = all[std::min(all.size() - 1, all.size() * 99 / 100)];
   r.ops_per_s = threads == 1 ? 1e6 / r.median_us : best_rate;
   return r;
@@ -309,7 +315,27 @@ struct Row {
   std::map<std::string, Result> by_system;  // mount, tmpfs, rest
 };
 
-std::vector<Row> RunSize(const Options& o, int n, Daemon& daemon) {
+// What one size's run measured of the daemon itself.
+struct SizeFacts {
+  double start_ms = 0;
+  long rss_ready_kib = 0, rss_after_kib = 0;
+};
+
+// Runs `op` on the mount and on tmpfs (and `rest` on the peer if given); one row.
+Row Compare(const Options& o, const std::string& name, int n, int threads, int ops, const std::string& mnt,
+            const std::string& shm, const std::function<void(const std::string&, int, int)>& op,
+            const std::function<void(int)>& rest = nullptr) {
+  Row row{name, n, {}};
+  for (const char* system : {"mount", "tmpfs"}) {
+    const std::string root = std::string(system) == "mount" ? mnt : shm;
+    row.by_system[system] = Measure(o, threads, ops, [&](int t, int i) { op(root, t, i); });
+  }
+  if (rest) row.by_system["rest"] = Measure(o, 1, ops, [&](int, int i) { rest(i); });
+  std::cerr << "  " << name << " done\n";
+  return row;
+}
+
+std::vector<Row> RunSize(const Options& o, int n, SizeFacts& facts) {
   const std::string work = fs::temp_directory_path() / ("cyborgfs-bench-" + std::to_string(getpid()));
   const std::string shm = "/dev/shm/cyborgfs-bench-" + std::to_string(getpid());
   fs::remove_all(work);
@@ -317,7 +343,9 @@ std::vector<Row> RunSize(const Options& o, int n, Daemon& daemon) {
   fs::create_directories(work + "/mnt");
   const std::string db = work + "/bench.db", mnt = work + "/mnt";
   Populate(db, n);
-  daemon = StartDaemon(o, db, mnt);
+  Daemon daemon = StartDaemon(o, db, mnt);
+  facts.start_ms = daemon.start_ms;
+  facts.rss_ready_kib = daemon.rss_kib;
   Undo().push_back([&] { StopDaemon(daemon, mnt); });
   CopyTree(mnt, shm, n);
   Peer peer = StartPeer(o, db);
@@ -328,63 +356,45 @@ std::vector<Row> RunSize(const Options& o, int n, Daemon& daemon) {
   HttpClient http(peer.port);
 
   auto acc = [&](const std::string& root, int i) { return root + "/accelerators/" + Uuid(i % n); };
+  auto get = [&](int i) { http.Get("/accelerators/" + Uuid(i % n)); };
   const int listing_ops = std::max(3, std::min(o.ops, 200000 / std::max(n, 1)));
+  const int writes = std::max(20, o.ops / 4) / 2 * 2;  // even: every attach is detached
   const std::string vm = "vm 11111111-2222-4333-8444-555555555555\n";
-  std::vector<Row> rows;
-  auto file_workload = [&](const std::string& name, int threads, int ops,
-                           const std::function<void(const std::string&, int, int)>& op, bool rest) {
-    Row row{name, n, {}};
-    for (const char* system : {"mount", "tmpfs"}) {
-      const std::string root = std::string(system) == "mount" ? mnt : shm;
-      row.by_system[system] = Measure(o, threads, ops, [&](int t, int i) { op(root, t, i); });
-    }
-    if (rest) row.by_system["rest"] = Measure(o, 1, ops, [&](int, int i) { http.Get("/accelerators/" + Uuid(i % n)); });
-    rows.push_back(row);
-    std::cerr << "  " << name << " done\n";
+  // One write per op, as a shell does it (open O_TRUNC, write, close): attach, then detach.
+  auto attach_detach = [&](const std::string& r, int t, int i) { WriteFile(acc(r, t) + "/attach", i % 2 ? "\n" : vm); };
+  using Op = std::function<void(const std::string&, int, int)>;
+  auto one = [&](const std::string& name, int ops, const Op& op, const std::function<void(int)>& rest = nullptr) {
+    return Compare(o, name, n, 1, ops, mnt, shm, op, rest);
   };
-  file_workload(
-      "stat spec", 1, o.ops, [&](const std::string& r, int, int i) { StatPath(acc(r, i) + "/spec"); }, true);
-  file_workload(
-      "stat status", 1, o.ops, [&](const std::string& r, int, int i) { StatPath(acc(r, i) + "/status"); }, false);
-  file_workload(
-      "stat attach", 1, o.ops, [&](const std::string& r, int, int i) { StatPath(acc(r, i) + "/attach"); }, false);
-  file_workload(
-      "stat unknown uuid", 1, o.ops, [&](const std::string& r, int, int) { StatPath(r + "/accelerators/" + Uuid(-1)); },
-      false);
-  file_workload(
-      "read spec", 1, o.ops, [&](const std::string& r, int, int i) { ReadFile(acc(r, i) + "/spec"); }, true);
-  file_workload(
-      "read status", 1, o.ops, [&](const std::string& r, int, int i) { ReadFile(acc(r, i) + "/status"); }, false);
-  file_workload(
-      "read 4 KiB spec", 1, o.ops, [&](const std::string& r, int, int) { ReadFile(acc(r, 0) + "/spec"); }, false);
-  file_workload(
-      "readdir accelerators/", 1, listing_ops,
-      [&](const std::string& r, int, int) { ListFolder(r + "/accelerators", false); }, false);
-  file_workload(
-      "ls -l accelerators/", 1, listing_ops,
-      [&](const std::string& r, int, int) { ListFolder(r + "/accelerators", true); }, false);
-  const int writes = std::max(20, o.ops / 10);
-  file_workload(
-      "attach+detach, 1 writer", 1, writes,
-      [&](const std::string& r, int, int) {
-        WriteFile(acc(r, 0) + "/attach", vm);
-        WriteFile(acc(r, 0) + "/attach", "\n");
-      },
-      false);
-  if (n >= 8) {
-    file_workload(
-        "attach+detach, 8 writers", 8, writes,
-        [&](const std::string& r, int t, int) {
-          WriteFile(acc(r, t) + "/attach", vm);
-          WriteFile(acc(r, t) + "/attach", "\n");
-        },
-        false);
-  }
-  file_workload(
-      "2 readers, read status", 2, o.ops,
-      [&](const std::string& r, int t, int i) { ReadFile(acc(r, i + t) + "/status"); }, false);
-
+  std::vector<Row> rows;
+  rows.push_back(one(
+      "stat spec", o.ops, [&](const std::string& r, int, int i) { StatPath(acc(r, i) + "/spec"); }, get));
+  rows.push_back(one("stat status", o.ops, [&](const std::string& r, int, int i) { StatPath(acc(r, i) + "/status"); }));
+  rows.push_back(one("stat attach", o.ops, [&](const std::string& r, int, int i) { StatPath(acc(r, i) + "/attach"); }));
+  rows.push_back(one("stat unknown uuid", o.ops,
+                     [&](const std::string& r, int, int) { StatPath(r + "/accelerators/" + Uuid(-1)); }));
+  rows.push_back(one(
+      "read spec", o.ops, [&](const std::string& r, int, int i) { ReadFile(acc(r, i) + "/spec"); }, get));
+  rows.push_back(one("read status", o.ops, [&](const std::string& r, int, int i) { ReadFile(acc(r, i) + "/status"); }));
+  rows.push_back(one("read 4 KiB spec", o.ops, [&](const std::string& r, int, int) { ReadFile(acc(r, 0) + "/spec"); }));
+  rows.push_back(one("readdir accelerators/", listing_ops,
+                     [&](const std::string& r, int, int) { ListFolder(r + "/accelerators", false); }));
+  rows.push_back(one("ls -l accelerators/", listing_ops,
+                     [&](const std::string& r, int, int) { ListFolder(r + "/accelerators", true); }));
+  rows.push_back(one("attach/detach, 1 writer", writes, attach_detach));
+  if (n >= 8) rows.push_back(Compare(o, "attach/detach, 8 writers", n, 8, writes, mnt, shm, attach_detach));
+  rows.push_back(Compare(o, "2 readers, read status", n, 2, o.ops, mnt, shm,
+                         [&](const std::string& r, int t, int i) { ReadFile(acc(r, i + t) + "/status"); }));
+  facts.rss_after_kib = ResidentKib(daemon.pid);
   for (auto it = Undo().rbegin(); it != Undo().rend(); ++it) (*it)();  // the peer, then the daemon
+  Undo().clear();
+
+  // The same writes with an fsync per commit (--sync full): group commit.
+  daemon = StartDaemon(o, db, mnt, "full");
+  Undo().push_back([&] { StopDaemon(daemon, mnt); });
+  rows.push_back(one("attach/detach, 1 writer, full", writes, attach_detach));
+  if (n >= 8) rows.push_back(Compare(o, "attach/detach, 8 writers, full", n, 8, writes, mnt, shm, attach_detach));
+  for (auto it = Undo().rbegin(); it != Undo().rend(); ++it) (*it)();
   Undo().clear();
   fs::remove_all(shm);
   fs::remove_all(work);
@@ -435,44 +445,148 @@ Options Parse(int argc, char** argv) {
   return o;
 }
 
+// --- goals (issue 5) ----------------------------------------------------------
+
+using Runs = std::map<int, std::map<std::string, Row>>;  // size -> workload -> row
+
+struct Goal {
+  std::string what;
+  double target;
+  bool at_most;  // the measured figure must be <= target (else >=)
+  double measured = 0;
+  std::string where;  // which workload and size gave the figure
+  bool found = false;
+};
+
+// Keeps the worst figure: the largest for an at-most goal, the smallest otherwise.
+void Consider(Goal& g, double value, const std::string& where) {
+  if (!g.found || (g.at_most ? value > g.measured : value < g.measured)) {
+    g.measured = value;
+    g.where = where;
+    g.found = true;
+  }
+}
+
+double Ratio(const Row& r) { return r.by_system.at("mount").median_us / r.by_system.at("tmpfs").median_us; }
+
+std::vector<Goal> Goals(const Runs& runs, const std::map<int, SizeFacts>& facts) {
+  Goal stat{"warm stat of any file, x tmpfs", 1.3, true},
+      read{"warm open+read+close of spec/status, x tmpfs", 1.5, true},
+      ls{"ls -l accelerators/ at 10 000, x tmpfs", 1.2, true}, unknown{"stat of an unknown uuid, x tmpfs", 1.0, true},
+      rest{"warm read vs the REST peer's GET, x faster", 30, false},
+      write{"attach or detach, 1 writer, --sync normal, p50 us", 100, true},
+      group{"8 writers vs 1 writer, --sync full, x throughput", 4, false},
+      flat{"per-op time, largest vs smallest size, x", 1.2, true}, start{"start to ready, ms", 1000, true},
+      rss{"resident memory after the workloads, MiB", 64, true},
+      readers{"2 concurrent readers, aggregate x tmpfs", 0.7, false};
+  for (const auto& [n, rows] : runs) {
+    const std::string at = " at " + std::to_string(n);
+    for (const auto& [name, row] : rows) {
+      if (name.rfind("stat ", 0) == 0 && name != "stat unknown uuid") Consider(stat, Ratio(row), name + at);
+      if (name == "read spec" || name == "read status") Consider(read, Ratio(row), name + at);
+      if (name == "ls -l accelerators/" && n == 10000) Consider(ls, Ratio(row), name + at);
+      if (name == "stat unknown uuid") Consider(unknown, Ratio(row), name + at);
+      if (name == "read spec") {
+        Consider(rest, row.by_system.at("rest").median_us / row.by_system.at("mount").median_us, name + at);
+      }
+      if (name == "attach/detach, 1 writer") Consider(write, row.by_system.at("mount").p50_us, name + at);
+      if (name == "2 readers, read status") {
+        Consider(readers, row.by_system.at("mount").ops_per_s / row.by_system.at("tmpfs").ops_per_s, name + at);
+      }
+    }
+    auto single = rows.find("attach/detach, 1 writer, full"), eight = rows.find("attach/detach, 8 writers, full");
+    if (single != rows.end() && eight != rows.end()) {
+      Consider(group, eight->second.by_system.at("mount").ops_per_s / single->second.by_system.at("mount").ops_per_s,
+               "full" + at);
+    }
+    Consider(start, facts.at(n).start_ms, "N=" + std::to_string(n));
+    Consider(rss, static_cast<double>(facts.at(n).rss_after_kib) / 1024, "N=" + std::to_string(n));
+  }
+  if (runs.size() > 1) {  // listings are compared per entry
+    const auto& [small_n, small] = *runs.begin();
+    const auto& [large_n, large] = *runs.rbegin();
+    for (const auto& [name, row] : large) {
+      auto before = small.find(name);
+      if (before == small.end()) continue;
+      const bool listing = name.find("accelerators/") != std::string::npos;
+      const double now = row.by_system.at("mount").median_us / (listing ? large_n : 1);
+      const double then = before->second.by_system.at("mount").median_us / (listing ? small_n : 1);
+      Consider(flat, now / then, name + (listing ? " (per entry)" : ""));
+    }
+  }
+  std::vector<Goal> goals;
+  for (Goal* g : {&stat, &read, &ls, &unknown, &rest, &write, &group, &flat, &start, &rss, &readers}) {
+    if (g->found) goals.push_back(*g);
+  }
+  return goals;
+}
+
+void PrintGoals(const std::vector<Goal>& goals, cyborgfs::Json& report) {
+  std::printf("\n%-50s %8s %10s  %-10s %s\n", "goal", "target", "measured", "verdict", "worst case");
+  for (const Goal& g : goals) {
+    const bool met = g.at_most ? g.measured <= g.target : g.measured >= g.target;
+    const double by = g.at_most ? g.measured / g.target : g.target / g.measured;
+    char verdict[64];
+    if (met) {
+      std::snprintf(verdict, sizeof verdict, "met");
+    } else {
+      std::snprintf(verdict, sizeof verdict, "missed %.2fx", by);
+    }
+    std::printf("%-50s %2s%6.2f %10.2f  %-10s %s\n", g.what.c_str(), g.at_most ? "<=" : ">=", g.target, g.measured,
+                verdict, g.where.c_str());
+    report["goals"].push_back({{"goal", g.what},
+                               {"target", g.target},
+                               {"at_most", g.at_most},
+                               {"measured", g.measured},
+                               {"met", met},
+                               {"worst_case", g.where}});
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const Options o = Parse(argc, argv);
   fs::create_directories(o.out);
   cyborgfs::Json report = {{"machine", Machine()}, {"rounds", o.rounds}, {"ops", o.ops}, {"sizes", o.sizes}};
-  std::printf("machine: %s\nmedian of %d rounds of mean per-op time; p99 over all ops\n\n", Machine().c_str(),
+  std::printf("machine: %s\nmedian of %d rounds of mean per-op time; p50 and p99 over all ops\n\n", Machine().c_str(),
               o.rounds);
-  std::printf("%-26s %7s %10s %10s %10s %8s %9s %11s\n", "workload", "N", "mount us", "tmpfs us", "rest us", "x tmpfs",
-              "p99 us", "mount op/s");
+  std::printf("%-31s %7s %10s %10s %10s %8s %9s %9s %11s\n", "workload", "N", "mount us", "tmpfs us", "rest us",
+              "x tmpfs", "p50 us", "p99 us", "mount op/s");
   std::ofstream scaling(o.out + "/scaling.dat");
+  Runs runs;
+  std::map<int, SizeFacts> facts;
   for (int n : o.sizes) {
     std::cerr << n << " accelerators\n";
-    Daemon daemon;
-    const std::vector<Row> rows = RunSize(o, n, daemon);
-    report["sizes_run"][std::to_string(n)] = {{"start_ms", daemon.start_ms}, {"rss_kib", daemon.rss_kib}};
+    const std::vector<Row> rows = RunSize(o, n, facts[n]);
+    const SizeFacts& f = facts[n];
+    report["sizes_run"][std::to_string(n)] = {
+        {"start_ms", f.start_ms}, {"rss_ready_kib", f.rss_ready_kib}, {"rss_after_kib", f.rss_after_kib}};
     std::ofstream workloads(o.out + "/workloads-" + std::to_string(n) + ".dat");
     for (const Row& row : rows) {
+      runs[n][row.workload] = row;
       const Result& m = row.by_system.at("mount");
       const Result& t = row.by_system.at("tmpfs");
       const bool has_rest = row.by_system.count("rest") > 0;
       const double rest = has_rest ? row.by_system.at("rest").median_us : 0;
       char rest_text[32] = "-";
       if (has_rest) std::snprintf(rest_text, sizeof rest_text, "%.2f", rest);
-      std::printf("%-26s %7d %10.2f %10.2f %10s %8.1f %9.1f %11.0f\n", row.workload.c_str(), n, m.median_us,
-                  t.median_us, rest_text, m.median_us / t.median_us, m.p99_us, m.ops_per_s);
+      std::printf("%-31s %7d %10.2f %10.2f %10s %8.2f %9.1f %9.1f %11.0f\n", row.workload.c_str(), n, m.median_us,
+                  t.median_us, rest_text, m.median_us / t.median_us, m.p50_us, m.p99_us, m.ops_per_s);
       cyborgfs::Json entry = {{"workload", row.workload}, {"size", n}, {"ratio_to_tmpfs", m.median_us / t.median_us}};
       for (const auto& [system, r] : row.by_system) {
-        entry[system] = {{"median_us", r.median_us}, {"p99_us", r.p99_us}, {"ops_per_s", r.ops_per_s}};
+        entry[system] = {
+            {"median_us", r.median_us}, {"p50_us", r.p50_us}, {"p99_us", r.p99_us}, {"ops_per_s", r.ops_per_s}};
       }
       report["results"].push_back(entry);
       workloads << '"' << row.workload << "\" " << m.median_us << " " << t.median_us << " " << rest << "\n";
       scaling << '"' << row.workload << "\" " << n << " " << m.median_us << "\n";
     }
-    std::printf("%-26s %7d %10.1f ms to ready, %ld KiB resident\n\n", "daemon start", n, daemon.start_ms,
-                daemon.rss_kib);
+    std::printf("%-31s %7d %10.1f ms to ready, %ld KiB resident at ready, %ld KiB after the workloads\n\n", "daemon", n,
+                f.start_ms, f.rss_ready_kib, f.rss_after_kib);
   }
+  PrintGoals(Goals(runs, facts), report);
   std::ofstream(o.out + "/results.json") << report.dump(2) << "\n";
-  std::printf("results: %s/results.json\n", o.out.c_str());
+  std::printf("\nresults: %s/results.json\n", o.out.c_str());
   return 0;
 }

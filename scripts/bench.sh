@@ -36,7 +36,7 @@ set style data linespoints
 set logscale x
 set xlabel "accelerators"
 set key outside right
-plot for [w in "'stat spec' 'read spec' 'stat unknown uuid' 'ls -l accelerators/' 'attach+detach, 1 writer'"] \
+plot for [w in "'stat spec' 'read spec' 'stat unknown uuid' 'ls -l accelerators/' 'attach/detach, 1 writer'"] \
   "$out/scaling.dat" using (stringcolumn(1) eq w ? \$2 : 1/0):3 title w
 GNUPLOT
 echo "charts: $out/workloads.svg $out/scaling.svg"

@@ -25,12 +25,14 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "cyborgfs/accelerator.h"
 #include "cyborgfs/status.h"
 
 struct sqlite3;
+struct sqlite3_stmt;
 
 namespace cyborgfs {
 
@@ -73,6 +75,7 @@ class Store {
   struct Change;
   explicit Store(sqlite3* db);
   Status Exec(const char* sql);
+  Status Run(const char* sql);  // one statement, prepared once (BEGIN, COMMIT). REQUIRES: mu_
   Status Migrate();
   // Runs `change` (one statement) in a committed transaction, with the
   // changes of other threads that wait meanwhile (group commit); in the
@@ -81,8 +84,13 @@ class Store {
   // Runs `batch` in one transaction and sets each change's result.
   void CommitBatch(const std::vector<Change*>& batch);
 
+  // The prepared statement for `sql`, kept for the Store's life; null if it
+  // cannot be prepared. REQUIRES: mu_.
+  sqlite3_stmt* Cached(const std::string& sql);
+
   std::recursive_mutex mu_;  // the connection
   sqlite3* db_;
+  std::unordered_map<std::string, sqlite3_stmt*> statements_;  // REQUIRES: mu_
 
   mutable std::mutex queue_mu_;
   std::condition_variable committed_;

@@ -18,6 +18,9 @@ namespace {
 
 Filesystem& Self(fuse_req_t req) { return *static_cast<Filesystem*>(fuse_req_userdata(req)); }
 
+// The file this thread's WRITE request is changing, while the Service runs it.
+thread_local fuse_ino_t being_written = 0;
+
 // Runs one request's handler. An exception must not cross into libfuse's C
 // code: it is logged and the request fails with EIO; the daemon stays up.
 template <typename Handler>
@@ -263,7 +266,8 @@ Result<Filesystem::Described> Filesystem::Describe(fuse_ino_t ino) const {
   if (!a) return Status::NotFound("no such accelerator");
   st.st_mtim = st.st_ctim = At(a->updated_at, a->revision);
   switch (node.kind) {
-    case NodeKind::kAcceleratorDir:
+    case NodeKind::kAcceleratorDir:  // its listing changes only through the kernel
+      st.st_mtim = st.st_ctim = At(a->created_at, 0);
       st.st_mode = S_IFDIR | 0755;
       st.st_nlink = 2;
       return d;
@@ -527,6 +531,10 @@ void Filesystem::Write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t 
     Status written = append ? scratch->Append(bytes) : scratch->Write(static_cast<uint64_t>(offset), bytes);
     return written.ok() ? (void)fuse_reply_write(req, size) : ReplyStatus(req, written);
   }
+  // The revision before: a write that publishes nothing leaves its bytes in the
+  // page cache with the old mtime, so the kernel would not drop them itself.
+  const Service::Snapshot before = node.kind == NodeKind::kAttribute ? service_.FindById(node.id) : nullptr;
+  being_written = ino;
   Status written;
   switch (node.kind) {
     case NodeKind::kCreate:
@@ -541,6 +549,7 @@ void Filesystem::Write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t 
     default:
       written = Status::AccessDenied("the file is read-only");
   }
+  being_written = 0;
   if (!written.ok()) {
     if (node.kind == NodeKind::kCreate || node.kind == NodeKind::kRescan)
       spdlog::warn("refused: {}", written.message());
@@ -548,9 +557,8 @@ void Filesystem::Write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t 
   }
   notifier_.Drain();  // names this write made or changed are seen once it returns
   fuse_reply_write(req, size);
-  // The written bytes are in the page cache: drop them, the value may differ
-  // (a normalized attach, a document still incomplete).
-  if (node.kind == NodeKind::kAttribute) notifier_.DropPages(ino);
+  const Service::Snapshot after = before ? service_.FindById(node.id) : nullptr;
+  if (after && after->revision == before->revision) notifier_.DropPages(ino);  // e.g. "VM X" for "vm x"
 }
 
 // --- what the kernel holds of a change ----------------------------------------
@@ -559,13 +567,10 @@ void Filesystem::OnChange(const Service::Snapshot& before, const Service::Snapsh
   const Accelerator& any = after ? *after : *before;
   for (const AttrInfo& info : Attributes()) {
     const fuse_ino_t ino = AttrIno(any.id, info.attr);
+    if (ino == being_written) continue;  // the kernel marks it stale itself once the write is answered
     KernelInodes::Content told = kernel_.WhatWasTold(ino);
-    if (told && (!after || *told != info.render(*after))) {
-      notifier_.Stale(ino);      // before the change is acknowledged
-      notifier_.DropPages(ino);  // and soon after, in case a refresh loses a race
-    }
+    if (told && (!after || *told != info.render(*after))) notifier_.Stale(ino);
   }
-  if (kernel_.Holds(DirIno(any.id))) notifier_.Stale(DirIno(any.id));
   if (before && after && before->name == after->name) return;
   ++listing_revision_;
   notifier_.Stale(kAcceleratorsIno);

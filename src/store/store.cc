@@ -53,13 +53,25 @@ constexpr const char* kColumns =
     "spec_bytes, attach_bytes, generation, created_at, updated_at, host_facts, driver_memory";
 constexpr int kColumnCount = 24;
 
-// One prepared statement, finalized when it goes out of scope.
+// One prepared statement, finalized when it goes out of scope; or one of the
+// Store's cached statements, reset for its next use.
 class Statement {
  public:
   Statement(sqlite3* db, const std::string& sql) : db_(db) {
     rc_ = sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt_, nullptr);
   }
-  ~Statement() { sqlite3_finalize(stmt_); }
+  // `cached` is null if it could not be prepared: Step() then fails.
+  Statement(sqlite3* db, sqlite3_stmt* cached) : db_(db), stmt_(cached), cached_(true) {
+    rc_ = cached ? SQLITE_OK : sqlite3_errcode(db);
+  }
+  ~Statement() {
+    if (!cached_) {
+      sqlite3_finalize(stmt_);
+    } else if (stmt_) {
+      sqlite3_reset(stmt_);
+      sqlite3_clear_bindings(stmt_);
+    }
+  }
   Statement(const Statement&) = delete;
   Statement& operator=(const Statement&) = delete;
 
@@ -89,6 +101,7 @@ class Statement {
  private:
   sqlite3* db_;
   sqlite3_stmt* stmt_ = nullptr;
+  bool cached_ = false;
   int rc_;
 };
 
@@ -193,9 +206,27 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path, Sync sync) {
 }
 
 Store::Store(sqlite3* db) : db_(db) {}
-Store::~Store() { sqlite3_close(db_); }
+Store::~Store() {
+  for (auto& [sql, stmt] : statements_) sqlite3_finalize(stmt);
+  sqlite3_close(db_);
+}
+
+sqlite3_stmt* Store::Cached(const std::string& sql) {
+  auto [it, added] = statements_.try_emplace(sql, nullptr);
+  if (added && sqlite3_prepare_v3(db_, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, &it->second, nullptr) != SQLITE_OK) {
+    statements_.erase(it);  // retried next time; the caller's Step() reports the error
+    return nullptr;
+  }
+  return it->second;
+}
 
 int Store::SchemaVersion() { return kSchemaVersion; }
+
+Status Store::Run(const char* sql) {
+  Statement s(db_, Cached(sql));
+  if (s.Step() != SQLITE_DONE) return Status::IoError(sqlite3_errmsg(db_));
+  return Status::Ok();
+}
 
 Status Store::Exec(const char* sql) {
   char* error = nullptr;
@@ -235,11 +266,11 @@ struct Store::Change {
 Status Store::InTransaction(const std::function<Status()>& body) {
   std::lock_guard lock(mu_);
   if (!sqlite3_get_autocommit(db_)) return body();  // joins the enclosing transaction
-  if (Status s = Exec("BEGIN IMMEDIATE"); !s.ok()) return s.Prefixed("database: begin");
+  if (Status s = Run("BEGIN IMMEDIATE"); !s.ok()) return s.Prefixed("database: begin");
   ++transactions_on_this_thread;
   Status result = body();
   --transactions_on_this_thread;
-  if (result.ok()) result = Exec("COMMIT");
+  if (result.ok()) result = Run("COMMIT");
   if (!result.ok() && !sqlite3_get_autocommit(db_)) (void)Exec("ROLLBACK");
   if (result.ok()) {
     std::lock_guard count(queue_mu_);
@@ -281,7 +312,7 @@ void Store::CommitBatch(const std::vector<Change*>& batch) {
   size_t next = 0;
   while (next < batch.size()) {
     const size_t first = next;
-    if (Status begun = Exec("BEGIN IMMEDIATE"); !begun.ok()) {
+    if (Status begun = Run("BEGIN IMMEDIATE"); !begun.ok()) {
       for (; next < batch.size(); ++next) batch[next]->result = begun.Prefixed("database: begin");
       return;
     }
@@ -295,7 +326,7 @@ void Store::CommitBatch(const std::vector<Change*>& batch) {
       for (size_t k = first; k < next; ++k) batch[k]->result = lost;
       continue;
     }
-    if (Status committed = Exec("COMMIT"); !committed.ok()) {
+    if (Status committed = Run("COMMIT"); !committed.ok()) {
       if (!sqlite3_get_autocommit(db_)) (void)Exec("ROLLBACK");
       for (size_t k = first; k < next; ++k) batch[k]->result = committed.Prefixed("database: commit");
     }
@@ -314,8 +345,9 @@ Result<std::vector<Accelerator>> Store::LoadAll() {
 
 Status Store::Insert(Accelerator& accelerator) {
   return Commit([&] {
-    Statement s(db_,
-                std::string("INSERT INTO accelerators (") + kColumns + ") VALUES (" + Placeholders(kColumnCount) + ")");
+    static const std::string sql =
+        std::string("INSERT INTO accelerators (") + kColumns + ") VALUES (" + Placeholders(kColumnCount) + ")";
+    Statement s(db_, Cached(sql));
     BindColumns(s, accelerator);
     if (s.Step() != SQLITE_DONE) return WriteError(db_, accelerator, "inserting " + accelerator.uuid);
     accelerator.id = sqlite3_last_insert_rowid(db_);
@@ -325,8 +357,9 @@ Status Store::Insert(Accelerator& accelerator) {
 
 Status Store::Update(const Accelerator& accelerator) {
   return Commit([&] {
-    Statement s(db_, std::string("UPDATE accelerators SET (") + kColumns + ") = (" + Placeholders(kColumnCount) +
-                         ") WHERE accelerator_id = ? AND generation = ?");
+    static const std::string sql = std::string("UPDATE accelerators SET (") + kColumns + ") = (" +
+                                   Placeholders(kColumnCount) + ") WHERE accelerator_id = ? AND generation = ?";
+    Statement s(db_, Cached(sql));
     BindColumns(s, accelerator);
     s.Bind(kColumnCount + 1, accelerator.id);
     s.Bind(kColumnCount + 2, accelerator.generation - 1);
@@ -338,7 +371,7 @@ Status Store::Update(const Accelerator& accelerator) {
 
 Status Store::Remove(int64_t id) {
   return Commit([&] {
-    Statement s(db_, "DELETE FROM accelerators WHERE accelerator_id = ?");
+    Statement s(db_, Cached("DELETE FROM accelerators WHERE accelerator_id = ?"));
     s.Bind(1, id);
     if (s.Step() != SQLITE_DONE) return DatabaseError(db_, "removing accelerator " + std::to_string(id));
     if (sqlite3_changes(db_) != 1) return Status::NotFound("no accelerator with id " + std::to_string(id));
