@@ -132,7 +132,7 @@ class Service {
   struct Slot;
   struct Entry {
     Snapshot accelerator;
-    std::shared_ptr<Slot> slot;
+    std::shared_ptr<Slot> slot;  // made at the first change (Lock)
   };
 
   // Accelerator `id` with its op lock held, and its snapshot under that lock.
@@ -141,7 +141,7 @@ class Service {
     std::unique_lock<std::mutex> lock;
     Snapshot current;
   };
-  Result<Locked> Lock(int64_t id) const;
+  Result<Locked> Lock(int64_t id);
   Driver* DriverOf(const Accelerator& a) const;
 
   // REQUIRES: the slot's op lock is held for the changes below.
@@ -185,8 +185,9 @@ class Service {
   std::atomic<uint64_t> revisions_{0};
   mutable std::shared_mutex mu_;  // guards the three indexes
   std::map<int64_t, Entry> by_id_;
-  std::unordered_map<std::string, int64_t> by_uuid_;
-  std::unordered_map<std::string, int64_t> by_name_;
+  // Keyed by views of the published snapshot's uuid and name (by_id_ holds it).
+  std::unordered_map<std::string_view, int64_t> by_uuid_;
+  std::unordered_map<std::string_view, int64_t> by_name_;
 
   std::mutex create_mu_;  // serializes writes of the create file
   std::unique_ptr<DocumentBuffer> create_writes_;

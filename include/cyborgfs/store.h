@@ -53,8 +53,10 @@ class Store {
   // Transactions committed so far (a group commit counts once).
   uint64_t Commits() const;
 
-  // Every accelerator, ordered by id.
+  // Every accelerator, ordered by id: handed to `each` one by one, or as a vector.
+  Status Load(const std::function<void(Accelerator)>& each);
   Result<std::vector<Accelerator>> LoadAll();
+  uint64_t Count();  // how many accelerators there are
 
   // Adds `accelerator` and sets its id. kExists when its uuid or name is taken.
   Status Insert(Accelerator& accelerator);

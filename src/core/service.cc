@@ -87,13 +87,13 @@ Service::Snapshot Service::FindById(int64_t id) const {
 
 Service::Snapshot Service::FindByUuid(std::string_view uuid) const {
   std::shared_lock lock(mu_);
-  auto it = by_uuid_.find(std::string(uuid));
+  auto it = by_uuid_.find(uuid);
   return it == by_uuid_.end() ? nullptr : by_id_.at(it->second).accelerator;
 }
 
 Service::Snapshot Service::FindByName(std::string_view name) const {
   std::shared_lock lock(mu_);
-  auto it = by_name_.find(std::string(name));
+  auto it = by_name_.find(name);
   return it == by_name_.end() ? nullptr : by_id_.at(it->second).accelerator;
 }
 
@@ -114,14 +114,21 @@ std::vector<Service::Snapshot> Service::ListAfter(int64_t after_id, size_t limit
   return some;
 }
 
-Result<Service::Locked> Service::Lock(int64_t id) const {
+Result<Service::Locked> Service::Lock(int64_t id) {
   std::shared_ptr<Slot> slot;
   {
     std::shared_lock lock(mu_);
     auto it = by_id_.find(id);
-    if (it != by_id_.end()) slot = it->second.slot;
+    if (it == by_id_.end()) return Status::NotFound("no such accelerator");
+    slot = it->second.slot;
   }
-  if (!slot) return Status::NotFound("no such accelerator");
+  if (!slot) {  // the first change of this accelerator: its slot is made now
+    std::unique_lock lock(mu_);
+    auto it = by_id_.find(id);
+    if (it == by_id_.end()) return Status::NotFound("no such accelerator");
+    if (!it->second.slot) it->second.slot = std::make_shared<Slot>();
+    slot = it->second.slot;
+  }
   Locked locked{slot, std::unique_lock(slot->op), FindById(id)};
   if (!locked.current) return Status::NotFound("no such accelerator");  // removed while we waited
   return locked;
@@ -143,11 +150,13 @@ void Service::Publish(Accelerator accelerator) {
   {
     std::unique_lock lock(mu_);
     Entry& entry = by_id_[after->id];
-    if (!entry.slot) entry.slot = std::make_shared<Slot>();
     before = entry.accelerator;
-    if (before && before->name != after->name) by_name_.erase(before->name);
-    by_uuid_[after->uuid] = after->id;
-    by_name_[after->name] = after->id;
+    if (before) {  // the keys view the old snapshot's strings: view the new one's
+      by_uuid_.erase(before->uuid);
+      by_name_.erase(before->name);
+    }
+    by_uuid_.emplace(after->uuid, after->id);
+    by_name_.emplace(after->name, after->id);
     entry.accelerator = after;
   }
   if (listener_) listener_(before, after);
@@ -413,9 +422,13 @@ Status Service::Remove(int64_t id) {
 // --- reconciling with drivers ------------------------------------------------
 
 Status Service::Start() {
-  auto loaded = store_.LoadAll();
-  if (!loaded.ok()) return loaded.status();
-  for (Accelerator& a : *loaded) Publish(std::move(a));
+  {
+    const size_t count = store_.Count();
+    std::unique_lock lock(mu_);
+    by_uuid_.reserve(count);
+    by_name_.reserve(count);
+  }
+  if (Status s = store_.Load([&](Accelerator a) { Publish(std::move(a)); }); !s.ok()) return s;
   return Rescan();
 }
 

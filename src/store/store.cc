@@ -333,14 +333,25 @@ void Store::CommitBatch(const std::vector<Change*>& batch) {
   }
 }
 
-Result<std::vector<Accelerator>> Store::LoadAll() {
+Status Store::Load(const std::function<void(Accelerator)>& each) {
   std::lock_guard lock(mu_);
   Statement s(db_, std::string("SELECT accelerator_id, ") + kColumns + " FROM accelerators ORDER BY accelerator_id");
-  std::vector<Accelerator> all;
   int rc;
-  while ((rc = s.Step()) == SQLITE_ROW) all.push_back(ReadColumns(s));
+  while ((rc = s.Step()) == SQLITE_ROW) each(ReadColumns(s));
   if (rc != SQLITE_DONE) return DatabaseError(db_, "loading accelerators");
+  return Status::Ok();
+}
+
+Result<std::vector<Accelerator>> Store::LoadAll() {
+  std::vector<Accelerator> all;
+  if (Status s = Load([&](Accelerator a) { all.push_back(std::move(a)); }); !s.ok()) return s;
   return all;
+}
+
+uint64_t Store::Count() {
+  std::lock_guard lock(mu_);
+  Statement count(db_, "SELECT count(*) FROM accelerators");
+  return count.Step() == SQLITE_ROW ? static_cast<uint64_t>(count.Int(0)) : 0;
 }
 
 Status Store::Insert(Accelerator& accelerator) {
