@@ -82,6 +82,10 @@ class Service {
   // "rescanned_at": unix seconds, "problems": [...]}, pretty JSON.
   std::string DriversReport() const;
 
+  // SQLite transactions committed since the start (Store::Commits: a group
+  // commit of many changes counts once).
+  uint64_t StoreCommits() const { return store_.Commits(); }
+
   // A write(2) of the `rescan` file: "1" (a trailing newline allowed) runs
   // Rescan(); anything else is kInvalid.
   Status WriteRescan(std::string_view data);

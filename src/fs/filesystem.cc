@@ -211,7 +211,11 @@ Result<std::string> Filesystem::Content(fuse_ino_t ino) const {
   const Node node = Decode(ino);
   if (node.kind == NodeKind::kCreate || node.kind == NodeKind::kRescan) return std::string();
   if (node.kind == NodeKind::kDrivers) return service_.DriversReport();
-  if (node.kind == NodeKind::kStats) return counters_.Render();
+  if (node.kind == NodeKind::kStats) {
+    Json stats = counters_.Counts();
+    stats["store_commits"] = service_.StoreCommits();
+    return RenderJson(stats);
+  }
   auto a = service_.FindById(node.id);
   if (!a) return Status::NotFound("no such accelerator");
   if (node.kind == NodeKind::kLink) return "../accelerators/" + a->uuid;

@@ -1,7 +1,5 @@
 #include "request_counters.h"
 
-#include "cyborgfs/values.h"
-
 namespace cyborgfs::fs {
 namespace {
 
@@ -12,10 +10,10 @@ static_assert(std::size(kNames) == static_cast<size_t>(Op::kCount), "one name pe
 
 }  // namespace
 
-std::string RequestCounters::Render() const {
+Json RequestCounters::Counts() const {
   Json counts = Json::object();
   for (size_t i = 0; i < counts_.size(); ++i) counts[kNames[i]] = counts_[i].load(std::memory_order_relaxed);
-  return RenderJson(counts);
+  return counts;
 }
 
 }  // namespace cyborgfs::fs

@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <string>
 
+#include "cyborgfs/values.h"
+
 namespace cyborgfs::fs {
 
 enum class Op : size_t {
@@ -43,8 +45,8 @@ class RequestCounters {
  public:
   void Count(Op op) { counts_[static_cast<size_t>(op)].fetch_add(1, std::memory_order_relaxed); }
 
-  // {"lookup": N, "forget": N, ...}, pretty JSON with a final newline.
-  std::string Render() const;
+  // {"lookup": N, "forget": N, ...}.
+  Json Counts() const;
 
  private:
   std::array<std::atomic<uint64_t>, static_cast<size_t>(Op::kCount)> counts_{};
