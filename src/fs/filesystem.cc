@@ -150,7 +150,7 @@ Status Filesystem::MakeEntry(fuse_ino_t ino, fuse_entry_param& entry, const Scra
   entry.ino = ino;
   entry.attr = described->st;
   entry.attr_timeout = entry.entry_timeout = described->timeout;
-  kernel_.Told(ino, described->content);
+  kernel_.Told(ino, described->told);
   return Status::Ok();
 }
 
@@ -233,10 +233,10 @@ Result<Filesystem::Described> Filesystem::Describe(fuse_ino_t ino) const {
   st.st_nlink = 1;
   st.st_atim = st.st_mtim = st.st_ctim = At(mounted_at_, 0);
   const Node node = Decode(ino);
-  auto file = [&](mode_t mode, std::string content) {
+  auto file = [&](mode_t mode, const std::string& content) {
     st.st_mode = S_IFREG | mode;
     st.st_size = static_cast<off_t>(content.size());
-    d.content = std::make_shared<const std::string>(std::move(content));
+    d.told = KernelInodes::Fingerprint(content);
     return d;
   };
   switch (node.kind) {
@@ -288,7 +288,7 @@ Result<Filesystem::Described> Filesystem::Describe(fuse_ino_t ino) const {
 void Filesystem::ReplyAttr(fuse_req_t req, fuse_ino_t ino) {
   auto described = Describe(ino);
   if (!described.ok()) return ReplyStatus(req, described.status());
-  kernel_.Told(ino, described->content);
+  kernel_.Told(ino, described->told);
   fuse_reply_attr(req, &described->st, described->timeout);
 }
 
@@ -572,8 +572,8 @@ void Filesystem::OnChange(const Service::Snapshot& before, const Service::Snapsh
   for (const AttrInfo& info : Attributes()) {
     const fuse_ino_t ino = AttrIno(any.id, info.attr);
     if (ino == being_written) continue;  // the kernel marks it stale itself once the write is answered
-    KernelInodes::Content told = kernel_.WhatWasTold(ino);
-    if (told && (!after || *told != info.render(*after))) notifier_.Stale(ino);
+    const uint64_t told = kernel_.WhatWasTold(ino);
+    if (told != 0 && (!after || told != KernelInodes::Fingerprint(info.render(*after)))) notifier_.Stale(ino);
   }
   if (before && after && before->name == after->name) return;
   ++listing_revision_;

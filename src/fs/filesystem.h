@@ -15,7 +15,7 @@
 // holds before the change is acknowledged (attributes) or just after
 // (entries, pages); every value has its own mtime, so stale pages are
 // dropped by the kernel at the next stat or read (AUTO_INVAL_DATA). READs
-// are answered from the content the kernel was last told (KernelInodes).
+// are answered with the current content.
 // Scratch files, `stats` and `drivers` are not cached (timeouts 0).
 //
 // Writes are per file and offset, not per open file (see the README): the
@@ -87,7 +87,7 @@ class Filesystem {
   // What an attribute reply tells the kernel of an inode.
   struct Described {
     struct stat st {};
-    KernelInodes::Content content;  // a file's content; null for folders
+    uint64_t told = 0;  // a file's KernelInodes::Fingerprint; 0 for folders and links
     double timeout = kCacheSeconds;
   };
   Result<Described> Describe(fuse_ino_t ino) const;

@@ -5,13 +5,9 @@
 // count back to 0 (the lookup-count contract of fuse_lowlevel.h). With it:
 // - the scratch file behind a scratch inode: the kernel may use the number
 //   as long as it holds it, after the file was unlinked or renamed too;
-// - for a file, the content whose size (and mtime) the kernel was last told
-//   in an attribute reply. The kernel caches that size, and a read through its
-//   page cache never returns more bytes than it, so a READ is answered from
-//   this content: a read that began before a change gets the old value whole,
-//   not the new one cut to the old size. After a change the attributes are
-//   made stale (Notifier::Stale) and the next read asks again. Which held
-//   files differ from what they were told is also what a change invalidates.
+// - for a file, a fingerprint (a 64-bit hash) of the content whose size and
+//   mtime the kernel was last told in an attribute reply: a change marks stale
+//   only the held files whose content now differs from it (OnChange).
 //
 // Thread safety: all methods may be called concurrently.
 #pragma once
@@ -22,6 +18,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 
 #include "cyborgfs/scratch.h"
@@ -30,7 +27,8 @@ namespace cyborgfs::fs {
 
 class KernelInodes {
  public:
-  using Content = std::shared_ptr<const std::string>;
+  // A content's fingerprint; 0 stands for "none told" (a folder, a link).
+  static uint64_t Fingerprint(std::string_view content) { return std::hash<std::string_view>{}(content) | 1; }
 
   // Counts one more kernel reference to `ino` (an entry reply was sent), with
   // its scratch file if it is one.
@@ -61,26 +59,27 @@ class KernelInodes {
     return it == held_.end() ? nullptr : it->second.scratch;
   }
 
-  // The kernel was just told the size of `content` for `ino` (a held inode;
-  // the root's files are looked up, so every file the kernel reads is held).
-  void Told(fuse_ino_t ino, Content content) {
+  // The kernel was just told the attributes of `ino` (a held inode; the
+  // root's files are looked up, so every file the kernel reads is held), of
+  // a content with fingerprint `told`.
+  void Told(fuse_ino_t ino, uint64_t told) {
     std::lock_guard lock(mu_);
     auto it = held_.find(ino);
-    if (it != held_.end()) it->second.told = std::move(content);
+    if (it != held_.end()) it->second.told = told;
   }
 
-  // What the kernel was last told `ino` holds; nullptr if nothing.
-  Content WhatWasTold(fuse_ino_t ino) const {
+  // The fingerprint of what the kernel was last told `ino` holds; 0 if none.
+  uint64_t WhatWasTold(fuse_ino_t ino) const {
     std::lock_guard lock(mu_);
     auto it = held_.find(ino);
-    return it == held_.end() ? nullptr : it->second.told;
+    return it == held_.end() ? 0 : it->second.told;
   }
 
  private:
   struct Held {
     uint64_t count = 0;
+    uint64_t told = 0;
     ScratchSpace::Entry scratch;
-    Content told;
   };
   mutable std::mutex mu_;
   std::unordered_map<fuse_ino_t, Held> held_;
