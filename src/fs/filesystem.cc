@@ -118,8 +118,9 @@ const fuse_lowlevel_ops kOperations = [] {
   ops.init = [](void*, fuse_conn_info* conn) {
     conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;  // errors must reach write(2)
     // Without opens reaching the daemon, an atomic O_TRUNC would empty the
-    // kernel's copy of a value the daemon keeps: O_TRUNC is a SETATTR instead,
-    // which changes nothing (a truncate alone never sets a value).
+    // kernel's copy of a value the daemon keeps, and never truncate a scratch
+    // file: O_TRUNC is a SETATTR instead, which truncates a scratch file and
+    // changes no value (a truncate alone never sets one). It costs a request.
     conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
     const unsigned wanted = FUSE_CAP_NO_OPEN_SUPPORT | FUSE_CAP_AUTO_INVAL_DATA | FUSE_CAP_READDIRPLUS |
                             FUSE_CAP_READDIRPLUS_AUTO | FUSE_CAP_CACHE_SYMLINKS;
