@@ -439,67 +439,77 @@ struct Row {
 
 }  // namespace
 
-void Filesystem::ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, bool plus) {
+namespace {
+
+// The rows of folder `ino` after cookie `offset`, at least `room` of them if
+// there are that many.
+std::vector<Row> RowsAfter(const Service& service, const ScratchSpace& scratch, fuse_ino_t ino, off_t offset,
+                           size_t room) {
   const Node node = Decode(ino);
-  std::vector<Row> entries;
-  if (offset < 1) entries.push_back({".", ino, S_IFDIR, 1});
-  if (offset < 2) {
-    entries.push_back({"..", node.kind == NodeKind::kAcceleratorDir ? kAcceleratorsIno : kRootIno, S_IFDIR, 2});
-  }
-  const size_t room = size / 24 + 1;  // no entry takes fewer bytes
+  std::vector<Row> rows;
+  if (offset < 1) rows.push_back({".", ino, S_IFDIR, 1});
+  if (offset < 2)
+    rows.push_back({"..", node.kind == NodeKind::kAcceleratorDir ? kAcceleratorsIno : kRootIno, S_IFDIR, 2});
+  const off_t first_index = std::max<off_t>(offset - 2, 0);  // of the entries with cookie 3 + index
   switch (node.kind) {
     case NodeKind::kRoot:
-      for (off_t k = std::max<off_t>(offset - 3 + 1, 0); k < static_cast<off_t>(std::size(kRootEntries)); ++k) {
+      for (off_t k = first_index; k < static_cast<off_t>(std::size(kRootEntries)); ++k) {
         const RootEntry& e = kRootEntries[k];
-        entries.push_back({e.name, e.ino, static_cast<mode_t>(e.folder ? S_IFDIR : S_IFREG), 3 + k});
+        rows.push_back({e.name, e.ino, static_cast<mode_t>(e.folder ? S_IFDIR : S_IFREG), 3 + k});
       }
       break;
     case NodeKind::kAccelerators:
     case NodeKind::kByName:
-      for (const auto& a : service_.ListAfter(std::max<off_t>(offset - 2, 0), room)) {
+      for (const auto& a : service.ListAfter(std::max<off_t>(offset - 2, 0), room)) {
         if (node.kind == NodeKind::kAccelerators) {
-          entries.push_back({a->uuid, DirIno(a->id), S_IFDIR, 2 + a->id});
+          rows.push_back({a->uuid, DirIno(a->id), S_IFDIR, 2 + a->id});
         } else {
-          entries.push_back({a->name, LinkIno(a->id), S_IFLNK, 2 + a->id});
+          rows.push_back({a->name, LinkIno(a->id), S_IFLNK, 2 + a->id});
         }
       }
       break;
     case NodeKind::kAcceleratorDir: {
       const auto& attributes = Attributes();
-      for (off_t k = std::max<off_t>(offset - 3 + 1, 0); k < static_cast<off_t>(attributes.size()); ++k) {
-        entries.push_back({attributes[k].name, AttrIno(node.id, attributes[k].attr), S_IFREG, 3 + k});
+      for (off_t k = first_index; k < static_cast<off_t>(attributes.size()); ++k) {
+        rows.push_back({attributes[k].name, AttrIno(node.id, attributes[k].attr), S_IFREG, 3 + k});
       }
-      std::vector<Row> scratch;
-      for (const auto& [name, entry] : scratch_.List(node.id)) {
+      const size_t listed = rows.size();
+      for (const auto& [name, entry] : scratch.List(node.id)) {
         const off_t cookie = kScratchCookies + static_cast<off_t>(entry->number());
         if (cookie <= offset) continue;
-        scratch.push_back({name, ScratchIno(entry->number()),
-                           static_cast<mode_t>(entry->is_folder() ? S_IFDIR : S_IFREG), cookie, entry});
+        rows.push_back({name, ScratchIno(entry->number()), static_cast<mode_t>(entry->is_folder() ? S_IFDIR : S_IFREG),
+                        cookie, entry});
       }
-      std::sort(scratch.begin(), scratch.end(), [](const Row& x, const Row& y) { return x.cookie < y.cookie; });
-      entries.insert(entries.end(), scratch.begin(), scratch.end());
+      std::sort(rows.begin() + static_cast<ptrdiff_t>(listed), rows.end(),
+                [](const Row& x, const Row& y) { return x.cookie < y.cookie; });
       break;
     }
     default:
       break;  // a scratch folder holds nothing
   }
+  return rows;
+}
+
+}  // namespace
+
+void Filesystem::ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, bool plus) {
+  const size_t room = size / 24 + 1;  // no entry takes fewer bytes
   std::vector<char> buffer(size);
   size_t used = 0;
-  for (const Row& e : entries) {
+  for (const Row& row : RowsAfter(service_, scratch_, ino, offset, room)) {
     char* at = buffer.data() + used;
     const size_t left = size - used;
+    fuse_entry_param entry{};
     size_t need;
-    if (plus && e.name != "." && e.name != "..") {
-      fuse_entry_param entry{};
-      if (!MakeEntry(e.ino, entry, e.scratch).ok()) continue;  // gone meanwhile
-      need = fuse_add_direntry_plus(req, at, left, e.name.c_str(), &entry, e.cookie);
-      if (need > left) kernel_.Forget(e.ino, 1);
+    if (plus && row.name != "." && row.name != "..") {
+      if (!MakeEntry(row.ino, entry, row.scratch).ok()) continue;  // gone meanwhile
+      need = fuse_add_direntry_plus(req, at, left, row.name.c_str(), &entry, row.cookie);
+      if (need > left) kernel_.Forget(row.ino, 1);
     } else {  // "." and ".." carry no entry (the kernel does not look them up)
-      fuse_entry_param entry{};
-      entry.attr.st_ino = e.ino;
-      entry.attr.st_mode = e.type;
-      need = plus ? fuse_add_direntry_plus(req, at, left, e.name.c_str(), &entry, e.cookie)
-                  : fuse_add_direntry(req, at, left, e.name.c_str(), &entry.attr, e.cookie);
+      entry.attr.st_ino = row.ino;
+      entry.attr.st_mode = row.type;
+      need = plus ? fuse_add_direntry_plus(req, at, left, row.name.c_str(), &entry, row.cookie)
+                  : fuse_add_direntry(req, at, left, row.name.c_str(), &entry.attr, row.cookie);
     }
     if (need > left) break;
     used += need;

@@ -3,10 +3,9 @@
 // The fixed folders and files have small numbers; accelerator N (its
 // accelerator_id, never reused) owns the block N*32 .. N*32+31: its folder,
 // one number per attribute row, and its by-name link. So these need no inode
-// table, `forget` has nothing to free for them, and a number always means the
-// same object. Scratch files, which come and go, are numbered from
-// kScratchBase up (their ScratchFile::number(), never reused) and counted in
-// ScratchInodes.
+// table, and a number always means the same object. Scratch files, which come
+// and go, are numbered from kScratchBase up (their ScratchFile::number(),
+// never reused). KernelInodes counts the kernel's references to all of them.
 #pragma once
 
 #include <fuse_lowlevel.h>
