@@ -306,6 +306,7 @@ void Filesystem::SetAttr(fuse_req_t req, fuse_ino_t ino, const struct stat& attr
       return ReplyStatus(req, Status::AccessDenied(std::string(AttributeInfo(node.attr).name) + " is read-only"));
     }
     Status truncated = service_.Truncate(node.id, node.attr, static_cast<uint64_t>(attr.st_size));
+    notifier_.AwaitStale();
     if (!truncated.ok()) return ReplyStatus(req, truncated);
   } else if ((to_set & FUSE_SET_ATTR_SIZE) && (node.kind == NodeKind::kDrivers || node.kind == NodeKind::kStats)) {
     return ReplyStatus(req, Status::AccessDenied("the file is read-only"));
@@ -328,6 +329,7 @@ void Filesystem::MakeDir(fuse_req_t req, fuse_ino_t parent, const char* name, mo
   }
   if (Decode(parent).kind != NodeKind::kAccelerators) return ReplyStatus(req, NotHere("mkdir"));
   Status created = service_.CreateWithUuid(name);
+  notifier_.AwaitStale();
   if (!created.ok()) {
     spdlog::warn("mkdir accelerators/{}: refused: {}", name, created.message());
     return ReplyStatus(req, created);
@@ -348,6 +350,7 @@ void Filesystem::RemoveDir(fuse_req_t req, fuse_ino_t parent, const char* name) 
     }
     Status removed = service_.Remove(a->id);
     if (removed.ok()) scratch_.DropFolder(a->id);
+    notifier_.AwaitStale();
     return ReplyStatus(req, removed);
   }
   if (Listed(node, name)) {
@@ -397,7 +400,11 @@ void Filesystem::Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fus
     return ReplyStatus(req, NotHere("rename").Prefixed(std::string(new_name) + " (scratch files live in "
                                                                                "accelerator folders only)"));
   }
-  if (FindAttribute(new_name)) return ReplyStatus(req, CommitScratch(from, name, to, new_name, flags));
+  if (FindAttribute(new_name)) {
+    const Status committed = CommitScratch(from, name, to, new_name, flags);
+    notifier_.AwaitStale();
+    return ReplyStatus(req, committed);
+  }
   ReplyStatus(req, scratch_.Move(from.id, name, to.id, new_name, flags & RENAME_NOREPLACE));
 }
 
@@ -565,6 +572,7 @@ void Filesystem::Write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t 
       written = Status::AccessDenied("the file is read-only");
   }
   being_written = 0;
+  notifier_.AwaitStale();  // the files this changed (error too, if refused) are read afresh
   if (!written.ok()) {
     if (node.kind == NodeKind::kCreate || node.kind == NodeKind::kRescan)
       spdlog::warn("refused: {}", written.message());

@@ -11,9 +11,10 @@
 // is kept in the page cache, symlink targets and folder listings too
 // (cache_readdir). A warm stat or read costs no request. What keeps it
 // fresh: every change reaches OnChange() (the Service's listener) or a
-// request of the kernel's own, and the Notifier invalidates what the kernel
-// holds before the change is acknowledged (attributes) or just after
-// (entries, pages); every value has its own mtime, so stale pages are
+// request of the kernel's own, and the Notifier's threads invalidate what the
+// kernel holds; a request that changed something waits for its attributes
+// to be marked stale before it replies (entries too, for a WRITE); every
+// value has its own mtime, so stale pages are
 // dropped by the kernel at the next stat or read (AUTO_INVAL_DATA). READs
 // are answered with the current content.
 // Scratch files, `stats` and `drivers` are not cached (timeouts 0).

@@ -8,10 +8,10 @@
 namespace cyborgfs::fs {
 namespace {
 
-// How long Drain() waits at most: the kernel answers in microseconds; a
-// longer wait means a folder lock is held for long, and the write should
+// How long a wait lasts at most: the kernel answers in microseconds; a
+// longer wait means a folder lock is held for long, and the request should
 // not hang on it.
-constexpr auto kDrainLimit = std::chrono::seconds(2);
+constexpr auto kWaitLimit = std::chrono::seconds(2);
 
 void LogFailure(const char* what, int result) {
   // ENOENT: the kernel holds nothing by that number or name; nothing to drop.
@@ -24,6 +24,10 @@ void Notifier::Start(fuse_session* session) {
   std::lock_guard lock(mu_);
   session_ = session;
   stopping_ = false;
+  attributes_.thread = std::thread([this] {
+    Serve(attributes_,
+          [this](fuse_ino_t ino) { LogFailure("attributes", fuse_lowlevel_notify_inval_inode(session_, ino, -1, 0)); });
+  });
   entries_.thread = std::thread([this] {
     Serve(entries_, [this](const Entry& e) {
       LogFailure("entry", fuse_lowlevel_notify_inval_entry(session_, e.parent, e.name.data(), e.name.size()));
@@ -41,8 +45,10 @@ void Notifier::Stop() {
     if (!session_) return;
     stopping_ = true;
   }
+  attributes_.cv.notify_all();
   entries_.cv.notify_all();
   pages_.cv.notify_all();
+  if (attributes_.thread.joinable()) attributes_.thread.join();
   if (entries_.thread.joinable()) entries_.thread.join();
   if (pages_.thread.joinable()) pages_.thread.join();
   std::lock_guard lock(mu_);
@@ -76,25 +82,23 @@ void Notifier::Push(Lane<Item>& lane, Item item) {
   lane.cv.notify_one();
 }
 
-void Notifier::Stale(fuse_ino_t ino) {
-  fuse_session* session;
-  {
-    std::lock_guard lock(mu_);
-    session = stopping_ ? nullptr : session_;
-  }
-  if (session) LogFailure("attributes", fuse_lowlevel_notify_inval_inode(session, ino, -1, 0));
-}
+void Notifier::Stale(fuse_ino_t ino) { Push(attributes_, ino); }
 
 void Notifier::ForgetEntry(fuse_ino_t parent, std::string name) { Push(entries_, Entry{parent, std::move(name)}); }
 
 void Notifier::DropPages(fuse_ino_t ino) { Push(pages_, ino); }
 
-void Notifier::Drain() {
+template <typename Item>
+void Notifier::Await(Lane<Item>& lane, const char* what) {
   std::unique_lock lock(mu_);
-  const uint64_t target = entries_.queued;
-  if (!entries_.progress.wait_for(lock, kDrainLimit, [&] { return entries_.done >= target || stopping_; })) {
-    spdlog::warn("entry invalidations still pending after {} s; replying anyway", kDrainLimit.count());
+  const uint64_t target = lane.queued;
+  if (!lane.progress.wait_for(lock, kWaitLimit, [&] { return lane.done >= target || stopping_; })) {
+    spdlog::warn("{} invalidations still pending after {} s; replying anyway", what, kWaitLimit.count());
   }
 }
+
+void Notifier::AwaitStale() { Await(attributes_, "attribute"); }
+
+void Notifier::Drain() { Await(entries_, "entry"); }
 
 }  // namespace cyborgfs::fs
