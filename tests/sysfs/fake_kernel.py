@@ -6,7 +6,7 @@ It watches bus/pci/drivers/*/bind and unbind, bus/pci/drivers_probe and every
 device's driver_override, and changes the `driver` links as the kernel does:
 unbind drops the link, bind sets it, drivers_probe binds an unbound device to
 its driver_override, else to the driver it had when the tree was built.
-Every write it sees is appended to ROOT/.journal as "<file> <value>".
+Every write it sees is appended to ROOT/.journal as "<file> <value>", once its effect is done.
 ROOT/.ready appears once it watches.
 ROOT/.fail lists operations that must bind nothing, one per line:
 "bind <driver> <address>", "unbind <driver> <address>", "probe <address>" or
@@ -73,8 +73,13 @@ class FakeKernel:
 
     def handle(self, path, value):
         rel = os.path.relpath(path, self.root)
-        with open(os.path.join(self.root, ".journal"), "a") as journal:
-            journal.write("%s %s\n" % (rel, value))
+        try:
+            self.apply(path, rel, value)
+        finally:  # journaled once done: whoever sees the line sees its effect
+            with open(os.path.join(self.root, ".journal"), "a") as journal:
+                journal.write("%s %s\n" % (rel, value))
+
+    def apply(self, path, rel, value):
         parts = rel.split("/")
         if parts[-1] == "driver_override":
             return  # the value is read at probe time
