@@ -42,7 +42,9 @@ class Store {
 
   // Opens the database at `path`, creating the file if it is missing (its
   // folder must exist), and migrates it to the current schema. Fails with
-  // kIoError and a one-line reason for anything unusable.
+  // kIoError and a one-line reason for anything unusable, kBusy while another
+  // Store (in any process) has it open: the Store holds an exclusive flock on
+  // the file for its life.
   static Result<std::unique_ptr<Store>> Open(const std::string& path, Sync sync = Sync::kNormal);
   ~Store();
   Store(const Store&) = delete;
@@ -75,7 +77,7 @@ class Store {
 
  private:
   struct Change;
-  explicit Store(sqlite3* db);
+  Store(sqlite3* db, int lock_fd);
   Status Exec(const char* sql);
   Status Run(const char* sql);  // one statement, prepared once (BEGIN, COMMIT). REQUIRES: mu_
   Status Migrate();
@@ -92,6 +94,7 @@ class Store {
 
   std::recursive_mutex mu_;  // the connection
   sqlite3* db_;
+  const int lock_fd_;                                          // holds the flock
   std::unordered_map<std::string, sqlite3_stmt*> statements_;  // REQUIRES: mu_
 
   mutable std::mutex queue_mu_;

@@ -1,8 +1,13 @@
 // SQLite persistence of accelerators.
 #include "cyborgfs/store.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/file.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <string>
 
 namespace cyborgfs {
@@ -185,17 +190,38 @@ std::string Placeholders(int n) {
   return out;
 }
 
+// An exclusive flock(2) on the database file, held on a descriptor of its
+// own: one Store per file at a time, across processes. A flock is apart from
+// SQLite's fcntl locks, survives fork (fuse_daemonize) and goes with the
+// process. Returns the descriptor, or why the file is unusable or taken.
+Result<int> LockFile(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::IoError("cannot open database " + path + ": " + std::strerror(errno));
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int error = errno;
+    close(fd);
+    if (error == EWOULDBLOCK) {
+      return Status::Busy("database " + path + " is in use by another cyborgfs; stop it first, or use another --db");
+    }
+    return Status::IoError("cannot lock database " + path + ": " + std::strerror(error));
+  }
+  return fd;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Store>> Store::Open(const std::string& path, Sync sync) {
+  auto lock = LockFile(path);
+  if (!lock.ok()) return lock.status();
   sqlite3* db = nullptr;
   const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
   if (sqlite3_open_v2(path.c_str(), &db, flags, nullptr) != SQLITE_OK) {
     std::string message = db ? sqlite3_errmsg(db) : "out of memory";
     sqlite3_close(db);
+    close(*lock);
     return Status::IoError("cannot open database " + path + ": " + message);
   }
-  std::unique_ptr<Store> store(new Store(db));
+  std::unique_ptr<Store> store(new Store(db, *lock));
   sqlite3_busy_timeout(db, 5000);
   const char* synchronous = sync == Sync::kFull ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL";
   for (const char* pragma : {"PRAGMA journal_mode=WAL", synchronous, "PRAGMA foreign_keys=ON"}) {
@@ -205,10 +231,11 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path, Sync sync) {
   return store;
 }
 
-Store::Store(sqlite3* db) : db_(db) {}
+Store::Store(sqlite3* db, int lock_fd) : db_(db), lock_fd_(lock_fd) {}
 Store::~Store() {
   for (auto& [sql, stmt] : statements_) sqlite3_finalize(stmt);
   sqlite3_close(db_);
+  close(lock_fd_);  // after SQLite's: closing a descriptor drops the process's fcntl locks on the file
 }
 
 sqlite3_stmt* Store::Cached(const std::string& sql) {

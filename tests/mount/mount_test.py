@@ -496,6 +496,12 @@ class CommandTest(MountTest):
         self.assertIn(words, r.stderr)
         self.assertFalse(is_mounted(mnt))
 
+    def test_a_second_daemon_on_a_database_in_use_refuses_to_start(self):
+        self.assert_refused_before_mounting(["--db", self.fs.db, "--drivers", "none"],
+                                            "is in use by another cyborgfs")
+        self.make(U1)  # the first one is untouched
+        self.assertEqual(self.acc(U1, "status"), "available\n")
+
     def test_bad_input_ends_it_before_mounting(self):
         db = os.path.join(self.workdir, "x.db")
         self.assert_refused_before_mounting(["--db", db, "--bogus"], "bogus")

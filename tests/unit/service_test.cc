@@ -49,6 +49,7 @@ class ServiceTest : public ::testing::Test {
   }
   FlakyDriver* OpenFlaky() {
     service_.reset();
+    store_.reset();  // one Store per database at a time: it locks the file
     store_ = std::move(*Store::Open(db_.File("db")));
     auto flaky = std::make_unique<FlakyDriver>();
     FlakyDriver* raw = flaky.get();

@@ -193,6 +193,18 @@ TEST(Store, AFailingChangeLeavesTheOthersOfItsCommit) {
   EXPECT_EQ((*store)->LoadAll()->size(), 2u);
 }
 
+TEST(Store, OneStorePerDatabaseAtATime) {
+  TempDir dir;
+  auto first = Store::Open(dir.File("db"));
+  ASSERT_TRUE(first.ok());
+  auto second = Store::Open(dir.File("db"));
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), Code::kBusy);
+  EXPECT_NE(second.status().message().find("in use by another cyborgfs"), std::string::npos);
+  first->reset();  // closing the first frees the file
+  EXPECT_TRUE(Store::Open(dir.File("db")).ok());
+}
+
 TEST(Store, RefusesUnusableFiles) {
   TempDir dir;
   EXPECT_EQ(Store::Open(dir.File("missing/dir/db")).status().code(), Code::kIoError);
