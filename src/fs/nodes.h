@@ -53,15 +53,16 @@ inline constexpr fuse_ino_t kScratchBase = fuse_ino_t{1} << 62;
 struct RootEntry {
   const char* name;
   fuse_ino_t ino;
+  NodeKind kind;
   bool folder;
 };
 inline constexpr RootEntry kRootEntries[] = {
-    {"accelerators", kAcceleratorsIno, true},
-    {"by-name", kByNameIno, true},
-    {"create", kCreateIno, false},
-    {"rescan", kRescanIno, false},
-    {"drivers", kDriversIno, false},
-    {"stats", kStatsIno, false},
+    {"accelerators", kAcceleratorsIno, NodeKind::kAccelerators, true},
+    {"by-name", kByNameIno, NodeKind::kByName, true},
+    {"create", kCreateIno, NodeKind::kCreate, false},
+    {"rescan", kRescanIno, NodeKind::kRescan, false},
+    {"drivers", kDriversIno, NodeKind::kDrivers, false},
+    {"stats", kStatsIno, NodeKind::kStats, false},
 };
 inline const RootEntry* FindRootEntry(std::string_view name) {
   for (const RootEntry& entry : kRootEntries) {
@@ -76,23 +77,9 @@ inline fuse_ino_t LinkIno(int64_t id) { return DirIno(id) + kLinkSlot; }
 inline fuse_ino_t ScratchIno(uint64_t number) { return kScratchBase + number; }
 
 inline Node Decode(fuse_ino_t ino) {
-  switch (ino) {
-    case kRootIno:
-      return {NodeKind::kRoot};
-    case kAcceleratorsIno:
-      return {NodeKind::kAccelerators};
-    case kByNameIno:
-      return {NodeKind::kByName};
-    case kCreateIno:
-      return {NodeKind::kCreate};
-    case kRescanIno:
-      return {NodeKind::kRescan};
-    case kDriversIno:
-      return {NodeKind::kDrivers};
-    case kStatsIno:
-      return {NodeKind::kStats};
-    default:
-      break;
+  if (ino == kRootIno) return {NodeKind::kRoot};
+  for (const RootEntry& entry : kRootEntries) {
+    if (ino == entry.ino) return {entry.kind};
   }
   if (ino >= kScratchBase) return {NodeKind::kScratch};
   const int64_t id = static_cast<int64_t>(ino / kBlock);
