@@ -62,7 +62,6 @@ DocumentBuffer::Outcome DocumentBuffer::Truncate(uint64_t size, std::string_view
   const bool writing = !bytes_.empty() || complete_;
   const uint64_t current = bytes_.empty() ? old_value.size() : bytes_.size();
   if (!writing || size == current) return std::optional<Completed>();
-  if (bytes_.empty()) bytes_.assign(old_value.substr(0, std::min<uint64_t>(size, old_value.size())));
   if (Status s = Resize(size, old_value); !s.ok()) return Refuse(s);
   return Evaluate();
 }
