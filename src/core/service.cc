@@ -443,7 +443,8 @@ Status Service::Rescan() {
       if (Status s = Reconcile(*driver, device, reported); !s.ok()) return s;
     }
   }
-  for (const Snapshot& a : List()) {
+  const std::vector<Snapshot> all = List();
+  for (const Snapshot& a : all) {
     if (a->driver.empty() || reported.count(a->id) || a->state == State::kOffline) continue;
     auto locked = Lock(a->id);
     if (!locked.ok() || locked->current->state == State::kOffline) continue;
@@ -452,7 +453,7 @@ Status Service::Rescan() {
     if (Status s = Commit(*locked->current, std::move(next)); !s.ok()) return s;
     spdlog::warn("accelerator {}: offline: driver {} does not report {}", a->uuid, a->driver, a->driver_address);
   }
-  spdlog::info("{} accelerators, {} reported by drivers", List().size(), reported.size());
+  spdlog::info("{} accelerators, {} reported by drivers", all.size(), reported.size());
   return Status::Ok();
 }
 
