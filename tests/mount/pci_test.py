@@ -184,6 +184,14 @@ class KernelTestBase(PciTestBase):
 
 
 class PciAttachTest(KernelTestBase):
+    def assert_given_back_to_nvidia(self):
+        """The three writes after the VM attach's three hand the GPU back to its native driver."""
+        self.assertEqual(self.journal()[3:], [
+            "bus/pci/drivers/vfio-pci/unbind 0000:17:00.0",
+            "bus/pci/devices/0000:17:00.0/driver_override ",
+            "bus/pci/drivers/nvidia/bind 0000:17:00.0"])
+        self.assertEqual(self.bound(), "nvidia")
+
     def test_vm_attach_binds_vfio_pci_and_detach_restores_the_native_driver(self):
         self.ok("echo vm %s > accelerators/%s/attach" % (self.VM, self.gpu))
         self.assertEqual(self.journal(), [
@@ -196,11 +204,7 @@ class PciAttachTest(KernelTestBase):
         self.assertEqual(self.acc(self.gpu, "driver"), "vfio-pci\n")
         self.assertEqual(self.acc(self.gpu, "status"), "attached\n")
         self.ok("echo > accelerators/%s/attach" % self.gpu)
-        self.assertEqual(self.journal()[3:], [
-            "bus/pci/drivers/vfio-pci/unbind 0000:17:00.0",
-            "bus/pci/devices/0000:17:00.0/driver_override ",
-            "bus/pci/drivers/nvidia/bind 0000:17:00.0"])
-        self.assertEqual(self.bound(), "nvidia")
+        self.assert_given_back_to_nvidia()
         self.assertEqual(self.acc(self.gpu, "driver"), "nvidia\n")
         self.assertEqual(self.acc(self.gpu, "attach_handle"), "")
 
@@ -221,11 +225,7 @@ class PciAttachTest(KernelTestBase):
         error = self.acc(self.gpu, "error")
         self.assertIn("drivers_probe failed: drivers_probe bound nothing", error)
         self.assertIn("rolled back", error)
-        self.assertEqual(self.journal()[3:], [
-            "bus/pci/drivers/vfio-pci/unbind 0000:17:00.0",
-            "bus/pci/devices/0000:17:00.0/driver_override ",
-            "bus/pci/drivers/nvidia/bind 0000:17:00.0"])
-        self.assertEqual(self.bound(), "nvidia")
+        self.assert_given_back_to_nvidia()
         self.assertEqual(self.acc(self.gpu, "status"), "available\n")
         self.assertEqual(self.acc(self.gpu, "attach"), "")
 
