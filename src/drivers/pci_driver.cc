@@ -293,8 +293,11 @@ Status PciDriver::Detach(const std::string& address, std::string& memory) {
   const std::string current = BoundDriver(address);
   if (Status s = RemoveVgpu(memory); !s.ok()) return s;
   const bool overridden = sysfs_.Read(dir + "driver_override").value_or("") == kVfio;
-  if (current != kVfio && !overridden) return Status::Ok();  // not held for a VM
   const std::string native = NativeDriver(memory);
+  // Unbound from its own driver and not yet given to vfio-pci: a crash in the
+  // middle of an attach.
+  const bool orphaned = current.empty() && !native.empty();
+  if (current != kVfio && !overridden && !orphaned) return Status::Ok();  // not held for a VM
   Steps steps(sysfs_);
   if (!current.empty()) {
     steps.ExpectDriver("the device is still bound to " + current);

@@ -305,6 +305,17 @@ class RescanTest(KernelTestBase):
             self.assertEqual(f.read(), "\n")
 
 
+    def test_a_crash_between_unbind_and_driver_override_is_repaired_at_start(self):
+        # An attach's first step done (unbound from nvidia), the daemon dead before the next.
+        self.ok("echo vm %s > accelerators/%s/attach" % (self.VM, self.gpu))
+        self.ok("echo > accelerators/%s/attach" % self.gpu)  # nvidia is now remembered as its own driver
+        self.fs.stop()
+        os.unlink(os.path.join(self.dev, "driver"))
+        self.fs = self.start(db=self.fs.db)
+        self.assertEqual(self.acc(self.gpu, "status"), "available\n")
+        wait_for(lambda: self.bound() == "nvidia", what="the native driver")
+
+
 class VgpuTest(KernelTestBase):
     def setUp(self):
         super().setUp()

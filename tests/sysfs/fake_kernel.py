@@ -86,7 +86,7 @@ class FakeKernel:
         if parts[-1] in ("create", "remove"):
             return self.mdev(path, parts[-1], value)
         address = value
-        if not os.path.isdir(os.path.join(self.devices, address)):
+        if not address or not os.path.isdir(os.path.join(self.devices, address)):
             return
         if parts[-1] == "unbind" and self.driver(address) == parts[-2] and \
                 not self.failing("unbind %s %s" % (parts[-2], address)):
