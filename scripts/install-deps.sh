@@ -9,7 +9,7 @@ packages=(
   libsqlite3-dev sqlite3
   nlohmann-json3-dev libspdlog-dev libfmt-dev
   libgtest-dev googletest
-  libcli11-dev uuid-dev libpci-dev pci.ids
+  libcli11-dev uuid-dev libpci-dev pci.ids libsystemd-dev
   python3 coreutils procps
   # the tools the tests drive against the mount (issue 3)
   bash dash sed vim ed rsync file e2fsprogs ansible-core puppet

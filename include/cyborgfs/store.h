@@ -46,6 +46,10 @@ class Store {
   // Store (in any process) has it open: the Store holds an exclusive flock on
   // the file for its life.
   static Result<std::unique_ptr<Store>> Open(const std::string& path, Sync sync = Sync::kNormal);
+  // The pid of the process whose Store holds the database at `path` open (as
+  // /proc/locks tells), or 0 when none does. A process that died keeps the
+  // lock until it has exited entirely.
+  static int LockHolder(const std::string& path);
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;

@@ -5,16 +5,17 @@
 // drivers) is checked before mounting, and reported as one line on stderr
 // with a non-zero exit. Once the mount is live the parent exits 0 (unless
 // --foreground); SIGINT, SIGTERM and `fusermount3 -u` unmount and exit 0.
+// With $NOTIFY_SOCKET (systemd's Type=notify) it reports READY=1 once the
+// mount is live and STOPPING=1 when it stops serving.
 #include <fuse_lowlevel.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/sinks/syslog_sink.h>
 #include <spdlog/spdlog.h>
-#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <climits>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -23,6 +24,7 @@
 #include "cyborgfs/drivers.h"
 #include "cyborgfs/service.h"
 #include "cyborgfs/store.h"
+#include "mountpoint.h"
 #include "options.h"
 
 namespace cyborgfs::app {
@@ -52,16 +54,6 @@ Result<std::string> DatabasePath(const std::string& path) {
   return absolute.string();
 }
 
-Result<std::string> MountpointPath(const std::string& path) {
-  char resolved[PATH_MAX];
-  struct stat st {};
-  if (!realpath(path.c_str(), resolved) || stat(resolved, &st) != 0) {
-    return Status::NotFound("mountpoint " + path + ": " + std::strerror(errno));
-  }
-  if (!S_ISDIR(st.st_mode)) return Status::Invalid("mountpoint " + path + ": not a folder");
-  return std::string(resolved);
-}
-
 void SetUpLogging(const Options& options) {
   std::shared_ptr<spdlog::logger> logger;
   if (options.foreground) {
@@ -79,9 +71,13 @@ void SetUpLogging(const Options& options) {
 
 // The FUSE command line for `options`. libfuse may grow and free the argument
 // vector, so it owns it: release it with fuse_opt_free_args.
-fuse_args FuseArgs(const Options& options) {
+fuse_args FuseArgs(const Options& options, const std::string& database) {
   fuse_args args = FUSE_ARGS_INIT(0, nullptr);
-  std::vector<std::string> words = {"cyborgfs", "-o", "fsname=cyborgfs,subtype=cyborgfs"};
+  // The mount's source is the database (see mountpoint.h). libfuse reads a
+  // backslash as an escape and a comma as the next option.
+  std::string source;
+  for (char c : database) source += (c == ',' || c == '\\') ? std::string("\\") + c : std::string(1, c);
+  std::vector<std::string> words = {"cyborgfs", "-o", "subtype=cyborgfs", "-o", "fsname=" + source};
   for (const std::string& o : options.mount_options) words.insert(words.end(), {"-o", o});
   for (const std::string& w : words) fuse_opt_add_arg(&args, w.c_str());
   return args;
@@ -89,7 +85,7 @@ fuse_args FuseArgs(const Options& options) {
 
 // True when libfuse accepts the -o options; it prints what it refuses.
 bool MountOptionsValid(const Options& options) {
-  fuse_args args = FuseArgs(options);
+  fuse_args args = FuseArgs(options, "");
   const fuse_lowlevel_ops no_operations{};
   fuse_session* session = fuse_session_new(&args, &no_operations, sizeof no_operations, nullptr);
   fuse_opt_free_args(&args);
@@ -104,8 +100,9 @@ constexpr unsigned kMaxWorkers = 64;
 
 // Mounts `fs` on `mountpoint` and serves requests until unmounted or
 // signalled. Returns the process exit code.
-int Serve(fs::Filesystem& fs, Service& service, const Options& options, const std::string& mountpoint) {
-  fuse_args args = FuseArgs(options);
+int Serve(fs::Filesystem& fs, Service& service, const Options& options, const std::string& mountpoint,
+          const std::string& database) {
+  fuse_args args = FuseArgs(options, database);
   fuse_session* session = fuse_session_new(&args, &fs::Filesystem::Operations(), sizeof(fuse_lowlevel_ops), &fs);
   fuse_opt_free_args(&args);
   if (!session) return 2;  // libfuse has printed which option it refused
@@ -122,7 +119,10 @@ int Serve(fs::Filesystem& fs, Service& service, const Options& options, const st
     fuse_loop_config* config = fuse_loop_cfg_create();
     // Writes wait for the notifier, which may wait for lookups: keep workers free.
     fuse_loop_cfg_set_max_threads(config, kMaxWorkers);
+    // The mount is live: what comes now is queued until the loop reads it.
+    sd_notifyf(0, "READY=1\nSTATUS=serving %s", mountpoint.c_str());
     const int served = fuse_session_loop_mt(session, config);
+    sd_notify(0, "STOPPING=1");
     fuse_loop_cfg_destroy(config);
     service.StopRescans();
     fs.Unmounting();
@@ -142,12 +142,18 @@ int Run(int argc, char** argv) {
   SetUpLogging(options);
 
   if (!MountOptionsValid(options)) return 2;
-  auto mountpoint = MountpointPath(options.mountpoint);
-  if (!mountpoint.ok()) return Fail(mountpoint.status().message());
   auto database = DatabasePath(options.database);
   if (!database.ok()) return Fail(database.status().message());
-  auto store = Store::Open(*database, options.sync == "full" ? Store::Sync::kFull : Store::Sync::kNormal);
+  auto mountpoint = AbsoluteMountpoint(options.mountpoint);
+  if (!mountpoint.ok()) return Fail(mountpoint.status().message());
+  const Store::Sync sync = options.sync == "full" ? Store::Sync::kFull : Store::Sync::kNormal;
+  auto store = Store::Open(*database, sync);
+  if (!store.ok() && store.status().code() == Code::kBusy && EndStuckDaemon(*database, *mountpoint)) {
+    store = Store::Open(*database, sync);
+  }
   if (!store.ok()) return Fail(store.status().message());
+  // With the database's lock held: two daemons starting together never both clear and mount.
+  if (Status s = PrepareMountpoint(*mountpoint); !s.ok()) return Fail(s.message());
 
   // Absolute: the daemon changes to / when it detaches, and rescans later.
   const std::string sysfs_root = std::filesystem::absolute(options.sysfs_root).string();
@@ -159,7 +165,7 @@ int Run(int argc, char** argv) {
   if (Status s = service.Start(); !s.ok()) return Fail(s.message());
 
   fs::Filesystem fs(service);
-  return Serve(fs, service, options, *mountpoint);
+  return Serve(fs, service, options, *mountpoint, *database);
 }
 
 }  // namespace

@@ -4,10 +4,15 @@
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 namespace cyborgfs {
@@ -229,6 +234,22 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path, Sync sync) {
   }
   if (Status s = store->Migrate(); !s.ok()) return s.Prefixed("cannot use database " + path);
   return store;
+}
+
+int Store::LockHolder(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return 0;
+  char file[64];  // how /proc/locks names a file: major:minor (hex):inode
+  std::snprintf(file, sizeof file, "%02x:%02x:%lu", major(st.st_dev), minor(st.st_dev),
+                static_cast<unsigned long>(st.st_ino));
+  std::ifstream locks("/proc/locks");
+  for (std::string line; std::getline(locks, line);) {
+    std::istringstream words(line);  // 1: FLOCK  ADVISORY  WRITE 28072 fe:00:10952732 0 EOF
+    std::string number, kind, mode, access, id;
+    int pid = 0;
+    if (words >> number >> kind >> mode >> access >> pid >> id && kind == "FLOCK" && id == file) return pid;
+  }
+  return 0;
 }
 
 Store::Store(sqlite3* db, int lock_fd) : db_(db), lock_fd_(lock_fd) {}

@@ -6,6 +6,7 @@ whether it passed or not.
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -33,6 +34,55 @@ def is_mounted(path):
         return any(line.split()[1] == path for line in mounts)
 
 
+def fuse_connection(path):
+    """The FUSE connection number of the topmost mount on `path`, or None."""
+    found = None
+    with open("/proc/self/mountinfo") as mountinfo:
+        for line in mountinfo:
+            fields = line.split()
+            if fields[4] == path and fields[fields.index("-") + 1].startswith("fuse"):
+                found = fields[2].split(":")[1]
+    return found
+
+
+def clear_mounts(path):
+    """Unmounts whatever FUSE mounts a test left on `path`, even hung ones."""
+    while (connection := fuse_connection(path)) is not None:
+        if not os.path.ismount("/sys/fs/fuse/connections"):
+            subprocess.run(["mount", "-t", "fusectl", "none", "/sys/fs/fuse/connections"])
+        with open("/sys/fs/fuse/connections/%s/abort" % connection, "w") as abort:
+            abort.write("1")
+        subprocess.run(["umount", "-l", path], check=True)
+
+
+def is_served(path):
+    """True when a live cyborgfs answers on `path` (not a dead mount, not the bare folder)."""
+    return os.path.isdir(os.path.join(path, "accelerators"))
+
+
+class Notifications:
+    """A socket in `folder` taking sd_notify(3) messages, as systemd's $NOTIFY_SOCKET."""
+
+    def __init__(self, folder):
+        self.path = tempfile.mktemp(prefix="notify-", suffix=".sock", dir=folder)
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.socket.bind(self.path)
+        self.socket.setblocking(False)
+        self.messages = []
+
+    def received(self):
+        """Every message so far, each a list of its KEY=value lines."""
+        while True:
+            try:
+                self.messages.append(self.socket.recv(4096).decode().splitlines())
+            except BlockingIOError:
+                return [line for message in self.messages for line in message]
+
+    def close(self):
+        self.socket.close()
+        os.unlink(self.path)
+
+
 class Mount:
     """One daemon in the foreground on `self.mnt`, with its database `self.db`."""
 
@@ -41,14 +91,20 @@ class Mount:
         self.mnt = os.path.join(workdir, "mnt")
         self.db = db or os.path.join(workdir, "cyborgfs.db")
         self.log_path = os.path.join(workdir, "daemon.log")
-        os.makedirs(self.mnt, exist_ok=True)
+        try:
+            os.mkdir(self.mnt)
+        except FileExistsError:  # also a dead mount, which isdir() cannot see
+            pass
         drivers = [] if "--drivers" in extra_args else ["--drivers", "fake"]
         args = [BIN, "-f", "--db", self.db, "--host", HOST, "--fake-devices", str(fake_devices),
                 "--log-level", "debug", *drivers, *extra_args, self.mnt]
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.notifications = Notifications(workdir)  # the daemon says READY=1 when its mount is live
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env=dict(os.environ, NOTIFY_SOCKET=self.notifications.path))
         try:
-            wait_for(lambda: is_mounted(self.mnt) or self.proc.poll() is not None, what="the mount")
+            wait_for(lambda: "READY=1" in self.notifications.received() or self.proc.poll() is not None,
+                     what="the mount")
             if self.proc.poll() is not None:
                 raise AssertionError("cyborgfs exited with %d: %s" % (self.proc.returncode, self.log_text()))
         except BaseException:
@@ -67,8 +123,12 @@ class Mount:
 
         Raises if the daemon had died on its own before (a crash).
         """
-        if self.log.closed:
-            return self.proc.returncode
+        if self.log.closed:  # crashed; if no daemon after it ended its dying, the test does
+            try:
+                return self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                clear_mounts(self.mnt)
+                return self.proc.wait(timeout=15)
         died = self.proc.poll()
         if is_mounted(self.mnt):
             subprocess.run(["fusermount3", "-u", "-z", self.mnt], stderr=subprocess.DEVNULL)
@@ -78,16 +138,26 @@ class Mount:
             self.proc.kill()
             self.proc.wait()
         self.log.close()
+        self.notifications.close()
         if died not in (None, 0):
             raise AssertionError("cyborgfs died with %d before the test ended:\n%s" % (died, self.log_text()[-3000:]))
         return self.proc.returncode
 
-    def crash(self):
-        """kill -9 of the daemon, then clears the dead mount."""
+    def crash(self, clear=True):
+        """kill -9 of the daemon; then clears the dead mount it leaves, unless not `clear`.
+
+        Without `clear` the daemon may not be done dying (it can be stuck on its own
+        mount): the next daemon on its database must end it."""
         self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-        subprocess.run(["fusermount3", "-u", "-z", self.mnt], stderr=subprocess.DEVNULL)
+        try:
+            self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:  # stuck dying
+            pass
+        if clear:
+            clear_mounts(self.mnt)
+            self.proc.wait()
         self.log.close()
+        self.notifications.close()
 
 
 class MountTest(unittest.TestCase):
@@ -98,6 +168,7 @@ class MountTest(unittest.TestCase):
     def setUp(self):
         self.workdir = tempfile.mkdtemp(prefix="cyborgfs-test-")
         self.addCleanup(shutil.rmtree, self.workdir, ignore_errors=True)
+        self.addCleanup(clear_mounts, os.path.join(self.workdir, "mnt"))
         self.fs = self.start()
 
     def start(self, *args, **kwargs):
@@ -106,9 +177,11 @@ class MountTest(unittest.TestCase):
         self.addCleanup(m.stop)
         return m
 
-    def restart(self, *args, crash=False, **kwargs):
+    def restart(self, *args, crash=False, clear=True, **kwargs):
+        """A new daemon on the same database, after a clean stop or a kill -9 (`crash`),
+        whose dead mount is left for the new daemon to replace unless `clear`."""
         if crash:
-            self.fs.crash()
+            self.fs.crash(clear)
         else:
             self.assertEqual(self.fs.stop(), 0, self.fs.log_text())
         self.fs = self.start(*args, db=self.fs.db, **kwargs)
