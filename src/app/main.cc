@@ -8,12 +8,14 @@
 // With $NOTIFY_SOCKET (systemd's Type=notify) it reports READY=1 once the
 // mount is live and STOPPING=1 when it stops serving.
 #include <fuse_lowlevel.h>
+#include <grp.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/sinks/syslog_sink.h>
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <climits>
 #include <cstdlib>
 #include <filesystem>
@@ -43,6 +45,19 @@ std::string HostName() {
 
 // The database path made absolute (the daemon changes to / when it detaches);
 // the default folder is created, a folder the user named must exist.
+// The gid of --admin-group (a name, or a number that needs no name); the
+// daemon's own group when none is given.
+Result<gid_t> AdminGroup(const std::string& group) {
+  if (group.empty()) return getegid();
+  if (const struct group* g = getgrnam(group.c_str())) return g->gr_gid;
+  char* end = nullptr;
+  const unsigned long number = std::strtoul(group.c_str(), &end, 10);
+  if (*end == '\0' && std::isdigit(static_cast<unsigned char>(group[0])) && number < 0xffffffffUL) {
+    return static_cast<gid_t>(number);
+  }
+  return Status::NotFound("--admin-group: no group named " + group);
+}
+
 Result<std::string> DatabasePath(const std::string& path) {
   std::error_code ec;
   const std::filesystem::path absolute = std::filesystem::absolute(path, ec);
@@ -78,6 +93,9 @@ fuse_args FuseArgs(const Options& options, const std::string& database) {
   std::string source;
   for (char c : database) source += (c == ',' || c == '\\') ? std::string("\\") + c : std::string(1, c);
   std::vector<std::string> words = {"cyborgfs", "-o", "subtype=cyborgfs", "-o", "fsname=" + source};
+  // Policy is owner/group/mode, checked by the kernel for every caller; as
+  // root the mount is for everyone (others may read).
+  words.insert(words.end(), {"-o", geteuid() == 0 ? "default_permissions,allow_other" : "default_permissions"});
   for (const std::string& o : options.mount_options) words.insert(words.end(), {"-o", o});
   for (const std::string& w : words) fuse_opt_add_arg(&args, w.c_str());
   return args;
@@ -144,6 +162,8 @@ int Run(int argc, char** argv) {
   if (!MountOptionsValid(options)) return 2;
   auto database = DatabasePath(options.database);
   if (!database.ok()) return Fail(database.status().message());
+  auto admin_group = AdminGroup(options.admin_group);
+  if (!admin_group.ok()) return Fail(admin_group.status().message());
   auto mountpoint = AbsoluteMountpoint(options.mountpoint);
   if (!mountpoint.ok()) return Fail(mountpoint.status().message());
   const Store::Sync sync = options.sync == "full" ? Store::Sync::kFull : Store::Sync::kNormal;
@@ -164,7 +184,7 @@ int Run(int argc, char** argv) {
   Service service(**store, std::move(*drivers), driver_options.host);
   if (Status s = service.Start(); !s.ok()) return Fail(s.message());
 
-  fs::Filesystem fs(service);
+  fs::Filesystem fs(service, *admin_group);
   return Serve(fs, service, options, *mountpoint, *database);
 }
 

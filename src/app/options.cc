@@ -26,6 +26,8 @@ Options ParseOptions(int argc, char** argv, int& exit_code) {
       ->capture_default_str()
       ->check(CLI::Range(0, 4096));
   cli.add_option("--host", o.host, "this host's name (default: the system host name)");
+  cli.add_option("--admin-group", o.admin_group,
+                 "group (name or number) whose members may change accelerators, as root may (default: root only)");
   cli.add_flag("-f,--foreground", o.foreground, "stay in the foreground");
   cli.add_option("-o", o.mount_options, "FUSE mount options, passed through (allow_other, ...)")
       ->allow_extra_args(false)

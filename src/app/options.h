@@ -20,6 +20,7 @@ struct Options {
   int rescan_interval = 60;  // seconds; 0: only at start and on demand
   std::string sync = "normal";  // normal | full: what an acknowledged write survives
   std::string host;          // empty: the system host name
+  std::string admin_group;   // a group name or number; empty: only root may change anything
   bool foreground = false;
   std::vector<std::string> mount_options;  // each -o argument
   std::string log_level = "info";

@@ -131,8 +131,8 @@ const fuse_lowlevel_ops kOperations = [] {
 
 }  // namespace
 
-Filesystem::Filesystem(Service& service)
-    : service_(service), uid_(geteuid()), gid_(getegid()), mounted_at_(std::time(nullptr)) {
+Filesystem::Filesystem(Service& service, gid_t admin_group)
+    : service_(service), uid_(geteuid()), admin_group_(admin_group), mounted_at_(std::time(nullptr)) {
   service_.SetListener(
       [this](const Service::Snapshot& before, const Service::Snapshot& after) { OnChange(before, after); });
 }
@@ -200,6 +200,9 @@ timespec At(int64_t seconds, uint64_t revision) {
   return timespec{static_cast<time_t>(seconds), static_cast<long>(revision % 1000000000)};
 }
 
+// The admin group may do what the owner may.
+mode_t GroupLikeOwner(mode_t mode) { return (mode & ~mode_t{070}) | ((mode & 0700) >> 3); }
+
 timespec Now() {
   timespec now{};
   clock_gettime(CLOCK_REALTIME, &now);
@@ -230,12 +233,12 @@ Result<Filesystem::Described> Filesystem::Describe(fuse_ino_t ino) const {
   struct stat& st = d.st;
   st.st_ino = ino;
   st.st_uid = uid_;
-  st.st_gid = gid_;
+  st.st_gid = admin_group_;
   st.st_nlink = 1;
   st.st_atim = st.st_mtim = st.st_ctim = At(mounted_at_, 0);
   const Node node = Decode(ino);
   auto file = [&](mode_t mode, const std::string& content) {
-    st.st_mode = S_IFREG | mode;
+    st.st_mode = S_IFREG | GroupLikeOwner(mode);
     st.st_size = static_cast<off_t>(content.size());
     d.told = KernelInodes::Fingerprint(content);
     return d;
@@ -247,7 +250,7 @@ Result<Filesystem::Described> Filesystem::Describe(fuse_ino_t ino) const {
       return d;
     case NodeKind::kAccelerators:
     case NodeKind::kByName:
-      st.st_mode = S_IFDIR | (node.kind == NodeKind::kByName ? 0555 : 0755);
+      st.st_mode = S_IFDIR | GroupLikeOwner(node.kind == NodeKind::kByName ? 0555 : 0755);
       st.st_nlink = 2;
       st.st_mtim = st.st_ctim = At(mounted_at_, listing_revision_.load());
       return d;
@@ -273,7 +276,7 @@ Result<Filesystem::Described> Filesystem::Describe(fuse_ino_t ino) const {
   switch (node.kind) {
     case NodeKind::kAcceleratorDir:  // its listing changes only through the kernel
       st.st_mtim = st.st_ctim = At(a->created_at, 0);
-      st.st_mode = S_IFDIR | 0755;
+      st.st_mode = S_IFDIR | GroupLikeOwner(0755);
       st.st_nlink = 2;
       return d;
     case NodeKind::kLink:  // the target never changes

@@ -51,8 +51,12 @@ inline constexpr double kCacheSeconds = 3600;
 
 class Filesystem {
  public:
-  // Registers itself as `service`'s listener.
-  explicit Filesystem(Service& service);
+  // Registers itself as `service`'s listener. Every file and folder of the
+  // tree is owned by the daemon's user and by `admin_group`, whose members
+  // may do what the owner may (group bits = owner bits); others may read.
+  // With default_permissions the kernel enforces this at open(2), mkdir(2),
+  // rename(2), ... for every caller (see the README, "Who may change what").
+  Filesystem(Service& service, gid_t admin_group);
 
   // The operation table to pass to fuse_session_new, with `this` as userdata.
   static const fuse_lowlevel_ops& Operations();
@@ -118,7 +122,7 @@ class Filesystem {
   Notifier notifier_;
   RequestCounters counters_;
   const uid_t uid_;
-  const gid_t gid_;
+  const gid_t admin_group_;
   const time_t mounted_at_;
   // +1 whenever accelerators/ or by-name/ change: their mtime (nanoseconds),
   // so the kernel drops its cached listing.

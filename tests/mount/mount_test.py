@@ -40,13 +40,13 @@ class TreeTest(MountTest):
     def test_modes_match_the_tree(self):
         out = self.ok("stat -c '%a %F %n' . accelerators by-name create accelerators/*/ | sort -u")
         self.assertIn("755 directory .", out)
-        self.assertIn("755 directory accelerators", out)
+        self.assertIn("775 directory accelerators", out)
         self.assertIn("555 directory by-name", out)
-        self.assertIn("200 regular empty file create", out)
+        self.assertIn("220 regular empty file create", out)
         u = self.uuids()[0]
         modes = dict(line.split()[::-1] for line in self.ok("cd accelerators/%s && stat -c '%%a %%n' *" % u).split("\n")
                      if line)
-        self.assertEqual(modes, {"name": "644", "spec": "644", "attach": "644", "status": "444", "error": "444",
+        self.assertEqual(modes, {"name": "664", "spec": "664", "attach": "664", "status": "444", "error": "444",
                                  "device_type": "444", "acc_type": "444", "vendor_id": "444", "product_id": "444",
                                  "remotable": "444", "driver": "444", "attach_handle": "444", "reported_by": "444",
                                  "model": "444", "numa_node": "444", "iommu_group": "444", "physfn": "444",
