@@ -172,7 +172,8 @@ class Service {
   Status Adopt(const Driver& driver, const DiscoveredDevice& device);
   Status Refresh(Driver& driver, const Accelerator& current, const DiscoveredDevice& device);
   void RefreshFacts(Driver& driver, Accelerator& a);
-  Status Insert(Accelerator accelerator);
+  // Stores and publishes a new accelerator; `how` it came (mkdir, create, ...) is audited.
+  Status Insert(Accelerator accelerator, std::string_view how);
   Status CreateFrom(const Json& body);  // a complete create body
   std::string UnusedName(const std::string& wanted) const;
 

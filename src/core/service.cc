@@ -31,6 +31,7 @@
 #include <set>
 #include <tuple>
 
+#include "cyborgfs/audit.h"
 #include "cyborgfs/values.h"
 #include "document_buffer.h"
 
@@ -44,13 +45,6 @@ struct Service::Slot {
 namespace {
 
 int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
-
-// A value for a log line: whole up to 256 bytes, else its start and its size.
-std::string ForLog(const std::string& value) {
-  constexpr size_t kShown = 256;
-  if (value.size() <= kShown) return value;
-  return value.substr(0, kShown) + "... (" + std::to_string(value.size()) + " bytes)";
-}
 
 // The Cyborg columns follow the spec, falling back to the driver's facts.
 void DeriveColumns(Accelerator& a) {
@@ -184,7 +178,7 @@ Status Service::Commit(const Accelerator& current, Accelerator next) {
 Status Service::Reject(int64_t id, const std::string& what, Status why) {
   why = why.Prefixed(what);
   if (why.code() == Code::kNotFound) return why;  // nothing left to explain it on
-  if (Snapshot current = FindById(id)) spdlog::warn("accelerator {}: refused: {}", current->uuid, why.message());
+  if (Snapshot current = FindById(id)) audit::Refused(current->uuid, what, why);
   SetLastError(id, why.message());
   return why;
 }
@@ -199,38 +193,46 @@ void Service::SetLastError(int64_t id, const std::string& text) {
 
 // --- creating ----------------------------------------------------------------
 
-Status Service::Insert(Accelerator accelerator) {
+Status Service::Insert(Accelerator accelerator, std::string_view how) {
   accelerator.created_at = accelerator.updated_at = Now();
   DeriveColumns(accelerator);
   if (Status s = store_.Insert(accelerator); !s.ok()) return s;
-  spdlog::info("accelerator {}: created, name \"{}\"", accelerator.uuid, accelerator.name);
+  audit::Changed(accelerator.uuid, how, "", accelerator.name);
   Publish(std::move(accelerator));
   return Status::Ok();
 }
 
 Status Service::CreateWithUuid(const std::string& uuid) {
+  auto refuse = [&](Status why) {
+    audit::Refused(uuid, "mkdir", why);
+    return why;
+  };
   if (!IsCanonicalUuid(uuid)) {
-    return Status::Invalid("\"" + uuid + "\" is not a lowercase canonical uuid (8-4-4-4-12 hex digits)");
+    return refuse(Status::Invalid("\"" + uuid + "\" is not a lowercase canonical uuid (8-4-4-4-12 hex digits)"));
   }
-  if (FindByUuid(uuid)) return Status::Exists("uuid " + uuid + " exists");
-  if (FindByName(uuid)) return Status::Exists("name \"" + uuid + "\" is taken");
+  if (FindByUuid(uuid)) return refuse(Status::Exists("uuid " + uuid + " exists"));
+  if (FindByName(uuid)) return refuse(Status::Exists("name \"" + uuid + "\" is taken"));
   Accelerator a;
   a.uuid = uuid;
   a.name = uuid;
-  return Insert(std::move(a));
+  return Insert(std::move(a), "mkdir");
 }
 
 Status Service::WriteCreate(uint64_t offset, std::string_view data) {
   std::lock_guard lock(create_mu_);
   // Like a regular file, create holds what was written last (it reads as empty).
   auto added = create_writes_->Add(offset, data, last_create_body_);
-  if (!added.ok()) return added.status().Prefixed("create");
-  if (!*added) return Status::Ok();
-  last_create_body_ = (*added)->bytes;
-  if ((*added)->repeat) return Status::Ok();
-  Status created = CreateFrom((*added)->document);
-  if (!created.ok()) create_writes_->Drop();  // the same body may be retried
-  return created.Prefixed("create");
+  Status result = added.status();
+  if (added.ok()) {
+    if (!*added) return Status::Ok();
+    last_create_body_ = (*added)->bytes;
+    if ((*added)->repeat) return Status::Ok();
+    result = CreateFrom((*added)->document);
+    if (!result.ok()) create_writes_->Drop();  // the same body may be retried
+  }
+  if (result.ok()) return result;
+  audit::Refused("", "create", result.Prefixed("create"));
+  return result.Prefixed("create");
 }
 
 Status Service::CreateFrom(const Json& body) {
@@ -241,7 +243,7 @@ Status Service::CreateFrom(const Json& body) {
   a.name = request->name;
   if (FindByUuid(a.uuid)) return Status::Exists("uuid " + a.uuid + " exists");
   if (FindByName(a.name)) return Status::Exists("name \"" + a.name + "\" is taken");
-  return Insert(std::move(a));
+  return Insert(std::move(a), "create");
 }
 
 // --- writing files -----------------------------------------------------------
@@ -326,7 +328,7 @@ Status Service::ApplyName(const Accelerator& current, std::string_view bytes) {
   next.name = name;
   next.name_bytes = std::string(bytes);
   if (Status s = Commit(current, std::move(next)); !s.ok()) return s;
-  if (name != current.name) spdlog::info("accelerator {}: renamed \"{}\" -> \"{}\"", current.uuid, current.name, name);
+  audit::Changed(current.uuid, "name", AttributeInfo(Attr::kName).render(current), bytes);
   return Status::Ok();
 }
 
@@ -338,7 +340,7 @@ Status Service::ApplySpec(const Accelerator& current, const std::string& bytes, 
   if (next.spec == current.spec && next.spec_bytes == current.spec_bytes) return Status::Ok();
   DeriveColumns(next);
   if (Status s = Commit(current, std::move(next)); !s.ok()) return s;
-  spdlog::info("accelerator {}: spec set to {}", current.uuid, ForLog(spec.dump()));
+  audit::Changed(current.uuid, "spec", AttributeInfo(Attr::kSpec).render(current), bytes);
   return Status::Ok();
 }
 
@@ -352,7 +354,10 @@ Status Service::ApplyAttach(const Accelerator& current, std::string_view bytes) 
   next.attachment = target.ToString();
   next.attach_bytes = std::string(bytes);
   if (current.attachment == next.attachment) {
-    return next.attach_bytes == current.attach_bytes ? Status::Ok() : Commit(current, std::move(next));
+    if (next.attach_bytes == current.attach_bytes) return Status::Ok();
+    if (Status s = Commit(current, std::move(next)); !s.ok()) return s;
+    audit::Changed(current.uuid, "attach", AttributeInfo(Attr::kAttach).render(current), bytes);
+    return Status::Ok();
   }
   if (!current.attachment.empty()) {
     return Status::Busy("attached to " + current.attachment + "; detach it first (echo > attach)");
@@ -374,7 +379,7 @@ Status Service::ApplyAttach(const Accelerator& current, std::string_view bytes) 
     if (driver) (void)driver->Detach(current.driver_address, memory);  // roll the host side back
     return committed;
   }
-  spdlog::info("accelerator {}: attached to {}", current.uuid, target.ToString());
+  audit::Changed(current.uuid, "attach", AttributeInfo(Attr::kAttach).render(current), bytes);
   return Status::Ok();
 }
 
@@ -396,7 +401,7 @@ Status Service::Detach(const Accelerator& current) {
   next.attach_handle.clear();
   next.state = current.state == State::kOffline ? State::kOffline : State::kAvailable;
   if (Status s = Commit(current, std::move(next)); !s.ok()) return s;
-  spdlog::info("accelerator {}: detached from {}", current.uuid, current.attachment);
+  audit::Changed(current.uuid, "attach", AttributeInfo(Attr::kAttach).render(current), "");
   return Status::Ok();
 }
 
@@ -415,7 +420,7 @@ Status Service::Remove(int64_t id) {
   }
   if (Status s = store_.Remove(id); !s.ok()) return s;
   Unpublish(locked->current);
-  spdlog::info("accelerator {}: removed", current.uuid);
+  audit::Changed(current.uuid, "rmdir", current.name, "");
   return Status::Ok();
 }
 
@@ -564,7 +569,7 @@ Status Service::Adopt(const Driver& driver, const DiscoveredDevice& device) {
   a.uuid = device.uuid;
   a.name = UnusedName(device.name);
   TakeDriverFacts(driver, device, a);
-  return Insert(std::move(a));
+  return Insert(std::move(a), "adopted by driver " + driver.Name());
 }
 
 // A known device reported again: take the driver's facts, come back online,

@@ -10,6 +10,7 @@
 #include <memory>
 #include <vector>
 
+#include "cyborgfs/audit.h"
 #include "nodes.h"
 #include "replies.h"
 
@@ -26,6 +27,8 @@ thread_local fuse_ino_t being_written = 0;
 template <typename Handler>
 void Guarded(fuse_req_t req, Op op, fuse_ino_t about, Handler&& handler) {
   Self(req).Count(op, about);
+  const fuse_ctx* context = fuse_req_ctx(req);
+  CallerScope caller({context->uid, context->pid});  // named by the audit trail
   try {
     handler();
   } catch (const std::exception& e) {

@@ -121,6 +121,20 @@ class PermissionsTest(MountTest):
         self.assertEqual(self.acc(U1, "spec"), '{"num": 3}')
         self.assertNotIn(U2, self.uuids())
 
+    def test_every_change_and_refusal_is_audited_with_who_asked(self):
+        self.try_each({"spec": MUTATIONS["write spec"],
+                       "busy": "os.write(os.open('accelerators/{attached}/attach', os.O_WRONLY), b'host elsewhere')"}, groups=[ADMINS])
+        audit = [line.split(" audit ", 1)[1] for line in self.fs.log_text().splitlines() if " audit " in line]
+        spec = [line for line in audit if 'file="spec"' in line]
+        self.assertEqual(len(spec), 1, audit)
+        self.assertRegex(spec[0], r'^time=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z uid=65534 pid=\d+ command="python3" '
+                                  r'accelerator="%s" file="spec" old="\{\}\\n" new="\{\\"num\\": 2\}"$' % U1)
+        busy = [line for line in audit if 'file="attach"' in line and "uid=65534" in line]
+        self.assertEqual(len(busy), 1, audit)
+        self.assertIn('accelerator="%s" file="attach" error="attach: attached to vm %s; detach it first' %
+                      (self.attached, VM), busy[0])
+        self.assertIn('uid=0 pid=', [line for line in audit if 'file="attach"' in line][0])  # root's attach in setUp
+
     def test_the_right_to_write_is_checked_at_open(self):
         # A descriptor root opened for writing works in nobody's hands (as in sysfs);
         # nobody cannot open one.

@@ -1,0 +1,55 @@
+// The audit trail: one line for every change and every refused change.
+//
+//   audit time=2026-11-25T23:31:33.643Z uid=1000 pid=4242 command="bash"
+//         accelerator="8e45a2ea-..." file="spec" old="{}\n" new="{\"num\": 2}\n"
+//   audit time=... uid=1000 pid=4243 command="python3" accelerator="8e45a2ea-..."
+//         file="attach" error="attach: attached to vm ...; detach it first (echo > attach)"
+//
+// (one line each). Strings are JSON strings (whatever a user wrote stays on
+// its line), values cut at 256 bytes. uid, pid and
+// command name the process whose request it was (the Caller), or "uid=- pid=-
+// command=\"cyborgfs\"" for what the daemon does of its own (a rescan, a
+// repair at start). The lines go to the logger named "audit" when there is
+// one (see main.cc: the daemon's log plus an optional file), else to the
+// default logger.
+//
+// Thread safety: all functions may be called concurrently.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include "cyborgfs/status.h"
+
+namespace cyborgfs {
+
+// Who a request came from, as the kernel tells the front end.
+struct Caller {
+  uint32_t uid = 0;
+  int32_t pid = 0;
+};
+
+// While it lives, the calling thread works for `caller`: audit lines written
+// on this thread name it. Scopes nest; the innermost wins.
+class CallerScope {
+ public:
+  explicit CallerScope(Caller caller);
+  ~CallerScope();
+  CallerScope(const CallerScope&) = delete;
+  CallerScope& operator=(const CallerScope&) = delete;
+
+ private:
+  const Caller* outer_;
+  Caller caller_;
+};
+
+namespace audit {
+
+// `file` of `accelerator` (a uuid, or a name for `create`) changed from
+// `before` to `after`; for mkdir, rmdir and create, file is that operation.
+void Changed(std::string_view accelerator, std::string_view file, std::string_view before, std::string_view after);
+// A change of `file` of `accelerator` was refused because of `why`.
+void Refused(std::string_view accelerator, std::string_view file, const Status& why);
+
+}  // namespace audit
+}  // namespace cyborgfs
