@@ -9,23 +9,26 @@
 // mount is live and STOPPING=1 when it stops serving.
 #include <fuse_lowlevel.h>
 #include <grp.h>
-#include <spdlog/sinks/stdout_sinks.h>
-#include <spdlog/sinks/syslog_sink.h>
+#include <pthread.h>
+#include <signal.h>
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cctype>
 #include <climits>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <thread>
 
 #include "../fs/filesystem.h"
 #include "cyborgfs/drivers.h"
 #include "cyborgfs/service.h"
 #include "cyborgfs/store.h"
+#include "logging.h"
 #include "mountpoint.h"
 #include "options.h"
 
@@ -69,21 +72,6 @@ Result<std::string> DatabasePath(const std::string& path) {
   return absolute.string();
 }
 
-void SetUpLogging(const Options& options) {
-  std::shared_ptr<spdlog::logger> logger;
-  if (options.foreground) {
-    logger = std::make_shared<spdlog::logger>("cyborgfs", std::make_shared<spdlog::sinks::stderr_sink_mt>());
-    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
-  } else {
-    logger = std::make_shared<spdlog::logger>(
-        "cyborgfs", std::make_shared<spdlog::sinks::syslog_sink_mt>("cyborgfs", LOG_PID, LOG_DAEMON, false));
-    logger->set_pattern("%l %v");
-  }
-  logger->set_level(spdlog::level::from_str(options.log_level));
-  logger->flush_on(spdlog::level::trace);
-  spdlog::set_default_logger(logger);
-}
-
 // The FUSE command line for `options`. libfuse may grow and free the argument
 // vector, so it owns it: release it with fuse_opt_free_args.
 fuse_args FuseArgs(const Options& options, const std::string& database) {
@@ -116,10 +104,70 @@ bool MountOptionsValid(const Options& options) {
 // free worker.
 constexpr unsigned kMaxWorkers = 64;
 
+// SIGHUP: rereads the command line and the config file and applies what can
+// change while serving: the log level, the audit file (reopened: logrotate),
+// the rescan interval. A thread of its own waits for the signal, which every
+// thread blocks (BlockReloadSignal, before any thread starts).
+class Reloader {
+ public:
+  Reloader(int argc, char** argv, Service& service, const Options& options)
+      : argc_(argc), argv_(argv), service_(service), options_(options) {}
+  ~Reloader() { Stop(); }
+
+  static void BlockReloadSignal() {
+    sigset_t hup;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &hup, nullptr);
+  }
+  void Start() {
+    thread_ = std::thread([this] { Run(); });
+  }
+  void Stop() {
+    if (!thread_.joinable()) return;
+    stopping_ = true;
+    pthread_kill(thread_.native_handle(), SIGHUP);
+    thread_.join();
+  }
+
+ private:
+  void Run() {
+    sigset_t hup;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    for (int signal = 0; sigwait(&hup, &signal) == 0 && !stopping_;) Reload();
+  }
+  void Reload() {
+    sd_notify(0, "RELOADING=1");
+    int exit_code = -1;
+    const Options next = ParseOptions(argc_, argv_, exit_code);
+    if (exit_code >= 0) {
+      spdlog::error("SIGHUP: the options or the config file are wrong (see above); nothing changed");
+    } else {
+      spdlog::info("SIGHUP: reloading: log level {}, audit log {}, rescan interval {} s", next.log_level,
+                   next.audit_log.empty() ? "none" : next.audit_log, next.rescan_interval);
+      if (Status s = ApplyLogOptions(next); !s.ok()) spdlog::error("SIGHUP: {}", s.message());
+      if (next.rescan_interval != options_.rescan_interval) {
+        service_.StopRescans();
+        service_.StartRescans(std::chrono::seconds(next.rescan_interval));
+      }
+      options_ = next;
+    }
+    sd_notify(0, "READY=1");
+  }
+
+  const int argc_;
+  char** const argv_;
+  Service& service_;
+  Options options_;
+  std::atomic<bool> stopping_{false};
+  std::thread thread_;
+};
+
 // Mounts `fs` on `mountpoint` and serves requests until unmounted or
 // signalled. Returns the process exit code.
-int Serve(fs::Filesystem& fs, Service& service, const Options& options, const std::string& mountpoint,
-          const std::string& database) {
+int Serve(fs::Filesystem& fs, Service& service, Reloader& reloader, const Options& options,
+          const std::string& mountpoint, const std::string& database) {
   fuse_args args = FuseArgs(options, database);
   fuse_session* session = fuse_session_new(&args, &fs::Filesystem::Operations(), sizeof(fuse_lowlevel_ops), &fs);
   fuse_opt_free_args(&args);
@@ -134,6 +182,7 @@ int Serve(fs::Filesystem& fs, Service& service, const Options& options, const st
     fuse_daemonize(options.foreground ? 1 : 0);
     fs.Mounted(session);  // threads only after the fork
     service.StartRescans(std::chrono::seconds(options.rescan_interval));
+    reloader.Start();
     fuse_loop_config* config = fuse_loop_cfg_create();
     // Writes wait for the notifier, which may wait for lookups: keep workers free.
     fuse_loop_cfg_set_max_threads(config, kMaxWorkers);
@@ -142,6 +191,7 @@ int Serve(fs::Filesystem& fs, Service& service, const Options& options, const st
     const int served = fuse_session_loop_mt(session, config);
     sd_notify(0, "STOPPING=1");
     fuse_loop_cfg_destroy(config);
+    reloader.Stop();
     service.StopRescans();
     fs.Unmounting();
     code = served < 0 ? 1 : 0;  // > 0: ended by a signal, which is a clean stop
@@ -157,7 +207,8 @@ int Run(int argc, char** argv) {
   int exit_code = -1;
   Options options = ParseOptions(argc, argv, exit_code);
   if (exit_code >= 0) return exit_code;
-  SetUpLogging(options);
+  Reloader::BlockReloadSignal();
+  if (Status s = SetUpLogging(options); !s.ok()) return Fail(s.message());
 
   if (!MountOptionsValid(options)) return 2;
   auto database = DatabasePath(options.database);
@@ -181,11 +232,16 @@ int Run(int argc, char** argv) {
                                options.pci_ids, options.device_table};
   auto drivers = MakeDrivers(options.drivers, driver_options);
   if (!drivers.ok()) return Fail("--drivers: " + drivers.status().message());
+  if (options.check) {
+    std::cout << "cyborgfs: ready to serve " << *mountpoint << " from " << *database << "\n";
+    return 0;
+  }
   Service service(**store, std::move(*drivers), driver_options.host);
   if (Status s = service.Start(); !s.ok()) return Fail(s.message());
 
   fs::Filesystem fs(service, *admin_group);
-  return Serve(fs, service, options, *mountpoint, *database);
+  Reloader reloader(argc, argv, service, options);
+  return Serve(fs, service, reloader, options, *mountpoint, *database);
 }
 
 }  // namespace

@@ -9,7 +9,10 @@ Options ParseOptions(int argc, char** argv, int& exit_code) {
   Options o;
   CLI::App cli{"cyborgfs: the host's hardware accelerators as a filesystem (the OpenStack Cyborg accelerator API)",
                "cyborgfs"};
-  cli.add_option("MOUNTPOINT", o.mountpoint, "folder to mount on")->required();
+  cli.add_option("MOUNTPOINT,--mountpoint", o.mountpoint, "folder to mount on")->required();
+  cli.set_config("--config", kDefaultConfig,
+                 "file of options, one \"key = value\" per line (keys: the long options without --)");
+  cli.allow_config_extras(false);  // a misspelt key is an error, not a silent default
   cli.add_option("--db", o.database, "SQLite database file, created if missing")->capture_default_str();
   cli.add_option("--drivers", o.drivers, "comma-separated host drivers: pci, fake, none")->capture_default_str();
   cli.add_option("--sysfs-root", o.sysfs_root, "the sysfs tree the pci driver reads and writes")->capture_default_str();
@@ -29,9 +32,12 @@ Options ParseOptions(int argc, char** argv, int& exit_code) {
   cli.add_option("--admin-group", o.admin_group,
                  "group (name or number) whose members may change accelerators, as root may (default: root only)");
   cli.add_flag("-f,--foreground", o.foreground, "stay in the foreground");
-  cli.add_option("-o", o.mount_options, "FUSE mount options, passed through (allow_other, ...)")
+  cli.add_option("-o,--mount-option", o.mount_options, "FUSE mount options, passed through (allow_other, ...)")
       ->allow_extra_args(false)
       ->take_all();
+  cli.add_option("--audit-log", o.audit_log, "also append the audit trail to this file (reopened on SIGHUP)");
+  cli.add_flag("--check", o.check,
+               "check the options, the database and the mountpoint (clearing a dead cyborgfs mount), then exit");
   cli.add_option("--log-level", o.log_level, "trace, debug, info, warn, error")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));

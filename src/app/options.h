@@ -8,6 +8,7 @@ namespace cyborgfs::app {
 
 inline constexpr const char* kVersion = "0.1.0";
 inline constexpr const char* kDefaultDatabase = "/var/lib/cyborgfs/cyborgfs.db";
+inline constexpr const char* kDefaultConfig = CYBORGFS_CONFIG;  // set by CMakeLists.txt
 
 struct Options {
   std::string mountpoint;
@@ -24,11 +25,15 @@ struct Options {
   bool foreground = false;
   std::vector<std::string> mount_options;  // each -o argument
   std::string log_level = "info";
+  std::string audit_log;  // a file the audit lines also go to; empty: none
+  bool check = false;     // check everything a start needs, then exit
 };
 
-// Parses argv. On --help/--version prints and sets `exit_code` to 0; on a bad
-// command line prints one line to stderr and sets it non-zero. Otherwise
-// `exit_code` is -1 and the options are returned.
+// Parses argv, and the config file (--config, by default kDefaultConfig if it
+// exists: "key = value" lines, the keys being the long options without "--",
+// the command line winning). On --help/--version prints and sets `exit_code`
+// to 0; on a bad command line or config file prints one line to stderr and
+// sets it non-zero. Otherwise `exit_code` is -1 and the options are returned.
 Options ParseOptions(int argc, char** argv, int& exit_code);
 
 }  // namespace cyborgfs::app
