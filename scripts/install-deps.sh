@@ -10,6 +10,8 @@ packages=(
   nlohmann-json3-dev libspdlog-dev libfmt-dev
   libgtest-dev googletest
   libcli11-dev uuid-dev libpci-dev pci.ids libsystemd-dev
+  # the man page test renders cyborgfs(8); setpriv runs tests as another user
+  groff-base util-linux
   python3 coreutils procps
   # the tools the tests drive against the mount (issue 3)
   bash dash sed vim ed rsync file e2fsprogs ansible-core puppet
