@@ -12,6 +12,8 @@ packages=(
   libcli11-dev uuid-dev libpci-dev pci.ids libsystemd-dev
   # the man page test renders cyborgfs(8); setpriv runs tests as another user
   groff-base util-linux
+  # scripts/fuzz.sh: libFuzzer with clang
+  clang-14 libclang-rt-14-dev
   python3 coreutils procps
   # the tools the tests drive against the mount (issue 3)
   bash dash sed vim ed rsync file e2fsprogs ansible-core puppet

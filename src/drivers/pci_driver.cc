@@ -13,23 +13,6 @@ namespace {
 
 constexpr const char* kDevices = "bus/pci/devices/";
 
-std::optional<uint32_t> ParseHex(const std::optional<std::string>& text) {
-  if (!text || text->empty()) return std::nullopt;
-  char* end = nullptr;
-  const unsigned long value = std::strtoul(text->c_str(), &end, 16);
-  if (*end != '\0' || value > 0xffffffUL) return std::nullopt;
-  return static_cast<uint32_t>(value);
-}
-
-// A small count or id in decimal (numa_node, available_instances, an
-// iommu group); -1 for anything else (numa_node reads "-1" without NUMA).
-int ParseSmall(const std::optional<std::string>& text) {
-  if (!text || text->empty()) return -1;
-  char* end = nullptr;
-  const long value = std::strtol(text->c_str(), &end, 10);
-  return *end == '\0' && value >= 0 && value < (1L << 30) ? static_cast<int>(value) : -1;
-}
-
 }  // namespace
 
 PciDriver::PciDriver(std::string host, Sysfs sysfs, DeviceTable table, std::unique_ptr<PciNames> names, int settle_ms)
@@ -74,9 +57,9 @@ Result<DiscoveredDevice> PciDriver::Describe(const std::string& address) {
 // The device at `address` if it is an accelerator.
 std::optional<DiscoveredDevice> PciDriver::Read(const std::string& address) {
   const std::string dir = kDevices + address + "/";
-  const auto class_code = ParseHex(sysfs_.Read(dir + "class"));
-  const auto vendor = ParseHex(sysfs_.Read(dir + "vendor"));
-  const auto product = ParseHex(sysfs_.Read(dir + "device"));
+  const auto class_code = ParseSysfsHex(sysfs_.Read(dir + "class"));
+  const auto vendor = ParseSysfsHex(sysfs_.Read(dir + "vendor"));
+  const auto product = ParseSysfsHex(sysfs_.Read(dir + "device"));
   if (!class_code || !vendor || !product) return std::nullopt;
   const auto kind = table_.Classify(*class_code, static_cast<uint16_t>(*vendor), static_cast<uint16_t>(*product));
   if (!kind) return std::nullopt;
@@ -90,7 +73,7 @@ std::optional<DiscoveredDevice> PciDriver::Read(const std::string& address) {
   d.acc_type = kind->acc_type.empty() ? "pci-" + d.vendor_id + "-" + d.product_id : kind->acc_type;
   d.kernel_driver = sysfs_.LinkName(dir + "driver").value_or("");
   d.model = names_->Model(static_cast<uint16_t>(*vendor), static_cast<uint16_t>(*product));
-  d.numa_node = ParseSmall(sysfs_.Read(dir + "numa_node"));
+  d.numa_node = ParseSysfsCount(sysfs_.Read(dir + "numa_node"));
   d.iommu_group = sysfs_.LinkName(dir + "iommu_group").value_or("");
   d.physfn = sysfs_.LinkName(dir + "physfn").value_or("");
   for (const std::string& entry : sysfs_.List(dir)) {
@@ -99,17 +82,17 @@ std::optional<DiscoveredDevice> PciDriver::Read(const std::string& address) {
     }
   }
   std::sort(d.virtfns.begin(), d.virtfns.end());
-  d.sriov_totalvfs = ParseSmall(sysfs_.Read(dir + "sriov_totalvfs"));
-  d.sriov_numvfs = ParseSmall(sysfs_.Read(dir + "sriov_numvfs"));
-  const auto sub_vendor = ParseHex(sysfs_.Read(dir + "subsystem_vendor"));
-  const auto sub_device = ParseHex(sysfs_.Read(dir + "subsystem_device"));
+  d.sriov_totalvfs = ParseSysfsCount(sysfs_.Read(dir + "sriov_totalvfs"));
+  d.sriov_numvfs = ParseSysfsCount(sysfs_.Read(dir + "sriov_numvfs"));
+  const auto sub_vendor = ParseSysfsHex(sysfs_.Read(dir + "subsystem_vendor"));
+  const auto sub_device = ParseSysfsHex(sysfs_.Read(dir + "subsystem_device"));
   if (sub_vendor && sub_device && (*sub_vendor || *sub_device)) {
     d.subsystem_id = Hex4(static_cast<uint16_t>(*sub_vendor)) + ":" + Hex4(static_cast<uint16_t>(*sub_device));
   }
   for (const std::string& type : sysfs_.List(dir + "mdev_supported_types")) {
     const std::string t = dir + "mdev_supported_types/" + type + "/";
     d.mdev_types[type] = {sysfs_.Read(t + "name").value_or(type),
-                          std::max(0, ParseSmall(sysfs_.Read(t + "available_instances")))};
+                          std::max(0, ParseSysfsCount(sysfs_.Read(t + "available_instances")))};
   }
   return d;
 }
@@ -240,7 +223,8 @@ Result<std::string> PciDriver::Attach(const std::string& address, const AttachTa
     if (!s.ok()) return steps.Undo(s);
   }
   Json handle = {{"type", "PCI"}, {"address", address}};
-  if (const int group = ParseSmall(sysfs_.LinkName(dir + "iommu_group")); group >= 0) handle["iommu_group"] = group;
+  if (const int group = ParseSysfsCount(sysfs_.LinkName(dir + "iommu_group")); group >= 0)
+    handle["iommu_group"] = group;
   return handle.dump();
 }
 

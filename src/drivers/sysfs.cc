@@ -6,12 +6,28 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 namespace cyborgfs {
+
+std::optional<uint32_t> ParseSysfsHex(const std::optional<std::string>& text) {
+  if (!text || text->empty()) return std::nullopt;
+  char* end = nullptr;
+  const unsigned long value = std::strtoul(text->c_str(), &end, 16);
+  if (*end != '\0' || value > 0xffffffUL) return std::nullopt;
+  return static_cast<uint32_t>(value);
+}
+
+int ParseSysfsCount(const std::optional<std::string>& text) {
+  if (!text || text->empty()) return -1;
+  char* end = nullptr;
+  const long value = std::strtol(text->c_str(), &end, 10);
+  return *end == '\0' && value >= 0 && value < (1L << 30) ? static_cast<int>(value) : -1;
+}
 
 Sysfs::Sysfs(std::string root) : root_(std::move(root)) {}
 

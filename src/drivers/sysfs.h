@@ -7,6 +7,7 @@
 // Thread safety: stateless; all methods may be called concurrently.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -14,6 +15,14 @@
 #include "cyborgfs/status.h"
 
 namespace cyborgfs {
+
+// A hex value file ("0x10de", "0x030200"): at most 24 bits; nullopt for
+// anything else (absent, empty, not hex, too large).
+std::optional<uint32_t> ParseSysfsHex(const std::optional<std::string>& text);
+
+// A small decimal count or id (numa_node, available_instances, an iommu
+// group); -1 for anything else (numa_node reads "-1" without NUMA).
+int ParseSysfsCount(const std::optional<std::string>& text);
 
 class Sysfs {
  public:
