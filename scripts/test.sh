@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what cyborgfs needs, builds it, and runs every test under CTest:
-# once in a normal build, once built with AddressSanitizer + UBSan.
+# once in a normal build, once built with AddressSanitizer + UBSan
+# (scripts/sanitize.sh; it also runs ThreadSanitizer).
 # Usage: scripts/test.sh [--fast]   (--fast: skip the sanitizer build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,5 @@ run_suite() {  # build folder, extra cmake arguments...
 run_suite build
 if [ "${1:-}" != "--fast" ]; then
   echo "== again with AddressSanitizer and UndefinedBehaviorSanitizer"
-  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-    run_suite build-sanitize -DCMAKE_BUILD_TYPE=Debug -DCYBORGFS_SANITIZE=ON
+  bash scripts/sanitize.sh address  # scripts/sanitize.sh thread: ThreadSanitizer
 fi
