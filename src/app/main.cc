@@ -6,7 +6,8 @@
 // with a non-zero exit. Once the mount is live the parent exits 0 (unless
 // --foreground); SIGINT, SIGTERM and `fusermount3 -u` unmount and exit 0.
 // With $NOTIFY_SOCKET (systemd's Type=notify) it reports READY=1 once the
-// mount is live and STOPPING=1 when it stops serving.
+// mount is live and STOPPING=1 when it stops serving; SIGHUP rereads the
+// config file (Reloader). --check does everything before mounting, then exits.
 #include <fuse_lowlevel.h>
 #include <grp.h>
 #include <pthread.h>
@@ -46,8 +47,6 @@ std::string HostName() {
   return name;
 }
 
-// The database path made absolute (the daemon changes to / when it detaches);
-// the default folder is created, a folder the user named must exist.
 // The gid of --admin-group (a name, or a number that needs no name); the
 // daemon's own group when none is given.
 Result<gid_t> AdminGroup(const std::string& group) {
@@ -61,6 +60,8 @@ Result<gid_t> AdminGroup(const std::string& group) {
   return Status::NotFound("--admin-group: no group named " + group);
 }
 
+// The database path made absolute (the daemon changes to / when it detaches);
+// the default folder is created, a folder the user named must exist.
 Result<std::string> DatabasePath(const std::string& path) {
   std::error_code ec;
   const std::filesystem::path absolute = std::filesystem::absolute(path, ec);
