@@ -49,6 +49,9 @@ Options ParseOptions(int argc, char** argv, int& exit_code) {
     exit_code = cli.exit(e);
   } catch (const CLI::CallForVersion& e) {
     exit_code = cli.exit(e);
+  } catch (const CLI::ConfigError& e) {  // CLI11 says "INI was not able to parse <key>"
+    std::cerr << "cyborgfs: config file: " << e.what() << " (its keys are the long options without --)\n";
+    exit_code = 2;
   } catch (const CLI::ParseError& e) {
     std::cerr << "cyborgfs: " << e.what() << " (see cyborgfs --help)\n";
     exit_code = 2;

@@ -21,6 +21,9 @@ Filesystem& Self(fuse_req_t req) { return *static_cast<Filesystem*>(fuse_req_use
 
 // The file this thread's WRITE request is changing, while the Service runs it.
 thread_local fuse_ino_t being_written = 0;
+// The accelerator folder this thread's MKDIR request is making, while the
+// Service runs it: the kernel makes its entry from the reply.
+thread_local const char* being_made = nullptr;
 
 // Runs one request's handler. An exception must not cross into libfuse's C
 // code: it is logged and the request fails with EIO; the daemon stays up.
@@ -334,12 +337,11 @@ void Filesystem::MakeDir(fuse_req_t req, fuse_ino_t parent, const char* name, mo
     return made.ok() ? ReplyScratchEntry(req, *made) : ReplyStatus(req, made.status());
   }
   if (Decode(parent).kind != NodeKind::kAccelerators) return ReplyStatus(req, NotHere("mkdir"));
+  being_made = name;
   Status created = service_.CreateWithUuid(name);
+  being_made = nullptr;
   notifier_.AwaitStale();
-  if (!created.ok()) {
-    spdlog::warn("mkdir accelerators/{}: refused: {}", name, created.message());
-    return ReplyStatus(req, created);
-  }
+  if (!created.ok()) return ReplyStatus(req, created);  // the Service audited the refusal
   Lookup(req, parent, name);
 }
 
@@ -604,7 +606,9 @@ void Filesystem::OnChange(const Service::Snapshot& before, const Service::Snapsh
   ++listing_revision_;
   notifier_.Stale(kAcceleratorsIno);
   notifier_.Stale(kByNameIno);
-  if (!before) notifier_.ForgetEntry(kAcceleratorsIno, after->uuid);  // may be cached as absent
+  // A new uuid may be cached as absent; not one made by this thread's mkdir,
+  // whose folder lock the kernel holds: it makes that entry from the reply.
+  if (!before && !(being_made && after->uuid == being_made)) notifier_.ForgetEntry(kAcceleratorsIno, after->uuid);
   if (before) notifier_.ForgetEntry(kByNameIno, before->name);
   if (after) notifier_.ForgetEntry(kByNameIno, after->name);
 }
