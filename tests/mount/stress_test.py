@@ -44,6 +44,7 @@ def work(index, mnt, shared, seconds, results):
     acc = os.path.join(mnt, "accelerators")
     told = {"specs": [], "attached": [], "busy": 0, "errors": [], "operations": 0}
     own = []
+    held = set()  # the shared accelerators attached to its VM
     deadline = time.monotonic() + seconds
     serial = 0
     while time.monotonic() < deadline:
@@ -59,15 +60,17 @@ def work(index, mnt, shared, seconds, results):
                 try:
                     write(os.path.join(acc, target, "attach"), "vm %s\n" % vm)
                     told["attached"].append(target)
+                    held.add(target)
                 except OSError as e:
                     if e.errno != errno.EBUSY:
                         raise
                     told["busy"] += 1
-            elif choice < 0.75:
-                with open(os.path.join(acc, target, "attach")) as f:
-                    mine = f.read() == "vm %s\n" % vm
-                if mine:  # only its owner detaches an accelerator: no one can take it meanwhile
-                    write(os.path.join(acc, target, "attach"), "\n")
+            elif choice < 0.75 and held:
+                # only its owner detaches an accelerator, so the owner knows what it holds
+                # (a read could overlap another's refused write and show its bytes)
+                target = rng.choice(sorted(held))
+                write(os.path.join(acc, target, "attach"), "\n")
+                held.discard(target)
             elif choice < 0.85 and own:
                 write(os.path.join(acc, rng.choice(own), "name"), "w%d-%d\n" % (index, serial))
             elif choice < 0.92 or not own:
@@ -81,11 +84,8 @@ def work(index, mnt, shared, seconds, results):
             told["operations"] += 1
         except OSError as e:
             told["errors"].append("%s: %s" % (choice, e))
-    # give back what it holds, so the end state is checkable
-    for target in shared:
-        with open(os.path.join(acc, target, "attach")) as f:
-            if f.read() == "vm %s\n" % vm:
-                write(os.path.join(acc, target, "attach"), "\n")
+    for target in held:  # give back what it holds, so the end state is checkable
+        write(os.path.join(acc, target, "attach"), "\n")
     results.put((index, told))
 
 
