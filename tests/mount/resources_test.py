@@ -68,8 +68,8 @@ class SlowDriverTest(PciTestBase):
             self.assertEqual(self.acc(slow, "status"), "available\n")  # its own state too
             for u in found.values():
                 self.assertTrue(self.acc(u, "name"))
-            self.ok("""echo '{"num": 2}' > accelerators/%s/spec""" % other)
-            self.ok("echo renamed > accelerators/%s/name" % other)
+            self.assertEqual(self.write_file("accelerators/%s/spec" % other, '{"num": 2}\n'), 0)
+            self.assertEqual(self.write_file("accelerators/%s/name" % other, "renamed\n"), 0)
             self.assertIn("renamed", os.listdir(self.fs.path("by-name")))
             self.assertTrue(thread.is_alive(), "the slow attach ended before the others' requests")
         finally:
