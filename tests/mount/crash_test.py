@@ -20,7 +20,7 @@ import time
 import unittest
 import uuid as uuidlib
 
-from harness import BIN, HOST, MountTest, is_mounted, is_served, wait_for
+from harness import BIN, HOST, MountTest, echo_into, is_mounted, is_served, wait_for
 from pci_test import KernelTestBase
 
 VM = "11111111-2222-4333-8444-555555555555"
@@ -131,13 +131,7 @@ class Writer(threading.Thread):
 
     def write(self, uuid, file, value):
         """echo VALUE > file; an empty value is written as a newline (reads back as empty)."""
-        def action():
-            fd = os.open(self.path(uuid, file), os.O_WRONLY | os.O_TRUNC)
-            try:
-                os.write(fd, (value or "\n").encode())
-            finally:
-                os.close(fd)
-        self.apply(uuid, file, value, action)
+        self.apply(uuid, file, value, lambda: echo_into(self.path(uuid, file), value or "\n"))
 
     def step(self, rng):
         mine = [u for u, s in self.state.items() if s is not None]

@@ -34,6 +34,15 @@ def is_mounted(path):
         return any(line.split()[1] == path for line in mounts)
 
 
+def echo_into(path, text):
+    """As the shell's `echo text > path` does it: open(O_TRUNC), one write(2), close."""
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
 def fuse_connection(path):
     """The FUSE connection number of the topmost mount on `path`, or None."""
     found = None

@@ -7,7 +7,7 @@ import subprocess
 import threading
 import uuid as uuidlib
 
-from harness import BIN, HOST, Mount, MountTest, is_mounted, wait_for
+from harness import BIN, HOST, Mount, MountTest, echo_into, is_mounted, wait_for
 
 U1 = "8e45a2ea-5364-4b0d-a252-bf8becaa606e"
 U2 = "eaaf1c04-ced2-40e4-89a2-87edded06d64"
@@ -773,14 +773,7 @@ class ConcurrencyTest(MountTest):
         self.assertLessEqual(torn_overlapping, 10, "at most a rare cut read, and only during a change")
 
     def test_values_written_in_place_are_fresh_and_whole_when_not_overlapped(self):
-        def overwrite(spec, value):
-            fd = os.open(spec, os.O_WRONLY | os.O_TRUNC)
-            try:
-                os.write(fd, value.encode())
-            finally:
-                os.close(fd)
-
-        torn_alone, _ = self.race(overwrite)
+        torn_alone, _ = self.race(echo_into)
         self.assertEqual(torn_alone, 0, "whole values for reads that overlap no write")
 
     def test_derived_files_follow_their_change_at_once(self):

@@ -22,19 +22,11 @@ import time
 import unittest
 import uuid as uuidlib
 
-from harness import MountTest
+from harness import MountTest, echo_into
 
 SECONDS = float(os.environ.get("CYBORGFS_STRESS_SECONDS", "10"))
 WORKERS = 8
 FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)')
-
-
-def write(path, text):
-    fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
 
 
 def work(index, mnt, shared, seconds, results):
@@ -54,11 +46,11 @@ def work(index, mnt, shared, seconds, results):
         try:
             if choice < 0.3:
                 spec = json.dumps({"num": rng.randint(1, 8), "writer": "%d-%d" % (index, serial)}) + "\n"
-                write(os.path.join(acc, target, "spec"), spec)
+                echo_into(os.path.join(acc, target, "spec"), spec)
                 told["specs"].append([target, spec])
             elif choice < 0.55:
                 try:
-                    write(os.path.join(acc, target, "attach"), "vm %s\n" % vm)
+                    echo_into(os.path.join(acc, target, "attach"), "vm %s\n" % vm)
                     told["attached"].append(target)
                     held.add(target)
                 except OSError as e:
@@ -69,10 +61,10 @@ def work(index, mnt, shared, seconds, results):
                 # only its owner detaches an accelerator, so the owner knows what it holds
                 # (a read could overlap another's refused write and show its bytes)
                 target = rng.choice(sorted(held))
-                write(os.path.join(acc, target, "attach"), "\n")
+                echo_into(os.path.join(acc, target, "attach"), "\n")
                 held.discard(target)
             elif choice < 0.85 and own:
-                write(os.path.join(acc, rng.choice(own), "name"), "w%d-%d\n" % (index, serial))
+                echo_into(os.path.join(acc, rng.choice(own), "name"), "w%d-%d\n" % (index, serial))
             elif choice < 0.92 or not own:
                 u = str(uuidlib.UUID(int=rng.getrandbits(128), version=4))
                 os.mkdir(os.path.join(acc, u))
@@ -80,12 +72,12 @@ def work(index, mnt, shared, seconds, results):
             elif choice < 0.96:
                 os.rmdir(os.path.join(acc, own.pop(rng.randrange(len(own)))))
             else:
-                write(os.path.join(mnt, "create"), json.dumps({"name": "c%d-%d" % (index, serial)}))
+                echo_into(os.path.join(mnt, "create"), json.dumps({"name": "c%d-%d" % (index, serial)}))
             told["operations"] += 1
         except OSError as e:
             told["errors"].append("%s: %s" % (choice, e))
     for target in held:  # give back what it holds, so the end state is checkable
-        write(os.path.join(acc, target, "attach"), "\n")
+        echo_into(os.path.join(acc, target, "attach"), "\n")
     results.put((index, told))
 
 
