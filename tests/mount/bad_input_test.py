@@ -194,7 +194,8 @@ class CreateInputTest(BadInputTest):
     def test_mkdir_of_bad_and_existing_uuids(self):
         for bad in ["not-a-uuid", self.u.upper(), self.u.replace("-", "")]:
             self.refused_without_accelerator(lambda: os.mkdir(self.fs.path("accelerators", bad)), errno.EINVAL,
-                                             "mkdir accelerators/%s: refused: \"%s\" is not a lowercase" % (bad, bad))
+                                             'accelerator="%s" file="mkdir" error="\\"%s\\" is not a lowercase'
+                                             % (bad, bad))  # the audit line
         # The kernel finds the existing folder and answers EEXIST itself.
         self.refused_without_accelerator(lambda: os.mkdir(self.fs.path("accelerators", self.u)), errno.EEXIST)
 
