@@ -3,10 +3,11 @@ import errno
 import json
 import os
 import resource
+import signal
 import threading
 import unittest
 
-from harness import MountTest
+from harness import MountTest, is_mounted, wait_for
 from pci_test import PciTestBase
 
 HANDLES = 10000
@@ -76,6 +77,23 @@ class SlowDriverTest(PciTestBase):
             thread.join(timeout=60)
         self.assertEqual(outcome["attach"], errno.EIO)  # rolled back
         self.assertEqual(self.acc(other, "spec"), '{"num": 2}\n')
+
+
+    def test_sigterm_lets_the_request_in_flight_finish(self):
+        slow = self.by_address()["0000:17:00.0"]
+        unbind = os.path.join(self.tree, "bus/pci/drivers/nvidia/unbind")
+        outcome = {}
+        thread = threading.Thread(target=lambda: outcome.update(attach=self.write_file(
+            "accelerators/%s/attach" % slow, "vm 11111111-2222-4333-8444-555555555555\n")))
+        thread.start()
+        wait_for(lambda: os.path.getsize(unbind) > 0, what="the attach to be in the driver")
+        self.fs.proc.send_signal(signal.SIGTERM)
+        thread.join(timeout=60)
+        self.assertEqual(outcome["attach"], errno.EIO)  # the driver's answer, not ECONNABORTED
+        self.assertEqual(self.fs.proc.wait(timeout=30), 0)
+        self.assertFalse(is_mounted(self.fs.mnt))
+        self.fs = self.start(db=self.fs.db)
+        self.assertEqual(self.acc(slow, "status"), "available\n")  # rolled back, not half done
 
 
 if __name__ == "__main__":
