@@ -24,6 +24,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <shared_mutex>
 #include <string>
@@ -159,7 +160,9 @@ class Service {
   Status ApplySpec(const Accelerator& current, const std::string& bytes, const Json& spec);
   Status ReplaceSpec(const Accelerator& current, const std::string& content);
   Status Detach(const Accelerator& current);
-  Status Commit(const Accelerator& current, Accelerator next);
+  // Stores and publishes `next` as the successor of `current`. `audited`: the
+  // file whose value this change sets, written to the audit trail (old -> new).
+  Status Commit(const Accelerator& current, Accelerator next, std::optional<Attr> audited = std::nullopt);
   // Records `why` (prefixed with `what`, e.g. "spec") in the error file and
   // the log, and returns it.
   Status Reject(int64_t id, const std::string& what, Status why);

@@ -166,11 +166,15 @@ void Service::Unpublish(const Snapshot& accelerator) {
   if (listener_) listener_(accelerator, nullptr);
 }
 
-Status Service::Commit(const Accelerator& current, Accelerator next) {
+Status Service::Commit(const Accelerator& current, Accelerator next, std::optional<Attr> audited) {
   next.generation = current.generation + 1;
   next.updated_at = Now();
   next.last_error.clear();
   if (Status s = store_.Update(next); !s.ok()) return s;
+  if (audited) {
+    const AttrInfo& info = AttributeInfo(*audited);
+    audit::Changed(current.uuid, info.name, info.render(current), info.render(next));
+  }
   Publish(std::move(next));
   return Status::Ok();
 }
@@ -327,9 +331,7 @@ Status Service::ApplyName(const Accelerator& current, std::string_view bytes) {
   Accelerator next = current;
   next.name = name;
   next.name_bytes = std::string(bytes);
-  if (Status s = Commit(current, std::move(next)); !s.ok()) return s;
-  audit::Changed(current.uuid, "name", AttributeInfo(Attr::kName).render(current), bytes);
-  return Status::Ok();
+  return Commit(current, std::move(next), Attr::kName);
 }
 
 Status Service::ApplySpec(const Accelerator& current, const std::string& bytes, const Json& spec) {
@@ -339,9 +341,7 @@ Status Service::ApplySpec(const Accelerator& current, const std::string& bytes, 
   next.spec_bytes = bytes;
   if (next.spec == current.spec && next.spec_bytes == current.spec_bytes) return Status::Ok();
   DeriveColumns(next);
-  if (Status s = Commit(current, std::move(next)); !s.ok()) return s;
-  audit::Changed(current.uuid, "spec", AttributeInfo(Attr::kSpec).render(current), bytes);
-  return Status::Ok();
+  return Commit(current, std::move(next), Attr::kSpec);
 }
 
 Status Service::ApplyAttach(const Accelerator& current, std::string_view bytes) {
@@ -354,10 +354,7 @@ Status Service::ApplyAttach(const Accelerator& current, std::string_view bytes) 
   next.attachment = target.ToString();
   next.attach_bytes = std::string(bytes);
   if (current.attachment == next.attachment) {
-    if (next.attach_bytes == current.attach_bytes) return Status::Ok();
-    if (Status s = Commit(current, std::move(next)); !s.ok()) return s;
-    audit::Changed(current.uuid, "attach", AttributeInfo(Attr::kAttach).render(current), bytes);
-    return Status::Ok();
+    return next.attach_bytes == current.attach_bytes ? Status::Ok() : Commit(current, std::move(next), Attr::kAttach);
   }
   if (!current.attachment.empty()) {
     return Status::Busy("attached to " + current.attachment + "; detach it first (echo > attach)");
@@ -374,13 +371,9 @@ Status Service::ApplyAttach(const Accelerator& current, std::string_view bytes) 
   }
   next.state = State::kAttached;
   std::string memory = next.driver_memory;
-  Status committed = Commit(current, std::move(next));
-  if (!committed.ok()) {
-    if (driver) (void)driver->Detach(current.driver_address, memory);  // roll the host side back
-    return committed;
-  }
-  audit::Changed(current.uuid, "attach", AttributeInfo(Attr::kAttach).render(current), bytes);
-  return Status::Ok();
+  Status committed = Commit(current, std::move(next), Attr::kAttach);
+  if (!committed.ok() && driver) (void)driver->Detach(current.driver_address, memory);  // roll the host side back
+  return committed;
 }
 
 Status Service::Detach(const Accelerator& current) {
@@ -400,9 +393,7 @@ Status Service::Detach(const Accelerator& current) {
   next.attach_bytes.reset();
   next.attach_handle.clear();
   next.state = current.state == State::kOffline ? State::kOffline : State::kAvailable;
-  if (Status s = Commit(current, std::move(next)); !s.ok()) return s;
-  audit::Changed(current.uuid, "attach", AttributeInfo(Attr::kAttach).render(current), "");
-  return Status::Ok();
+  return Commit(current, std::move(next), Attr::kAttach);
 }
 
 // --- removing ----------------------------------------------------------------
