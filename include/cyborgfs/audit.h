@@ -10,8 +10,8 @@
 // command name the process whose request it was (the Caller), or "uid=- pid=-
 // command=\"cyborgfs\"" for what the daemon does of its own (a rescan, a
 // repair at start). The lines go to the logger named "audit" when there is
-// one (see main.cc: the daemon's log plus an optional file), else to the
-// default logger.
+// one (src/app/logging.cc: the daemon's log plus an optional file), else to
+// the default logger.
 //
 // Thread safety: all functions may be called concurrently.
 #pragma once
@@ -45,10 +45,12 @@ class CallerScope {
 
 namespace audit {
 
-// `file` of `accelerator` (a uuid, or a name for `create`) changed from
-// `before` to `after`; for mkdir, rmdir and create, file is that operation.
+// `file` of `accelerator` (its uuid) changed from `before` to `after`; for
+// mkdir, rmdir, create and a driver's adoption, file names that operation and
+// the values are the name the accelerator got or had.
 void Changed(std::string_view accelerator, std::string_view file, std::string_view before, std::string_view after);
-// A change of `file` of `accelerator` was refused because of `why`.
+// A change of `file` of `accelerator` was refused because of `why`; for a
+// refused mkdir, accelerator is the name asked for, for a refused create "".
 void Refused(std::string_view accelerator, std::string_view file, const Status& why);
 
 }  // namespace audit
