@@ -116,9 +116,7 @@ class Reloader {
   ~Reloader() { Stop(); }
 
   static void BlockReloadSignal() {
-    sigset_t hup;
-    sigemptyset(&hup);
-    sigaddset(&hup, SIGHUP);
+    const sigset_t hup = ReloadSignal();
     pthread_sigmask(SIG_BLOCK, &hup, nullptr);
   }
   void Start() {
@@ -132,10 +130,14 @@ class Reloader {
   }
 
  private:
-  void Run() {
+  static sigset_t ReloadSignal() {
     sigset_t hup;
     sigemptyset(&hup);
     sigaddset(&hup, SIGHUP);
+    return hup;
+  }
+  void Run() {
+    const sigset_t hup = ReloadSignal();
     for (int signal = 0; sigwait(&hup, &signal) == 0 && !stopping_;) Reload();
   }
   void Reload() {
