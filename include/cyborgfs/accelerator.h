@@ -11,7 +11,7 @@
 
 namespace cyborgfs {
 
-// The lifecycle states; src/core/service.cc documents the transitions.
+// The lifecycle states; cyborgfs/lifecycle.h documents the transitions.
 enum class State { kAvailable, kAttached, kOffline, kError };
 
 const char* StateName(State state);
@@ -35,6 +35,9 @@ struct Accelerator {
   State state = State::kAvailable;
   std::string attachment;     // canonical "vm <uuid>" / "host <name>"; empty = detached
   std::string attach_handle;  // compact JSON from the driver; empty when detached
+  // The user asked to detach and the host side has not finished: the
+  // attachment is kept until a detach works (state error, or offline).
+  bool detaching = false;
 
   // Host side: which cyborgfs driver reports this accelerator (the file
   // `reported_by`; the file `driver` shows the kernel driver) and what it said.

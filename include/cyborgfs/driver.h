@@ -73,10 +73,18 @@ class Driver {
   // loaded: VM attaches will fail"); empty when nothing does.
   virtual std::vector<std::string> Health() { return {}; }
 
-  // The device at `address` as Discover() would report it now; kNoDevice if
-  // it is gone. The core calls it after an attach or detach to refresh the
-  // facts (the kernel driver changes).
-  virtual Result<DiscoveredDevice> Describe(const std::string& address);
+  // The device at `address` as Discover() would report it now, reading that
+  // device only; kNoDevice if it is gone. The core calls it after an attach
+  // or detach to refresh the facts (the kernel driver changes).
+  virtual Result<DiscoveredDevice> Describe(const std::string& address) = 0;
+
+  // Whether the device, as `observed` by the last Discover(), is held as its
+  // record wants: detached (`target` null) or attached to `*target`, given
+  // the driver's `memory` of it (below). A rescan calls Attach or Detach only
+  // for the devices where it is not (a crash between two steps of an attach,
+  // a device rebound by hand, mediated devices gone after a reboot). It may
+  // read the host, cheaply, and changes nothing.
+  virtual bool Agrees(const DiscoveredDevice& observed, const AttachTarget* target, const std::string& memory) = 0;
 
   // `memory` is what the driver keeps about one device between calls: a
   // JSON object ("{}" at first) that the core stores with the accelerator,

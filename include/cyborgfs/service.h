@@ -64,13 +64,50 @@ class Service {
 
   // Loads the store and reconciles it with what the drivers discover: new
   // devices are added, known ones come back online, ones no longer reported
-  // go offline (their records are kept). Fails only if the store fails; a
-  // failing driver is logged and its accelerators go offline.
+  // go offline (their records are kept); all in one transaction. Fails only
+  // if the store fails; a failing driver is logged and its accelerators go
+  // offline.
   Status Start();
 
-  // Reconciles with the drivers again (the same rules as Start): new devices
-  // are added, known ones refreshed, unreported ones go offline. Returns once
-  // it is applied; concurrent calls run one after the other.
+  // What a rescan would change: the drivers' devices compared with the
+  // records, and for each difference what is to be done. Rescan() applies it.
+  struct RescanPlan {
+    enum class Step {
+      kNone,         // its facts changed, or it is back online: no host step
+      kSettle,       // the host already agrees with what the user asked (a
+                     // pending detach done, an attachment held again): no host step
+      kRestore,      // attached in the record, not on the host: attach it again
+      kRepair,       // detached in the record, held on the host (a crash mid-attach): detach it
+      kRetryDetach,  // the user's detach failed before: detach it again
+    };
+    struct Adopt {
+      Driver* driver;
+      DiscoveredDevice device;
+      std::string name;  // the device's suggested name, or one made unique
+    };
+    struct Update {
+      Snapshot current;  // the record as planned from
+      Driver* driver;
+      DiscoveredDevice device;  // as discovered
+      Step step;
+    };
+    std::vector<Adopt> adopt;       // devices no record has
+    std::vector<Update> update;     // reported devices whose record changes or whose host needs a step
+    std::vector<Snapshot> offline;  // records of a driver that no longer reports them
+    size_t reported = 0;            // devices the drivers report, in all
+    size_t records = 0;             // records compared with them
+    bool empty() const { return adopt.empty() && update.empty() && offline.empty(); }
+  };
+  // Discovers once per driver (recording the drivers' health for
+  // DriversReport) and plans, in time linear in the number of devices and
+  // records. Changes no record and makes no host step.
+  RescanPlan PlanRescan();
+
+  // Plans and applies: calls a driver only for the steps above, commits every
+  // change of the plan in one transaction (none when the plan is empty),
+  // and audits each change. Returns once it is applied; concurrent calls run
+  // one after the other. A record changed by a request after it was planned
+  // is left for the next rescan.
   Status Rescan();
 
   // Rescans every `interval` on a thread of its own until StopRescans() (the
@@ -160,28 +197,41 @@ class Service {
   Status ApplySpec(const Accelerator& current, const std::string& bytes, const Json& spec);
   Status ReplaceSpec(const Accelerator& current, const std::string& content);
   Status Detach(const Accelerator& current);
-  // Stores and publishes `next` as the successor of `current`. `audited`: the
-  // file whose value this change sets, written to the audit trail (old -> new).
+  // Stores and publishes `next` as the successor of `current`, and audits
+  // it: `audited` is the file whose value the request set; without it (the
+  // daemon's own changes) the line names the first file whose content
+  // changed. REQUIRES: the op lock of `current`.
   Status Commit(const Accelerator& current, Accelerator next, std::optional<Attr> audited = std::nullopt);
+  // What Commit does to `next` before storing it (the generation, the time,
+  // the error file cleared; the lifecycle's invariants checked in debug builds).
+  void Prepare(const Accelerator& current, Accelerator& next) const;
   // Records `why` (prefixed with `what`, e.g. "spec") in the error file and
-  // the log, and returns it.
-  Status Reject(int64_t id, const std::string& what, Status why);
-  // Sets the error file of `id` to `text` (a change of last_error only).
-  void SetLastError(int64_t id, const std::string& text);
+  // the audit trail, and returns it. REQUIRES: `locked` is held.
+  Status Reject(const Locked& locked, const std::string& what, Status why);
+  // Sets the error file of the locked accelerator to `text`.
+  void SetLastError(const Locked& locked, const std::string& text);
 
-  Status Reconcile(Driver& driver, const DiscoveredDevice& device, std::set<int64_t>& reported);
   // Logs a failed discovery and keeps the driver's state for DriversReport().
   void RecordHealth(Driver& driver, const Result<std::vector<DiscoveredDevice>>& devices);
-  Status Adopt(const Driver& driver, const DiscoveredDevice& device);
-  Status Refresh(Driver& driver, const Accelerator& current, const DiscoveredDevice& device);
+  // The record `current` becomes with `device`'s facts, reported again, and
+  // settled if `step` is kSettle: what a plan step makes of it without the host.
+  Accelerator Settled(const Accelerator& current, const Driver& driver, const DiscoveredDevice& device,
+                      RescanPlan::Step step) const;
+  // What the host needs for `record` reported as `device`.
+  RescanPlan::Step StepFor(const Accelerator& record, Driver& driver, const DiscoveredDevice& device) const;
+  // Carries out `update`'s host step on `next` (already Settled).
+  void RunHostStep(const RescanPlan::Update& update, Accelerator& next);
+  Status ApplyPlan(const RescanPlan& plan);
   void RefreshFacts(Driver& driver, Accelerator& a);
   // Stores and publishes a new accelerator; `how` it came (mkdir, create, ...) is audited.
   Status Insert(Accelerator accelerator, std::string_view how);
   Status CreateFrom(const Json& body);  // a complete create body
-  std::string UnusedName(const std::string& wanted) const;
+  std::string UnusedName(const std::string& wanted, const std::set<std::string>& also_taken = {}) const;
 
   // Replaces the accelerator's snapshot (a new revision) and tells the
-  // listener. REQUIRES: mu_ not held.
+  // listener. A snapshot of an older generation than the published one is
+  // refused (logged): every publish of a record is ordered with its changes.
+  // REQUIRES: mu_ not held; the record's op lock held (or the record new).
   void Publish(Accelerator accelerator);
   void Unpublish(const Snapshot& accelerator);
 

@@ -1,37 +1,21 @@
-// The accelerator lifecycle.
+// The accelerator service. The lifecycle it follows is cyborgfs/lifecycle.h:
+// every state change below goes through Transition() and one Commit().
 //
-// Invariants:
-//  1. An accelerator is attached (attachment != "") in state attached, error,
-//     or offline; it is detached in state available or offline.
-//  2. Only an accelerator reported by a running driver can be available or
-//     attached through a driver; one created by hand has no driver and never
-//     goes offline.
-//  3. Every state below is durable: each transition is one Store commit,
-//     made after the driver step succeeded and before the request returns.
-//
-//                 attach [ApplyAttach]
-//     available ------------------------> attached
-//         ^      <------------------------    |
-//         |         detach [Detach]           | detach fails in the driver
-//         |                                   v [Detach]
-//         |                                 error --detach [Detach]--> available
-//         |
-//         |  driver reports it again [Refresh]
-//     offline <-- driver stops reporting it [Start] (from any state; the
-//                 attachment is kept, and restored through the driver when the
-//                 device comes back; a failed restore is the error state)
-//
-// Removal [Remove] is allowed from available, error-free detached states and
-// from offline once detached.
+// Lock order: rescan_mu_, then op locks (a rescan takes several, in id
+// order; a request one), then mu_ (the indexes), then the Store's.
 #include "cyborgfs/service.h"
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <ctime>
 #include <set>
 #include <tuple>
+#include <unordered_set>
 
 #include "cyborgfs/audit.h"
+#include "cyborgfs/lifecycle.h"
 #include "cyborgfs/values.h"
 #include "document_buffer.h"
 
@@ -138,13 +122,19 @@ Driver* Service::DriverOf(const Accelerator& a) const {
 // --- publishing --------------------------------------------------------------
 
 void Service::Publish(Accelerator accelerator) {
-  accelerator.revision = ++revisions_;
-  auto after = std::make_shared<const Accelerator>(std::move(accelerator));
   Snapshot before;
+  Snapshot after;
   {
     std::unique_lock lock(mu_);
-    Entry& entry = by_id_[after->id];
+    Entry& entry = by_id_[accelerator.id];
     before = entry.accelerator;
+    if (before && accelerator.generation < before->generation) {
+      spdlog::error("internal error: accelerator {}: a snapshot of generation {} was not published over generation {}",
+                    accelerator.uuid, accelerator.generation, before->generation);
+      return;
+    }
+    accelerator.revision = ++revisions_;
+    after = std::make_shared<const Accelerator>(std::move(accelerator));
     if (before) {  // the keys view the old snapshot's strings: view the new one's
       by_uuid_.erase(before->uuid);
       by_name_.erase(before->name);
@@ -166,29 +156,55 @@ void Service::Unpublish(const Snapshot& accelerator) {
   if (listener_) listener_(accelerator, nullptr);
 }
 
-Status Service::Commit(const Accelerator& current, Accelerator next, std::optional<Attr> audited) {
+void Service::Prepare(const Accelerator& current, Accelerator& next) const {
   next.generation = current.generation + 1;
   next.updated_at = Now();
   next.last_error.clear();
-  if (Status s = store_.Update(next); !s.ok()) return s;
-  if (audited) {
-    const AttrInfo& info = AttributeInfo(*audited);
-    audit::Changed(current.uuid, info.name, info.render(current), info.render(next));
+#ifndef NDEBUG
+  if (Status s = CheckInvariants(next); !s.ok()) {
+    spdlog::critical("{}", s.message());
+    std::abort();
   }
+#endif
+}
+
+namespace {
+
+// The first file of the table whose content differs from `before` to
+// `after` (the error file aside: it is not state).
+std::optional<Attr> FirstChange(const Accelerator& before, const Accelerator& after) {
+  for (const AttrInfo& info : Attributes()) {
+    if (info.attr != Attr::kError && info.render(before) != info.render(after)) return info.attr;
+  }
+  return std::nullopt;
+}
+
+void AuditChange(const Accelerator& before, const Accelerator& after, std::optional<Attr> file) {
+  if (!file) file = FirstChange(before, after);
+  if (!file) return;
+  const AttrInfo& info = AttributeInfo(*file);
+  audit::Changed(before.uuid, info.name, info.render(before), info.render(after));
+}
+
+}  // namespace
+
+Status Service::Commit(const Accelerator& current, Accelerator next, std::optional<Attr> audited) {
+  Prepare(current, next);
+  if (Status s = store_.Update(next); !s.ok()) return s;
+  AuditChange(current, next, audited);
   Publish(std::move(next));
   return Status::Ok();
 }
 
-Status Service::Reject(int64_t id, const std::string& what, Status why) {
+Status Service::Reject(const Locked& locked, const std::string& what, Status why) {
   why = why.Prefixed(what);
-  if (why.code() == Code::kNotFound) return why;  // nothing left to explain it on
-  if (Snapshot current = FindById(id)) audit::Refused(current->uuid, what, why);
-  SetLastError(id, why.message());
+  audit::Refused(locked.current->uuid, what, why);
+  SetLastError(locked, why.message());
   return why;
 }
 
-void Service::SetLastError(int64_t id, const std::string& text) {
-  Snapshot current = FindById(id);
+void Service::SetLastError(const Locked& locked, const std::string& text) {
+  Snapshot current = FindById(locked.current->id);  // the latest: changes of it wait for our lock
   if (!current || current->last_error == text) return;
   Accelerator next = *current;
   next.last_error = text;
@@ -263,7 +279,7 @@ Status Service::Write(int64_t id, Attr attr, uint64_t offset, std::string_view d
   auto locked = Lock(id);
   if (!locked.ok()) return locked.status();
   Status result = WriteText(*locked->current, attr, data);
-  return result.ok() ? result : Reject(id, AttributeInfo(attr).name, result);
+  return result.ok() ? result : Reject(*locked, AttributeInfo(attr).name, result);
 }
 
 Status Service::Truncate(int64_t id, Attr attr, uint64_t size) {
@@ -280,14 +296,14 @@ Status Service::ChangeSpec(int64_t id, Attr attr, Change change) {
   auto outcome = change(buffer, AttributeInfo(attr).render(current));
   Status result = outcome.status();
   if (outcome.ok()) result = *outcome ? ApplySpec(current, (*outcome)->bytes, (*outcome)->document) : Status::Ok();
-  if (!result.ok()) return Reject(id, AttributeInfo(attr).name, result);
+  if (!result.ok()) return Reject(*locked, AttributeInfo(attr).name, result);
   // No close(2) can tell the writer of an incomplete document: the error file does.
   const std::string waiting =
       std::string(AttributeInfo(attr).name) + ": waiting for the rest, the value is unchanged: ";
   if (auto pending = buffer.Pending()) {
-    SetLastError(id, waiting + pending->message());
+    SetLastError(*locked, waiting + pending->message());
   } else if (Snapshot now = FindById(id); now && now->last_error.rfind(waiting, 0) == 0) {
-    SetLastError(id, "");
+    SetLastError(*locked, "");
   }
   return result;
 }
@@ -295,13 +311,13 @@ Status Service::ChangeSpec(int64_t id, Attr attr, Change change) {
 Status Service::Replace(int64_t id, Attr attr, const std::string& content, const std::string& source) {
   const AttrInfo& info = AttributeInfo(attr);
   const std::string what = std::string(info.name) + " (renamed from " + source + ")";
-  if (info.write == WriteKind::kReadOnly) return Reject(id, what, Status::AccessDenied("the file is read-only"));
   auto locked = Lock(id);
   if (!locked.ok()) return locked.status();
+  if (info.write == WriteKind::kReadOnly) return Reject(*locked, what, Status::AccessDenied("the file is read-only"));
   Status result = info.write == WriteKind::kText ? WriteText(*locked->current, attr, content)
                                                  : ReplaceSpec(*locked->current, content);
   if (result.code() == Code::kTooLarge) result = Status::Invalid(result.message());
-  return result.ok() ? result : Reject(id, what, result);
+  return result.ok() ? result : Reject(*locked, what, result);
 }
 
 Status Service::ReplaceSpec(const Accelerator& current, const std::string& content) {
@@ -344,6 +360,9 @@ Status Service::ApplySpec(const Accelerator& current, const std::string& bytes, 
   return Commit(current, std::move(next), Attr::kSpec);
 }
 
+// An attach to the target the record has is a no-op, unless the record is in
+// the error state: then it is attached again through the driver (a failed
+// restore retried, a pending detach cancelled).
 Status Service::ApplyAttach(const Accelerator& current, std::string_view bytes) {
   auto parsed = ParseAttach(bytes);
   if (!parsed.ok()) return parsed.status();
@@ -351,48 +370,52 @@ Status Service::ApplyAttach(const Accelerator& current, std::string_view bytes) 
   AttachTarget target = **parsed;
   target.spec = current.spec;
   Accelerator next = current;
-  next.attachment = target.ToString();
   next.attach_bytes = std::string(bytes);
-  if (current.attachment == next.attachment) {
+  const bool same = current.attachment == target.ToString();
+  if (same && current.state != State::kError) {
     return next.attach_bytes == current.attach_bytes ? Status::Ok() : Commit(current, std::move(next), Attr::kAttach);
   }
-  if (!current.attachment.empty()) {
+  if (!same && !current.attachment.empty()) {
     return Status::Busy("attached to " + current.attachment + "; detach it first (echo > attach)");
   }
   if (current.state == State::kOffline) {
     return Status::NoDevice("offline: driver " + current.driver + " no longer reports it");
   }
   Driver* driver = DriverOf(current);
+  std::string handle;
   if (driver) {
-    auto handle = driver->Attach(current.driver_address, target, next.driver_memory);
-    if (!handle.ok()) return handle.status().Prefixed("driver " + driver->Name());
-    next.attach_handle = *handle;
+    auto attached = driver->Attach(current.driver_address, target, next.driver_memory);
+    if (!attached.ok()) return attached.status().Prefixed("driver " + driver->Name());
+    handle = *attached;
     RefreshFacts(*driver, next);
   }
-  next.state = State::kAttached;
+  if (Status s = Transition(next, Event::kAttach, &target, handle); !s.ok()) return s;
   std::string memory = next.driver_memory;
   Status committed = Commit(current, std::move(next), Attr::kAttach);
-  if (!committed.ok() && driver) (void)driver->Detach(current.driver_address, memory);  // roll the host side back
+  if (!committed.ok() && driver && !same) (void)driver->Detach(current.driver_address, memory);  // host side back
   return committed;
 }
 
+// A detach the driver fails is committed as the error state (detaching: a
+// rescan retries it) and returned; the attachment is kept until it works.
 Status Service::Detach(const Accelerator& current) {
   if (current.attachment.empty()) return Status::Ok();
   Accelerator next = current;
   Driver* driver = current.state == State::kOffline ? nullptr : DriverOf(current);
   if (driver) {
-    if (Status s = driver->Detach(current.driver_address, next.driver_memory); !s.ok()) {
-      next.state = State::kError;
-      RefreshFacts(*driver, next);
-      (void)Commit(current, std::move(next));
-      return s.Prefixed("driver " + driver->Name());
-    }
+    Status detached = driver->Detach(current.driver_address, next.driver_memory);
     RefreshFacts(*driver, next);
+    if (!detached.ok()) {
+      detached = detached.Prefixed("driver " + driver->Name());
+      if (Status s = Transition(next, Event::kDetachFailed); !s.ok()) return s;
+      if (Status s = Commit(current, std::move(next)); !s.ok()) {
+        spdlog::error("accelerator {}: recording the failed detach failed: {}", current.uuid, s.message());
+        return Status::IoError(detached.message() + "; recording it failed too: " + s.message());
+      }
+      return detached;
+    }
   }
-  next.attachment.clear();
-  next.attach_bytes.reset();
-  next.attach_handle.clear();
-  next.state = current.state == State::kOffline ? State::kOffline : State::kAvailable;
+  if (Status s = Transition(next, Event::kDetach); !s.ok()) return s;
   return Commit(current, std::move(next), Attr::kAttach);
 }
 
@@ -403,10 +426,11 @@ Status Service::Remove(int64_t id) {
   if (!locked.ok()) return locked.status();
   const Accelerator& current = *locked->current;
   if (!current.attachment.empty()) {
-    return Reject(id, "rmdir", Status::Busy("attached to " + current.attachment + "; detach it first (echo > attach)"));
+    return Reject(*locked, "rmdir",
+                  Status::Busy("attached to " + current.attachment + "; detach it first (echo > attach)"));
   }
   if (!current.driver.empty() && current.state != State::kOffline) {
-    return Reject(id, "rmdir",
+    return Reject(*locked, "rmdir",
                   Status::Busy("still reported by driver " + current.driver + "; only offline records can be removed"));
   }
   if (Status s = store_.Remove(id); !s.ok()) return s;
@@ -428,99 +452,12 @@ Status Service::Start() {
   return Rescan();
 }
 
-Status Service::Rescan() {
-  std::lock_guard rescanning(rescan_mu_);
-  std::set<int64_t> reported;
-  for (const auto& driver : drivers_) {
-    auto devices = driver->Discover();
-    RecordHealth(*driver, devices);
-    if (!devices.ok()) continue;
-    for (const DiscoveredDevice& device : *devices) {
-      if (Status s = Reconcile(*driver, device, reported); !s.ok()) return s;
-    }
-  }
-  const std::vector<Snapshot> all = List();
-  for (const Snapshot& a : all) {
-    if (a->driver.empty() || reported.count(a->id) || a->state == State::kOffline) continue;
-    auto locked = Lock(a->id);
-    if (!locked.ok() || locked->current->state == State::kOffline) continue;
-    Accelerator next = *locked->current;
-    next.state = State::kOffline;
-    if (Status s = Commit(*locked->current, std::move(next)); !s.ok()) return s;
-    spdlog::warn("accelerator {}: offline: driver {} does not report {}", a->uuid, a->driver, a->driver_address);
-  }
-  spdlog::info("{} accelerators, {} reported by drivers", all.size(), reported.size());
-  return Status::Ok();
-}
-
-void Service::RecordHealth(Driver& driver, const Result<std::vector<DiscoveredDevice>>& devices) {
-  Json problems = driver.Health();
-  if (!devices.ok()) {
-    spdlog::error("driver {}: discovery failed, its accelerators go offline: {}", driver.Name(),
-                  devices.status().message());
-    problems.insert(problems.begin(), "discovery failed: " + devices.status().message());
-  }
-  const char* state = !devices.ok() ? "failed" : problems.empty() ? "ok" : "degraded";
-  std::lock_guard lock(report_mu_);
-  drivers_report_[driver.Name()] = {{"state", state},
-                                    {"devices", devices.ok() ? devices->size() : 0},
-                                    {"rescanned_at", Now()},
-                                    {"problems", problems}};
-}
-
-// One reported device: refreshed if known, adopted if new.
-Status Service::Reconcile(Driver& driver, const DiscoveredDevice& device, std::set<int64_t>& reported) {
-  if (Snapshot known = FindByUuid(device.uuid)) {
-    auto locked = Lock(known->id);
-    if (!locked.ok()) return Status::Ok();  // removed meanwhile: the next rescan adopts it
-    reported.insert(known->id);
-    return Refresh(driver, *locked->current, device);
-  }
-  Status adopted = Adopt(driver, device);
-  if (adopted.code() == Code::kExists) {  // made by hand with this uuid meanwhile
-    spdlog::warn("driver {}: {} not adopted: {}", driver.Name(), device.address, adopted.message());
-    return Status::Ok();
-  }
-  if (!adopted.ok()) return adopted;
-  reported.insert(FindByUuid(device.uuid)->id);
-  return Status::Ok();
-}
-
-std::string Service::DriversReport() const {
-  std::lock_guard lock(report_mu_);
-  return RenderJson(drivers_report_);
-}
-
-Status Service::WriteRescan(std::string_view data) {
-  if (StripNewline(data) != "1") return Status::Invalid("rescan: write 1 to rescan the drivers");
-  return Rescan().Prefixed("rescan");
-}
-
-void Service::StartRescans(std::chrono::milliseconds interval) {
-  if (interval.count() <= 0 || rescanner_.joinable()) return;
-  rescanner_ = std::thread([this, interval] {
-    std::unique_lock lock(rescanner_mu_);
-    while (!rescanner_cv_.wait_for(lock, interval, [this] { return stop_rescans_; })) {
-      lock.unlock();
-      if (Status s = Rescan(); !s.ok()) spdlog::error("periodic rescan failed: {}", s.message());
-      lock.lock();
-    }
-  });
-}
-
-void Service::StopRescans() {
-  {
-    std::lock_guard lock(rescanner_mu_);
-    stop_rescans_ = true;
-  }
-  rescanner_cv_.notify_all();
-  if (rescanner_.joinable()) rescanner_.join();
-}
-
 namespace {
 
-// What a driver says about a device, taken into its record.
+// What a driver says about a device, taken into its record. The columns
+// derived from the spec are derived again only if the driver's types changed.
 void TakeDriverFacts(const Driver& driver, const DiscoveredDevice& device, Accelerator& a) {
+  const bool types_changed = a.driver_device_type != device.device_type || a.driver_acc_type != device.acc_type;
   a.driver = driver.Name();
   a.driver_address = device.address;
   a.driver_device_type = device.device_type;
@@ -544,10 +481,288 @@ void TakeDriverFacts(const Driver& driver, const DiscoveredDevice& device, Accel
     facts["mdev_types"][type] = {{"name", offer.name}, {"available_instances", offer.available_instances}};
   }
   a.host_facts = facts.dump();
-  DeriveColumns(a);
+  if (types_changed) DeriveColumns(a);
+}
+
+// Everything a record stores, but the bookkeeping of changes.
+auto Stored(const Accelerator& a) {
+  return std::tie(a.uuid, a.name, a.spec, a.device_type, a.acc_type, a.acc_capability, a.vendor_id, a.product_id,
+                  a.remotable, a.state, a.attachment, a.attach_handle, a.detaching, a.driver, a.driver_address,
+                  a.driver_device_type, a.driver_acc_type, a.host_facts, a.driver_memory, a.name_bytes, a.spec_bytes,
+                  a.attach_bytes);
+}
+
+// The attachment of a record as a target for its driver.
+std::optional<AttachTarget> TargetOf(const Accelerator& a) {
+  auto parsed = ParseAttach(a.attachment);
+  if (!parsed.ok() || !*parsed) return std::nullopt;
+  AttachTarget target = **parsed;
+  target.spec = a.spec;
+  return target;
 }
 
 }  // namespace
+
+Service::RescanPlan::Step Service::StepFor(const Accelerator& record, Driver& driver,
+                                           const DiscoveredDevice& device) const {
+  using Step = RescanPlan::Step;
+  const auto target = TargetOf(record);
+  if (!target) return driver.Agrees(device, nullptr, record.driver_memory) ? Step::kNone : Step::kRepair;
+  if (record.detaching)
+    return driver.Agrees(device, nullptr, record.driver_memory) ? Step::kSettle : Step::kRetryDetach;
+  if (!driver.Agrees(device, &*target, record.driver_memory)) return Step::kRestore;
+  return record.state == State::kError ? Step::kSettle : Step::kNone;
+}
+
+Accelerator Service::Settled(const Accelerator& current, const Driver& driver, const DiscoveredDevice& device,
+                             RescanPlan::Step step) const {
+  Accelerator next = current;
+  TakeDriverFacts(driver, device, next);
+  (void)Transition(next, Event::kReported);  // allowed: the record has a driver
+  if (step == RescanPlan::Step::kSettle) {
+    if (next.detaching) {
+      (void)Transition(next, Event::kDetach);
+    } else if (const auto target = TargetOf(next)) {
+      (void)Transition(next, Event::kAttach, &*target, next.attach_handle);
+    }
+  }
+  return next;
+}
+
+Service::RescanPlan Service::PlanRescan() {
+  RescanPlan plan;
+  std::unordered_map<std::string_view, Snapshot> records;
+  const std::vector<Snapshot> all = List();
+  plan.records = all.size();
+  records.reserve(all.size());
+  for (const Snapshot& a : all) records.emplace(a->uuid, a);
+  std::unordered_set<int64_t> reported;
+  std::set<std::string> names;  // taken by the adoptions planned so far
+  for (const auto& driver : drivers_) {
+    auto devices = driver->Discover();
+    RecordHealth(*driver, devices);
+    if (!devices.ok()) continue;
+    plan.reported += devices->size();
+    for (DiscoveredDevice& device : *devices) {
+      auto known = records.find(device.uuid);
+      if (known == records.end()) {
+        std::string name = UnusedName(device.name, names);
+        names.insert(name);
+        plan.adopt.push_back({driver.get(), std::move(device), std::move(name)});
+        continue;
+      }
+      const Snapshot& record = known->second;
+      if (record->driver.empty()) {  // made by hand with this uuid
+        spdlog::warn("driver {}: {} not adopted: uuid {} exists", driver->Name(), device.address, device.uuid);
+        continue;
+      }
+      reported.insert(record->id);
+      const RescanPlan::Step step = StepFor(*record, *driver, device);
+      if (step == RescanPlan::Step::kNone && Stored(Settled(*record, *driver, device, step)) == Stored(*record)) {
+        continue;
+      }
+      plan.update.push_back({record, driver.get(), std::move(device), step});
+    }
+  }
+  for (const Snapshot& a : all) {
+    if (!a->driver.empty() && a->state != State::kOffline && !reported.count(a->id)) plan.offline.push_back(a);
+  }
+  return plan;
+}
+
+void Service::RunHostStep(const RescanPlan::Update& update, Accelerator& next) {
+  using Step = RescanPlan::Step;
+  Driver& driver = *update.driver;
+  const std::string& address = update.device.address;
+  const std::string& uuid = next.uuid;
+  switch (update.step) {
+    case Step::kNone:
+    case Step::kSettle:
+      return;
+    case Step::kRestore: {
+      const auto target = TargetOf(next);
+      auto handle = driver.Attach(address, *target, next.driver_memory);
+      if (handle.ok()) {
+        (void)Transition(next, Event::kAttach, &*target, *handle);
+      } else {
+        spdlog::error("accelerator {}: restoring {} failed: {}", uuid, next.attachment, handle.status().message());
+        (void)Transition(next, Event::kRestoreFailed);
+      }
+      break;
+    }
+    case Step::kRepair:
+      if (Status s = driver.Detach(address, next.driver_memory); !s.ok()) {
+        spdlog::error("accelerator {}: returning it to its detached state failed: {}", uuid, s.message());
+      }
+      break;
+    case Step::kRetryDetach:
+      if (Status s = driver.Detach(address, next.driver_memory); s.ok()) {
+        (void)Transition(next, Event::kDetach);
+      } else {
+        spdlog::error("accelerator {}: retrying the detach failed: {}", uuid, s.message());
+        (void)Transition(next, Event::kDetachFailed);
+      }
+      break;
+  }
+  RefreshFacts(driver, next);
+}
+
+Status Service::ApplyPlan(const RescanPlan& plan) {
+  using Step = RescanPlan::Step;
+  // The records the plan changes, locked in id order.
+  std::vector<int64_t> ids;
+  for (const auto& u : plan.update) ids.push_back(u.current->id);
+  for (const auto& a : plan.offline) ids.push_back(a->id);
+  std::sort(ids.begin(), ids.end());
+  std::map<int64_t, Locked> locked;
+  for (int64_t id : ids) {
+    if (auto l = Lock(id); l.ok()) locked.emplace(id, std::move(*l));
+  }
+  // Still as planned, or left for the next rescan (a request changed it).
+  auto unchanged = [&](const Snapshot& planned) -> const Accelerator* {
+    auto it = locked.find(planned->id);
+    if (it == locked.end() || it->second.current->generation != planned->generation) return nullptr;
+    return it->second.current.get();
+  };
+  // Each change is audited from what the host was (a host step's line says
+  // what the step did: the state it gave, else the kernel driver it bound),
+  // and committed if the record changes.
+  struct Change {
+    const Accelerator* current;
+    Accelerator next;
+    Accelerator audited_from;
+  };
+  std::vector<Change> changes;
+  std::vector<std::pair<Accelerator, Accelerator>> host_only;  // steps that changed no record
+  for (const auto& update : plan.update) {
+    const Accelerator* current = unchanged(update.current);
+    if (!current) continue;
+    Accelerator observed = Settled(*current, *update.driver, update.device, update.step);
+    Accelerator next = observed;
+    RunHostStep(update, next);
+    const bool host_step = update.step != Step::kNone && update.step != Step::kSettle;
+    const bool state_changed = next.state != current->state || next.attachment != current->attachment;
+    Accelerator from = host_step && !state_changed ? std::move(observed) : *current;
+    if (Stored(next) != Stored(*current)) {
+      changes.push_back({current, std::move(next), std::move(from)});
+    } else if (host_step) {
+      host_only.emplace_back(std::move(from), std::move(next));
+    }
+  }
+  for (const auto& record : plan.offline) {
+    const Accelerator* current = unchanged(record);
+    if (!current) continue;
+    Accelerator next = *current;
+    (void)Transition(next, Event::kUnreported);
+    spdlog::warn("accelerator {}: offline: driver {} does not report {}", current->uuid, current->driver,
+                 current->driver_address);
+    changes.push_back({current, std::move(next), *current});
+  }
+  for (const auto& [from, to] : host_only) AuditChange(from, to, std::nullopt);
+  std::vector<Accelerator> adopted;
+  for (const auto& adopt : plan.adopt) {
+    Accelerator a;
+    a.uuid = adopt.device.uuid;
+    a.name = adopt.name;
+    TakeDriverFacts(*adopt.driver, adopt.device, a);
+    a.created_at = a.updated_at = Now();
+    adopted.push_back(std::move(a));
+  }
+  if (changes.empty() && adopted.empty()) return Status::Ok();
+  for (Change& c : changes) Prepare(*c.current, c.next);
+  std::vector<bool> inserted(adopted.size(), false);
+  Status stored = store_.InTransaction([&] {
+    for (size_t k = 0; k < adopted.size(); ++k) {
+      Status s = store_.Insert(adopted[k]);
+      if (s.code() == Code::kExists) {  // taken by a request since the plan: the next rescan looks again
+        spdlog::warn("driver {}: {} not adopted now: {}", plan.adopt[k].driver->Name(), plan.adopt[k].device.address,
+                     s.message());
+        continue;
+      }
+      if (!s.ok()) return s;
+      inserted[k] = true;
+    }
+    for (const Change& c : changes) {
+      if (Status s = store_.Update(c.next); !s.ok()) return s;
+    }
+    return Status::Ok();
+  });
+  if (!stored.ok()) return stored;
+  for (size_t k = 0; k < adopted.size(); ++k) {
+    if (!inserted[k]) continue;
+    audit::Changed(adopted[k].uuid, "adopted by driver " + plan.adopt[k].driver->Name(), "", adopted[k].name);
+    Publish(std::move(adopted[k]));
+  }
+  for (Change& c : changes) {
+    AuditChange(c.audited_from, c.next, std::nullopt);
+    Publish(std::move(c.next));
+  }
+  return Status::Ok();
+}
+
+Status Service::Rescan() {
+  std::lock_guard rescanning(rescan_mu_);
+  const RescanPlan plan = PlanRescan();
+  const Status applied = ApplyPlan(plan);
+  spdlog::info("rescan: {} devices reported, {} records: {} adopted, {} changed, {} offline{}", plan.reported,
+               plan.records, plan.adopt.size(), plan.update.size(), plan.offline.size(),
+               applied.ok() ? "" : "; not applied: " + applied.message());
+  return applied;
+}
+
+void Service::RecordHealth(Driver& driver, const Result<std::vector<DiscoveredDevice>>& devices) {
+  Json problems = driver.Health();
+  if (!devices.ok()) {
+    spdlog::error("driver {}: discovery failed, its accelerators go offline: {}", driver.Name(),
+                  devices.status().message());
+    problems.insert(problems.begin(), "discovery failed: " + devices.status().message());
+  }
+  const char* state = !devices.ok() ? "failed" : problems.empty() ? "ok" : "degraded";
+  std::lock_guard lock(report_mu_);
+  drivers_report_[driver.Name()] = {{"state", state},
+                                    {"devices", devices.ok() ? devices->size() : 0},
+                                    {"rescanned_at", Now()},
+                                    {"problems", problems}};
+}
+
+std::string Service::DriversReport() const {
+  std::lock_guard lock(report_mu_);
+  return RenderJson(drivers_report_);
+}
+
+Status Service::WriteRescan(std::string_view data) {
+  if (StripNewline(data) != "1") return Status::Invalid("rescan: write 1 to rescan the drivers");
+  return Rescan().Prefixed("rescan");
+}
+
+void Service::StartRescans(std::chrono::milliseconds interval) {
+  if (interval.count() <= 0 || rescanner_.joinable()) return;
+  {
+    std::lock_guard lock(rescanner_mu_);
+    stop_rescans_ = false;
+  }
+  rescanner_ = std::thread([this, interval] {
+    std::unique_lock lock(rescanner_mu_);
+    while (!rescanner_cv_.wait_for(lock, interval, [this] { return stop_rescans_; })) {
+      lock.unlock();
+      try {
+        if (Status s = Rescan(); !s.ok()) spdlog::error("periodic rescan failed: {}", s.message());
+      } catch (const std::exception& e) {  // never let a rescan end the daemon
+        spdlog::error("periodic rescan failed: internal error: {}", e.what());
+      }
+      lock.lock();
+    }
+  });
+}
+
+void Service::StopRescans() {
+  {
+    std::lock_guard lock(rescanner_mu_);
+    stop_rescans_ = true;
+  }
+  rescanner_cv_.notify_all();
+  if (rescanner_.joinable()) rescanner_.join();
+}
 
 // After an attach or detach: the device's facts as the driver sees them now.
 void Service::RefreshFacts(Driver& driver, Accelerator& a) {
@@ -555,51 +770,9 @@ void Service::RefreshFacts(Driver& driver, Accelerator& a) {
   if (device.ok()) TakeDriverFacts(driver, *device, a);
 }
 
-Status Service::Adopt(const Driver& driver, const DiscoveredDevice& device) {
-  Accelerator a;
-  a.uuid = device.uuid;
-  a.name = UnusedName(device.name);
-  TakeDriverFacts(driver, device, a);
-  return Insert(std::move(a), "adopted by driver " + driver.Name());
-}
-
-// A known device reported again: take the driver's facts, come back online,
-// and restore an attachment the database remembers.
-Status Service::Refresh(Driver& driver, const Accelerator& current, const DiscoveredDevice& device) {
-  Accelerator next = current;
-  TakeDriverFacts(driver, device, next);
-  next.state = current.attachment.empty() ? State::kAvailable : State::kAttached;
-  if (current.attachment.empty()) {
-    // Detached in the database: make the host agree (a crash may have left
-    // the device half attached).
-    if (Status s = driver.Detach(device.address, next.driver_memory); !s.ok()) {
-      spdlog::error("accelerator {}: returning it to its detached state failed: {}", current.uuid, s.message());
-    }
-  } else {
-    auto target = ParseAttach(current.attachment);
-    AttachTarget restored = **target;
-    restored.spec = current.spec;
-    auto handle = driver.Attach(device.address, restored, next.driver_memory);
-    if (handle.ok()) {
-      next.attach_handle = *handle;
-    } else {
-      next.state = State::kError;
-      spdlog::error("accelerator {}: restoring {} failed: {}", current.uuid, current.attachment,
-                    handle.status().message());
-    }
-  }
-  RefreshFacts(driver, next);
-  auto facts = [](const Accelerator& a) {
-    return std::tie(a.state, a.driver, a.driver_address, a.driver_device_type, a.driver_acc_type, a.device_type,
-                    a.acc_type, a.vendor_id, a.product_id, a.attach_handle, a.host_facts, a.driver_memory);
-  };
-  const bool same = facts(next) == facts(current);
-  return same ? Status::Ok() : Commit(current, std::move(next));
-}
-
-std::string Service::UnusedName(const std::string& wanted) const {
+std::string Service::UnusedName(const std::string& wanted, const std::set<std::string>& also_taken) const {
   std::string name = wanted;
-  for (int n = 2; FindByName(name); ++n) name = wanted + "-" + std::to_string(n);
+  for (int n = 2; FindByName(name) || also_taken.count(name); ++n) name = wanted + "-" + std::to_string(n);
   return name;
 }
 

@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <map>
 #include <mutex>
+#include <unordered_map>
 
 #include "cyborgfs/drivers.h"
 #include "cyborgfs/values.h"
@@ -31,6 +32,7 @@ class FakeDriver final : public Driver {
     for (int i = 0; i < devices; ++i) {
       const Model& model = kModels[i % std::size(kModels)];
       char address[32];
+      // Eight functions per slot, as PCI has.
       std::snprintf(address, sizeof address, "0000:f0:%02x.%d", i / 8, i % 8);
       DiscoveredDevice d;
       d.address = address;
@@ -43,22 +45,35 @@ class FakeDriver final : public Driver {
       d.kernel_driver = model.kernel_driver;
       d.model = model.name;
       d.numa_node = i % 2;
-      d.iommu_group = std::to_string(40 + i);
+      d.iommu_group = std::to_string(kFirstIommuGroup + i);
+      by_address_.emplace(d.address, devices_.size());
       devices_.push_back(d);
     }
   }
 
   std::string Name() const override { return "fake"; }
 
-  // A device attached to a VM is bound to vfio-pci, as the pci driver does it.
   Result<std::vector<DiscoveredDevice>> Discover() override {
     std::lock_guard lock(mu_);
     std::vector<DiscoveredDevice> now = devices_;
-    for (DiscoveredDevice& d : now) {
-      auto it = bound_.find(d.address);
-      if (it != bound_.end() && it->second.rfind("vm ", 0) == 0) d.kernel_driver = "vfio-pci";
-    }
+    for (DiscoveredDevice& d : now) Bind(d);
     return now;
+  }
+
+  Result<DiscoveredDevice> Describe(const std::string& address) override {
+    auto it = by_address_.find(address);
+    if (it == by_address_.end()) return Status::NoDevice("no device at " + address);
+    std::lock_guard lock(mu_);
+    DiscoveredDevice d = devices_[it->second];
+    Bind(d);
+    return d;
+  }
+
+  bool Agrees(const DiscoveredDevice& observed, const AttachTarget* target, const std::string&) override {
+    std::lock_guard lock(mu_);
+    auto it = bound_.find(observed.address);
+    if (!target) return it == bound_.end();
+    return it != bound_.end() && it->second == target->ToString();
   }
 
   Result<std::string> Attach(const std::string& address, const AttachTarget& target, std::string&) override {
@@ -83,15 +98,20 @@ class FakeDriver final : public Driver {
   }
 
  private:
-  bool Known(const std::string& address) const {
-    for (const auto& d : devices_) {
-      if (d.address == address) return true;
-    }
-    return false;
+  static constexpr int kFirstIommuGroup = 40;
+
+  bool Known(const std::string& address) const { return by_address_.count(address) != 0; }
+
+  // A device attached to a VM is bound to vfio-pci, as the pci driver does it.
+  // REQUIRES: mu_
+  void Bind(DiscoveredDevice& d) const {
+    auto it = bound_.find(d.address);
+    if (it != bound_.end() && it->second.rfind("vm ", 0) == 0) d.kernel_driver = "vfio-pci";
   }
 
   const std::string host_;
-  std::vector<DiscoveredDevice> devices_;
+  std::vector<DiscoveredDevice> devices_;               // immutable after construction
+  std::unordered_map<std::string, size_t> by_address_;  // index into devices_
   std::mutex mu_;
   std::map<std::string, std::string> bound_;  // address -> target, REQUIRES: mu_
 };

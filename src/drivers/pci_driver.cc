@@ -252,6 +252,28 @@ Result<std::string> PciDriver::AttachVgpu(const std::string& address, const std:
   return Json({{"type", "MDEV"}, {"uuid", uuid}, {"mdev_type", type}, {"address", address}}).dump();
 }
 
+std::optional<std::string> PciDriver::VgpuPresent(const std::string& memory) const {
+  const Json mdev = Memory(memory).value("mdev", Json::object());
+  if (!mdev.contains("uuid") || !mdev["uuid"].is_string()) return std::nullopt;
+  if (!sysfs_.Exists("bus/mdev/devices/" + mdev["uuid"].get<std::string>())) return std::nullopt;
+  return mdev.value("type", "");
+}
+
+bool PciDriver::Agrees(const DiscoveredDevice& observed, const AttachTarget* target, const std::string& memory) {
+  const std::string& bound = observed.kernel_driver;
+  const std::string native = NativeDriver(memory);
+  const auto vgpu = VgpuPresent(memory);
+  if (!target) {
+    const bool overridden = sysfs_.Read(kDevices + observed.address + "/driver_override").value_or("") == kVfio;
+    const bool orphaned = bound.empty() && !native.empty();
+    return bound != kVfio && !overridden && !orphaned && !vgpu;
+  }
+  if (target->kind == AttachTarget::Kind::kHost)
+    return !bound.empty() && bound != kVfio && (native.empty() || bound == native);
+  if (const std::string type = VgpuType(target->spec); !type.empty()) return vgpu == type;
+  return bound == kVfio;
+}
+
 // Removes the vGPU the memory names, if it exists.
 Status PciDriver::RemoveVgpu(std::string& memory) {
   const Json mdev = Memory(memory).value("mdev", Json::object());

@@ -34,6 +34,12 @@ class PciDriver final : public Driver {
   // No sysfs tree, vfio-pci not loaded, no IOMMU groups.
   std::vector<std::string> Health() override;
 
+  // Detached: neither bound to vfio-pci nor with that driver_override, not
+  // left without a driver when its own is known (a crash mid-attach), and
+  // no vGPU of it left. A VM: bound to vfio-pci, or for a vgpu_type its
+  // mediated device exists. The host: bound to its own driver.
+  bool Agrees(const DiscoveredDevice& observed, const AttachTarget* target, const std::string& memory) override;
+
   // VM: unbind from the current driver, driver_override = vfio-pci,
   // drivers_probe; handle {"type":"PCI","address":...,"iommu_group":N}.
   // VM with a spec asking for "vgpu_type": a mediated device of that type is
@@ -66,6 +72,8 @@ class PciDriver final : public Driver {
   Status BindNative(Steps& steps, const std::string& address, const std::string& native);
   Result<std::string> AttachVgpu(const std::string& address, const std::string& type, std::string& memory);
   Status RemoveVgpu(std::string& memory);
+  // The mediated device `memory` names, if it exists: its type.
+  std::optional<std::string> VgpuPresent(const std::string& memory) const;
   // Waits up to settle_ms for `path` to exist (`present`) or to be gone.
   bool Appears(const std::string& path, bool present) const;
 

@@ -53,6 +53,12 @@ const char* const kMigrations[] = {
     ALTER TABLE accelerators ADD COLUMN host_facts TEXT NOT NULL DEFAULT '{}';
     ALTER TABLE accelerators ADD COLUMN driver_memory TEXT NOT NULL DEFAULT '{}';
     )sql",
+    // A failed detach is now told apart from a failed restore; the error
+    // state was documented as a failed detach.
+    R"sql(
+    ALTER TABLE accelerators ADD COLUMN detaching INTEGER NOT NULL DEFAULT 0 CHECK (detaching IN (0, 1));
+    UPDATE accelerators SET detaching = 1 WHERE state = 'error' AND attachment != '';
+    )sql",
 };
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
@@ -60,8 +66,14 @@ constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 constexpr const char* kColumns =
     "uuid, name, device_type, acc_type, acc_capability, vendor_id, product_id, remotable, spec, state, "
     "attachment, attach_handle, driver, driver_address, driver_device_type, driver_acc_type, name_bytes, "
-    "spec_bytes, attach_bytes, generation, created_at, updated_at, host_facts, driver_memory";
-constexpr int kColumnCount = 24;
+    "spec_bytes, attach_bytes, generation, created_at, updated_at, host_facts, driver_memory, detaching";
+constexpr int kColumnCount = 25;
+constexpr int CountColumns(const char* list) {
+  int n = 1;
+  for (; *list; ++list) n += *list == ',';
+  return n;
+}
+static_assert(CountColumns(kColumns) == kColumnCount, "kColumns and kColumnCount disagree");
 
 // One prepared statement, finalized when it goes out of scope; or one of the
 // Store's cached statements, reset for its next use.
@@ -156,6 +168,7 @@ void BindColumns(Statement& s, const Accelerator& a) {
   s.Bind(i++, a.updated_at);
   s.Bind(i++, a.host_facts);
   s.Bind(i++, a.driver_memory);
+  s.Bind(i++, int64_t{a.detaching});
 }
 
 Accelerator ReadColumns(const Statement& s) {
@@ -186,6 +199,7 @@ Accelerator ReadColumns(const Statement& s) {
   a.updated_at = s.Int(i++);
   a.host_facts = s.Text(i++);
   a.driver_memory = s.Text(i++);
+  a.detaching = s.Int(i++) != 0;
   return a;
 }
 

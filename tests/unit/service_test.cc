@@ -1,8 +1,12 @@
 #include "cyborgfs/service.h"
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "cyborgfs/drivers.h"
@@ -16,24 +20,59 @@ const char* kVm1 = "vm 11111111-2222-4333-8444-555555555555\n";
 const char* kVm2 = "vm 66666666-7777-4888-9999-aaaaaaaaaaaa\n";
 
 // A driver whose host steps fail on demand, to check rollback and the error
-// state. It wraps the real fake driver.
+// state, and whose devices can be hidden (unplugged). It wraps the real fake
+// driver, whose bindings play the host (`host()` changes them behind the
+// service's back). It counts the host steps it is asked for.
 class FlakyDriver : public Driver {
  public:
+  explicit FlakyDriver(int devices = 2) : real_(MakeFakeDriver("testhost", devices)) {}
   std::string Name() const override { return "fake"; }
-  Result<std::vector<DiscoveredDevice>> Discover() override { return real_->Discover(); }
+  Result<std::vector<DiscoveredDevice>> Discover() override {
+    auto all = real_->Discover();
+    std::vector<DiscoveredDevice> shown;
+    for (auto& d : *all) {
+      if (!hidden.count(d.address)) shown.push_back(std::move(d));
+    }
+    return shown;
+  }
+  Result<DiscoveredDevice> Describe(const std::string& address) override { return real_->Describe(address); }
+  bool Agrees(const DiscoveredDevice& observed, const AttachTarget* target, const std::string& memory) override {
+    return real_->Agrees(observed, target, memory);
+  }
   Result<std::string> Attach(const std::string& address, const AttachTarget& target, std::string& memory) override {
+    ++steps;
     if (fail_attach) return Status::IoError("bind to vfio-pci failed");
     return real_->Attach(address, target, memory);
   }
   Status Detach(const std::string& address, std::string& memory) override {
+    ++steps;
     if (fail_detach) return Status::IoError("unbind failed");
     return real_->Detach(address, memory);
   }
+  Driver& host() { return *real_; }
   std::atomic<bool> fail_attach{false};
   std::atomic<bool> fail_detach{false};
+  std::atomic<int> steps{0};
+  std::set<std::string> hidden;  // addresses Discover does not report
 
  private:
-  std::unique_ptr<Driver> real_ = MakeFakeDriver("testhost", 2);
+  std::unique_ptr<Driver> real_;
+};
+
+// The audit lines written while it lives.
+class AuditCapture {
+ public:
+  AuditCapture() {
+    spdlog::drop("audit");
+    auto logger = std::make_shared<spdlog::logger>("audit", std::make_shared<spdlog::sinks::ostream_sink_mt>(lines_));
+    logger->set_pattern("%v");
+    spdlog::register_logger(logger);
+  }
+  ~AuditCapture() { spdlog::drop("audit"); }
+  std::string text() const { return lines_.str(); }
+
+ private:
+  std::ostringstream lines_;
 };
 
 class ServiceTest : public ::testing::Test {
@@ -47,11 +86,12 @@ class ServiceTest : public ::testing::Test {
     service_ = std::make_unique<Service>(*store_, std::move(drivers), "testhost");
     ASSERT_TRUE(service_->Start().ok());
   }
-  FlakyDriver* OpenFlaky() {
+  FlakyDriver* OpenFlaky(int devices = 2, std::set<std::string> hidden = {}) {
     service_.reset();
     store_.reset();  // one Store per database at a time: it locks the file
     store_ = std::move(*Store::Open(db_.File("db")));
-    auto flaky = std::make_unique<FlakyDriver>();
+    auto flaky = std::make_unique<FlakyDriver>(devices);
+    flaky->hidden = std::move(hidden);
     FlakyDriver* raw = flaky.get();
     std::vector<std::unique_ptr<Driver>> drivers;
     drivers.push_back(std::move(flaky));
@@ -232,12 +272,6 @@ TEST_F(ServiceTest, CommittedChangesSurviveANewProcess) {
   EXPECT_EQ(Render(a, Attr::kAttach), "host testhost");
 }
 
-}  // namespace
-}  // namespace cyborgfs
-
-namespace cyborgfs {
-namespace {
-
 TEST_F(ServiceTest, ReplaceCommitsAWholeValueLikeOneWrite) {
   Open();
   const int64_t id = Driven(0)->id;
@@ -278,6 +312,190 @@ TEST_F(ServiceTest, TruncateCompletesADocumentBeingWrittenAndAloneChangesNothing
   EXPECT_EQ(Render(service_->FindById(id), Attr::kSpec), "{\"num\": 3}\n");
   EXPECT_TRUE(service_->Truncate(id, Attr::kName, 0).ok());
   EXPECT_EQ(Render(service_->FindById(id), Attr::kName), Driven(0)->name + "\n");
+}
+
+// --- the lifecycle through the service (issue: a rescan never undoes a detach) ---
+
+TEST_F(ServiceTest, AFailedDetachIsRetriedByARescanNeverUndone) {
+  FlakyDriver* driver = OpenFlaky();
+  const Service::Snapshot gpu = Driven(0);
+  const int64_t id = gpu->id;
+  ASSERT_TRUE(Write(id, Attr::kAttach, kVm1).ok());
+  driver->fail_detach = true;
+  EXPECT_EQ(Write(id, Attr::kAttach, "\n").code(), Code::kIoError);
+  ASSERT_TRUE(service_->Rescan().ok());  // the driver still fails: still error, still detaching
+  auto a = service_->FindById(id);
+  EXPECT_EQ(a->state, State::kError);
+  EXPECT_TRUE(a->detaching);
+  EXPECT_FALSE(driver->host().Agrees(*driver->host().Describe(gpu->driver_address), nullptr, "{}"));
+  driver->fail_detach = false;
+  ASSERT_TRUE(service_->Rescan().ok());  // the rescan retries the detach the user asked for
+  a = service_->FindById(id);
+  EXPECT_EQ(a->state, State::kAvailable);
+  EXPECT_EQ(a->attachment, "");
+  EXPECT_FALSE(a->detaching);
+  EXPECT_EQ(a->last_error, "");
+  EXPECT_TRUE(driver->host().Agrees(*driver->host().Describe(gpu->driver_address), nullptr, "{}"));
+  EXPECT_EQ(store_->LoadAll()->front().state, State::kAvailable);
+}
+
+TEST_F(ServiceTest, AFailedDetachIsRecordedAndSurvivesARestart) {
+  FlakyDriver* driver = OpenFlaky();
+  const int64_t id = Driven(0)->id;
+  ASSERT_TRUE(Write(id, Attr::kAttach, kVm1).ok());
+  driver->fail_detach = true;
+  EXPECT_EQ(Write(id, Attr::kAttach, "\n").code(), Code::kIoError);
+  const Accelerator stored = store_->LoadAll()->front();
+  EXPECT_EQ(stored.state, State::kError);
+  EXPECT_TRUE(stored.detaching);
+  OpenFlaky();  // a new host: the device is not held; the start finishes the detach
+  EXPECT_EQ(service_->FindById(id)->state, State::kAvailable);
+}
+
+TEST_F(ServiceTest, WritingTheAttachmentAgainInTheErrorStateAttachesIt) {
+  FlakyDriver* driver = OpenFlaky();
+  const int64_t id = Driven(0)->id;
+  ASSERT_TRUE(Write(id, Attr::kAttach, kVm1).ok());
+  driver->fail_detach = true;
+  EXPECT_EQ(Write(id, Attr::kAttach, "\n").code(), Code::kIoError);
+  ASSERT_TRUE(Write(id, Attr::kAttach, kVm1).ok());  // the user changed their mind
+  auto a = service_->FindById(id);
+  EXPECT_EQ(a->state, State::kAttached);
+  EXPECT_FALSE(a->detaching);
+  ASSERT_TRUE(service_->Rescan().ok());
+  EXPECT_EQ(service_->FindById(id)->state, State::kAttached);
+  EXPECT_EQ(Write(id, Attr::kAttach, kVm2).code(), Code::kBusy);
+}
+
+TEST_F(ServiceTest, AFailedRestoreIsTheErrorStateAndALaterRescanRestoresIt) {
+  FlakyDriver* driver = OpenFlaky();
+  const int64_t id = Driven(0)->id;
+  ASSERT_TRUE(Write(id, Attr::kAttach, kVm1).ok());
+  std::string memory = "{}";
+  ASSERT_TRUE(driver->host().Detach(Driven(0)->driver_address, memory).ok());  // a reboot forgot the binding
+  driver->fail_attach = true;
+  ASSERT_TRUE(service_->Rescan().ok());
+  auto a = service_->FindById(id);
+  EXPECT_EQ(a->state, State::kError);
+  EXPECT_FALSE(a->detaching);
+  EXPECT_EQ(a->attachment, "vm 11111111-2222-4333-8444-555555555555");
+  driver->fail_attach = false;
+  ASSERT_TRUE(service_->Rescan().ok());
+  EXPECT_EQ(service_->FindById(id)->state, State::kAttached);
+}
+
+TEST_F(ServiceTest, AnOfflineDetachingRecordFinishesItsDetachWhenItComesBack) {
+  FlakyDriver* driver = OpenFlaky();
+  const Service::Snapshot gpu = Driven(0);
+  ASSERT_TRUE(Write(gpu->id, Attr::kAttach, kVm1).ok());
+  driver->fail_detach = true;
+  EXPECT_EQ(Write(gpu->id, Attr::kAttach, "\n").code(), Code::kIoError);
+  driver->hidden.insert(gpu->driver_address);
+  ASSERT_TRUE(service_->Rescan().ok());
+  EXPECT_EQ(service_->FindById(gpu->id)->state, State::kOffline);
+  EXPECT_TRUE(service_->FindById(gpu->id)->detaching);
+  driver->hidden.clear();
+  driver->fail_detach = false;
+  ASSERT_TRUE(service_->Rescan().ok());
+  EXPECT_EQ(service_->FindById(gpu->id)->state, State::kAvailable);
+}
+
+// --- rescans: observe, plan, apply ---------------------------------------------
+
+TEST_F(ServiceTest, ARescanWithNothingToChangeCallsNoDriverStepAndCommitsNothing) {
+  FlakyDriver* driver = OpenFlaky(64);
+  ASSERT_TRUE(Write(Driven(0)->id, Attr::kAttach, kVm1).ok());
+  const int steps = driver->steps;
+  const uint64_t commits = store_->Commits();
+  EXPECT_TRUE(service_->PlanRescan().empty());
+  ASSERT_TRUE(service_->Rescan().ok());
+  EXPECT_EQ(driver->steps, steps);
+  EXPECT_EQ(store_->Commits(), commits);
+}
+
+TEST_F(ServiceTest, AStartAdoptsEveryNewDeviceInOneCommit) {
+  store_ = std::move(*Store::Open(db_.File("db")));
+  const uint64_t before = store_->Commits();
+  std::vector<std::unique_ptr<Driver>> drivers;
+  drivers.push_back(MakeFakeDriver("testhost", 500));
+  service_ = std::make_unique<Service>(*store_, std::move(drivers), "testhost");
+  ASSERT_TRUE(service_->Start().ok());
+  EXPECT_EQ(service_->List().size(), 500u);
+  EXPECT_EQ(store_->Commits(), before + 1);
+  EXPECT_EQ(store_->Count(), 500u);
+}
+
+TEST_F(ServiceTest, ThePlanSaysWhatEachDifferenceNeeds) {
+  using Step = Service::RescanPlan::Step;
+  FlakyDriver* driver = OpenFlaky(4, {"0000:f0:00.3"});
+  ASSERT_EQ(service_->List().size(), 3u);
+  const Service::Snapshot restored = Driven(0), repaired = Driven(1), gone = Driven(2);
+  ASSERT_TRUE(Write(restored->id, Attr::kAttach, kVm1).ok());
+  std::string memory = "{}";
+  ASSERT_TRUE(driver->host().Detach(restored->driver_address, memory).ok());  // the host let go of it
+  AttachTarget vm{AttachTarget::Kind::kVm, "66666666-7777-4888-9999-aaaaaaaaaaaa"};
+  ASSERT_TRUE(driver->host().Attach(repaired->driver_address, vm, memory).ok());  // held, the record detached
+  driver->hidden = {gone->driver_address};  // unplugged; and the fourth device plugged in
+  const Service::RescanPlan plan = service_->PlanRescan();
+  ASSERT_EQ(plan.adopt.size(), 1u);
+  EXPECT_EQ(plan.adopt[0].device.address, "0000:f0:00.3");
+  EXPECT_EQ(plan.adopt[0].name, "gpu-0000:f0:00.3");
+  ASSERT_EQ(plan.offline.size(), 1u);
+  EXPECT_EQ(plan.offline[0]->id, gone->id);
+  std::map<int64_t, Step> steps;
+  for (const auto& u : plan.update) steps[u.current->id] = u.step;
+  EXPECT_EQ(steps, (std::map<int64_t, Step>{{restored->id, Step::kRestore}, {repaired->id, Step::kRepair}}));
+  EXPECT_EQ(plan.reported, 3u);
+  EXPECT_EQ(plan.records, 3u);
+  const uint64_t commits = store_->Commits();
+  ASSERT_TRUE(service_->Rescan().ok());
+  EXPECT_EQ(store_->Commits(), commits + 1);  // the whole plan, one transaction
+  EXPECT_TRUE(service_->PlanRescan().empty());
+  EXPECT_EQ(service_->FindById(restored->id)->state, State::kAttached);
+  EXPECT_EQ(service_->FindById(gone->id)->state, State::kOffline);
+  EXPECT_EQ(service_->List().size(), 4u);
+  EXPECT_TRUE(driver->host().Agrees(*driver->host().Describe(repaired->driver_address), nullptr, "{}"));
+}
+
+TEST_F(ServiceTest, EveryTransitionTheDaemonMakesIsAudited) {
+  AuditCapture audit;
+  FlakyDriver* driver = OpenFlaky();
+  const Service::Snapshot gpu = Driven(0);
+  driver->hidden = {gpu->driver_address};
+  ASSERT_TRUE(service_->Rescan().ok());
+  driver->hidden.clear();
+  ASSERT_TRUE(service_->Rescan().ok());
+  std::string memory = "{}";
+  AttachTarget vm{AttachTarget::Kind::kVm, "66666666-7777-4888-9999-aaaaaaaaaaaa"};
+  ASSERT_TRUE(driver->host().Attach(gpu->driver_address, vm, memory).ok());
+  ASSERT_TRUE(service_->Rescan().ok());  // repaired: given back to nvidia
+  const std::string who = "uid=- pid=- command=\"cyborgfs\" accelerator=\"" + gpu->uuid + "\"";
+  const std::string text = audit.text();
+  EXPECT_NE(text.find(who + " file=\"status\" old=\"available\\n\" new=\"offline\\n\""), std::string::npos) << text;
+  EXPECT_NE(text.find(who + " file=\"status\" old=\"offline\\n\" new=\"available\\n\""), std::string::npos) << text;
+  EXPECT_NE(text.find(who + " file=\"driver\" old=\"vfio-pci\\n\" new=\"nvidia\\n\""), std::string::npos) << text;
+}
+
+TEST_F(ServiceTest, ARefusalRacingAChangePublishesNothingOlder) {
+  AuditCapture audit;  // quiet and fast
+  Open();
+  const int64_t id = Driven(0)->id;
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> refusers;
+  for (int t = 0; t < 3; ++t) {
+    refusers.emplace_back([&] {
+      while (!stop) (void)service_->Replace(id, Attr::kStatus, "available\n", "tmp");
+    });
+  }
+  for (int i = 0; i < 1000; ++i) {
+    const std::string value = "{\"num\": " + std::to_string(i + 1) + "}";
+    Status s = Write(id, Attr::kSpec, value);
+    ASSERT_TRUE(s.ok()) << i << ": " << s.message();
+    ASSERT_EQ(Render(service_->FindById(id), Attr::kSpec), value) << i;
+  }
+  stop = true;
+  for (auto& t : refusers) t.join();
+  EXPECT_EQ(service_->FindById(id)->generation, store_->LoadAll()->front().generation);
 }
 
 }  // namespace

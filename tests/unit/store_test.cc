@@ -91,6 +91,7 @@ TEST(Store, MigratesAVersion1FileKeepingItsRows) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(dir.File("db").c_str(), &db), SQLITE_OK);
   ASSERT_EQ(sqlite3_exec(db,
+                         "ALTER TABLE accelerators DROP COLUMN detaching; "
                          "ALTER TABLE accelerators DROP COLUMN host_facts; "
                          "ALTER TABLE accelerators DROP COLUMN driver_memory; PRAGMA user_version=1",
                          nullptr, nullptr, nullptr),
@@ -103,6 +104,28 @@ TEST(Store, MigratesAVersion1FileKeepingItsRows) {
   ASSERT_EQ(all->size(), 1u);
   EXPECT_EQ(all->front().name, "old");
   EXPECT_EQ(all->front().host_facts, "{}");
+}
+
+TEST(Store, MigratesTheErrorStateOfVersion2AsAFailedDetach) {
+  TempDir dir;
+  {
+    auto store = Store::Open(dir.File("db"));
+    ASSERT_TRUE(store.ok());
+    Accelerator a = Sample(kU1, "old");
+    a.driver = "fake";
+    a.state = State::kError;
+    a.attachment = "vm 11111111-2222-4333-8444-555555555555";
+    ASSERT_TRUE((*store)->Insert(a).ok());
+  }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(dir.File("db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "ALTER TABLE accelerators DROP COLUMN detaching; PRAGMA user_version=2", nullptr, nullptr,
+                         nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  auto store = Store::Open(dir.File("db"));
+  ASSERT_TRUE(store.ok()) << store.status().message();
+  EXPECT_TRUE((*store)->LoadAll()->front().detaching);
 }
 
 TEST(Store, UuidAndNameAreUnique) {
