@@ -220,6 +220,63 @@ class SpecTest(MountTest):
         self.ok("truncate -s 0 " + self.spec)
         self.assertEqual(self.read(self.spec), '{"num": 1}\n')
 
+    def test_an_in_place_patch_gives_the_patched_document(self):
+        self.ok("""echo '{"num": 1, "device_type": "GPU"}' > %s""" % self.spec)
+        self.ok("printf 2 | dd of=%s bs=1 seek=8 conv=notrunc status=none" % self.spec)
+        self.assertEqual(self.read(self.spec), '{"num": 2, "device_type": "GPU"}\n')
+        with open(self.fs.path(self.spec), "r+b") as f:  # python: seek and write, no truncation
+            f.seek(8)
+            f.write(b"3")
+        self.assertEqual(self.read(self.spec), '{"num": 3, "device_type": "GPU"}\n')
+        self.assertEqual(self.acc(U1, "device_type"), "GPU\n")
+        self.assertEqual(self.acc(U1, "error"), "")
+
+    def test_a_writer_that_pauses_past_the_quiet_time_gets_einval_never_a_mixed_value(self):
+        # The first part is forgotten after 5 s; its rest must not land on the old value.
+        self.ok("""echo '{"num": 1, "device_type": "GPU"}' > %s""" % self.spec)
+        spec = subprocess.Popen(["bash", "-c", """( printf '{"num": 9,\\n'; sleep 6; printf ' "device_type": """
+                                 """"CRYPTO"}' ) > %s""" % self.spec], cwd=self.fs.mnt, stderr=subprocess.PIPE)
+        create = subprocess.Popen(["bash", "-c", """( printf '{"name":'; sleep 6; printf ' "late"}' ) > create"""],
+                                  cwd=self.fs.mnt, stderr=subprocess.PIPE)
+        for p in (spec, create):
+            _, err = p.communicate(timeout=30)
+            self.assertNotEqual(p.returncode, 0)
+            self.assertIn(b"Invalid argument", err)
+        self.assertEqual(self.read(self.spec), '{"num": 1, "device_type": "GPU"}\n')
+        self.assertIn("first 11 bytes were forgotten", self.acc(U1, "error"))
+        self.assertFalse(os.path.lexists(self.fs.path("by-name", "late")))
+
+    def test_a_read_after_a_write_returns_exactly_the_stored_value(self):
+        # Writes that succeed without changing the value leave their bytes in the
+        # kernel's pages: a read after them must not see those bytes.
+        self.ok("""echo '{"num": 1}' > %s""" % self.spec)
+        path = self.fs.path(self.spec)
+        for _ in range(100):
+            fd = os.open(path, os.O_WRONLY)  # no O_TRUNC: the kernel keeps its pages
+            os.write(fd, b"[[[[")  # unfinished: acknowledged, the value unchanged
+            os.close(fd)
+            self.assertEqual(self.read(self.spec), '{"num": 1}\n')
+        attach = self.fs.path("accelerators", U1, "attach")
+        for _ in range(100):
+            fd = os.open(attach, os.O_WRONLY)
+            os.write(fd, b"\n")  # detaching what is detached: 0 bytes stay 0 bytes
+            os.close(fd)
+            self.assertEqual(self.acc(U1, "attach"), "")
+
+    def test_a_write_through_a_shared_mapping_is_applied_and_audited_as_the_kernels(self):
+        import mmap
+        self.ok("""echo '{"num": 1, "device_type": "GPU"}' > %s""" % self.spec)
+        fd = os.open(self.fs.path(self.spec), os.O_RDWR)
+        try:
+            with mmap.mmap(fd, os.fstat(fd).st_size) as m:
+                m[8:9] = b"7"
+                m.flush()  # msync: the kernel writes the dirty page back
+        finally:
+            os.close(fd)
+        wait_for(lambda: self.read(self.spec) == '{"num": 7, "device_type": "GPU"}\n', what="the write-back")
+        self.assertIn('uid=- pid=- command="written back by the kernel" accelerator="%s" file="spec"' % U1,
+                      self.fs.log_text())
+
     def test_a_reader_after_a_write_sees_the_new_value(self):
         with open(self.fs.path(self.spec)) as reader:
             self.assertEqual(reader.read(), "{}\n")
@@ -322,6 +379,13 @@ class OfflineTest(MountTest):
         self.assertEqual(self.acc(gone[0], "status"), "attached\n")
         self.assertEqual(json.loads(self.acc(gone[0], "attach_handle"))["type"], "TEST_PCI")
         self.assertEqual(self.acc(gone[1], "status"), "available\n")
+        # Going and coming back are the daemon's own changes, each audited.
+        log = self.fs.log_text()
+        daemon = 'uid=- pid=- command="cyborgfs" accelerator="%s" file="status" '
+        self.assertIn(daemon % gone[0] + 'old="attached\\n" new="offline\\n"', log)
+        self.assertIn(daemon % gone[1] + 'old="available\\n" new="offline\\n"', log)
+        self.assertIn(daemon % gone[0] + 'old="offline\\n" new="attached\\n"', log)
+        self.assertIn(daemon % gone[1] + 'old="offline\\n" new="available\\n"', log)
 
     def test_without_drivers_every_reported_accelerator_is_offline(self):
         self.make(U1)
@@ -651,6 +715,15 @@ class StatsTest(MountTest):
         self.assertLess(commits, writes)
         for u in uuids:
             self.assertEqual(self.acc(u, "status"), "attached\n")
+
+    def test_a_start_adopts_new_devices_in_one_commit_and_a_quiet_rescan_commits_nothing(self):
+        self.restart(fake_devices=300)  # 296 new devices, on a database that needs no migration
+        self.assertEqual(len(self.uuids()), 300)
+        self.assertEqual(self.counts()["store_commits"], 1)
+        self.ok("echo 1 > rescan")
+        self.assertEqual(self.counts()["store_commits"], 1)
+        self.assertIn("rescan: 300 devices reported, 300 records: 0 adopted, 0 changed, 0 offline",
+                      self.fs.log_text())
 
     def test_counts_are_per_operation_and_only_grow(self):
         first = self.counts()

@@ -289,6 +289,28 @@ class RescanTest(KernelTestBase):
         fake_sysfs.remove_device(self.tree, "0000:86:00.0")
         fpga = self.by_address_all()["0000:86:00.0"]
         wait_for(lambda: self.acc(fpga, "status") == "offline\n", timeout=10, what="a periodic rescan")
+        # The daemon's own change, audited as such.
+        self.assertIn('uid=- pid=- command="cyborgfs" accelerator="%s" file="status" old="available\\n" '
+                      'new="offline\\n"' % fpga, self.fs.log_text())
+
+    def test_a_failed_detach_is_retried_by_rescans_and_never_undone(self):
+        self.ok("echo vm %s > accelerators/%s/attach" % (self.VM, self.gpu))
+        with open(os.path.join(self.tree, ".fail"), "w") as f:
+            f.write("unbind vfio-pci 0000:17:00.0\n")
+        self.fails("echo > accelerators/%s/attach" % self.gpu, "Input/output error")
+        self.assertEqual(self.acc(self.gpu, "status"), "error\n")
+        self.ok("echo 1 > rescan")  # the kernel still refuses: still error, the device still held
+        self.assertEqual(self.acc(self.gpu, "status"), "error\n")
+        self.assertEqual(self.acc(self.gpu, "attach"), "vm %s\n" % self.VM)
+        self.assertEqual(self.bound(), "vfio-pci")
+        os.unlink(os.path.join(self.tree, ".fail"))
+        self.ok("echo 1 > rescan")  # the detach the user asked for, done at last
+        self.assertEqual(self.acc(self.gpu, "status"), "available\n")
+        self.assertEqual(self.acc(self.gpu, "attach"), "")
+        self.assertEqual(self.acc(self.gpu, "attach_handle"), "")
+        self.assertEqual(self.bound(), "nvidia")
+        self.assertIn('accelerator="%s" file="attach" old="vm %s\\n" new=""' % (self.gpu, self.VM),
+                      self.fs.log_text())
 
     def test_a_crash_in_the_middle_of_an_attach_is_repaired_at_start(self):
         # The state an attach leaves after unbind, driver_override and probe, had the
@@ -303,6 +325,10 @@ class RescanTest(KernelTestBase):
         wait_for(lambda: self.bound() == "nvidia", what="the native driver")
         with open(os.path.join(self.dev, "driver_override")) as f:
             self.assertEqual(f.read(), "\n")
+        # The repair is the daemon's own change, audited as such (the kernel picks
+        # the driver after drivers_probe, asynchronously: the line says what it saw).
+        self.assertIn('uid=- pid=- command="cyborgfs" accelerator="%s" file="driver" old="vfio-pci\\n" '
+                      % self.gpu, self.fs.log_text())
 
 
     def test_a_crash_between_unbind_and_driver_override_is_repaired_at_start(self):
