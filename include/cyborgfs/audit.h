@@ -6,10 +6,12 @@
 //         file="attach" error="attach: attached to vm ...; detach it first (echo > attach)"
 //
 // (one line each). Strings are JSON strings (whatever a user wrote stays on
-// its line), values cut at 256 bytes. uid, pid and
-// command name the process whose request it was (the Caller), or "uid=- pid=-
-// command=\"cyborgfs\"" for what the daemon does of its own (a rescan, a
-// repair at start). The lines go to the logger named "audit" when there is
+// its line), values cut at 256 bytes. uid, pid and command name the process
+// whose request it was (the Caller); "uid=- pid=- command=\"cyborgfs\"" is
+// what the daemon does of its own (a rescan's changes: going offline, coming
+// back, a repair; an adoption), and "uid=- pid=- command=\"written back by
+// the kernel\"" a write the kernel made from a shared mapping's dirty pages
+// (it names no process). The lines go to the logger named "audit" when there is
 // one (src/app/logging.cc: the daemon's log plus an optional file), else to
 // the default logger.
 //

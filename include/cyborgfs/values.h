@@ -38,9 +38,14 @@ struct ParsedDocument {
   Status error;  // set when kInvalid or kIncomplete: where and why
 };
 
+// Whether an object may name a key twice (the last one would win).
+enum class DuplicateKeys { kAllowed, kRefused };
+
 // Parses `text` as one JSON document of at most kMaxJsonDepth nesting levels.
-// Empty or whitespace-only text is kInvalid: no continuation is expected.
-ParsedDocument ParseJsonDocument(std::string_view text);
+// Empty or whitespace-only text is kInvalid: no continuation is expected; so
+// is a NUL byte anywhere (values are text), and with kRefused an object that
+// names a key twice.
+ParsedDocument ParseJsonDocument(std::string_view text, DuplicateKeys keys = DuplicateKeys::kAllowed);
 
 // Checks an acc_specs object: an object, where present `remote` is 0 or 1,
 // `num` a positive integer, `device_type` a non-empty string and
@@ -66,8 +71,11 @@ std::string RenderJson(const Json& value);
 // `text` without one trailing '\n', if it has one.
 std::string_view StripNewline(std::string_view text);
 
-// A name is 1..255 bytes, not "." or "..", without '/', '\n' or NUL.
+// A name is 1..255 bytes of UTF-8, not "." or "..", without '/', '\n' or NUL.
 Status ValidateName(std::string_view name);
+
+// Where `text` is not UTF-8: the offset of its first bad byte, or nullopt.
+std::optional<size_t> FirstNonUtf8(std::string_view text);
 
 // Parses the attach file's text (one trailing newline allowed):
 // "vm <instance-uuid>" or "host <hostname>" attach, "" detaches (nullopt).

@@ -43,6 +43,9 @@ std::string CommandOf(int32_t pid) {
 
 std::string Who() {
   if (!current) return "uid=- pid=- command=\"cyborgfs\"";
+  // The kernel writes dirty pages of a shared mapping back on its own: the
+  // request names no process (and no user), whoever wrote the memory.
+  if (current->pid == 0) return "uid=- pid=- command=\"written back by the kernel\"";
   return "uid=" + std::to_string(current->uid) + " pid=" + std::to_string(current->pid) +
          " command=" + Quoted(CommandOf(current->pid));
 }

@@ -33,18 +33,38 @@ Status DocumentBuffer::Resize(uint64_t size, std::string_view old_value) {
 
 void DocumentBuffer::ForgetIfQuiet() {
   const auto now = std::chrono::steady_clock::now();
-  if (now - last_write_ >= quiet_) Drop();
+  if (now - last_write_ >= quiet_) {
+    const bool unfinished = !bytes_.empty();
+    const uint64_t end = bytes_.size();
+    Drop();
+    if (unfinished) forgotten_end_ = end;
+  }
   last_write_ = now;
 }
 
 DocumentBuffer::Outcome DocumentBuffer::Add(uint64_t offset, std::string_view data, std::string_view old_value) {
   ForgetIfQuiet();
+  const uint64_t end = offset + data.size();
   if (offset == 0) {
     Drop();
   } else if (refused_) {
     return *refused_;  // the rest of a refused value, wherever the writer retries it
+  } else if (bytes_.empty() && forgotten_end_ == offset) {
+    return Refuse(Status::Invalid("this write continues a document whose first " + std::to_string(offset) +
+                                  " bytes were forgotten after " + std::to_string(quiet_.count() / 1000) +
+                                  " s without writes; the value is unchanged: write it again, whole"));
+  } else if (bytes_.empty() && end <= kMaxDocumentBytes && offset <= old_value.size()) {
+    // A patch of the value in place, as in a regular file (the old value's
+    // tail kept), when that makes a document; else, below, the old value's
+    // start with these bytes (what `rsync --inplace` shrinking a value does
+    // before its ftruncate).
+    std::string patched(old_value);
+    patched.replace(offset, data.size(), data);
+    if (ParseJsonDocument(patched, keys_).state == DocumentState::kComplete) {
+      bytes_ = std::move(patched);
+      return Evaluate();
+    }
   }
-  const uint64_t end = offset + data.size();
   if (end < offset || end > kMaxDocumentBytes) return Refuse(TooLarge());
   if (Status s = Resize(std::max<uint64_t>(offset, bytes_.size()), old_value); !s.ok()) return Refuse(s);
   bytes_.replace(offset, data.size(), data);
@@ -67,7 +87,7 @@ DocumentBuffer::Outcome DocumentBuffer::Truncate(uint64_t size, std::string_view
 }
 
 DocumentBuffer::Outcome DocumentBuffer::Evaluate() {
-  ParsedDocument parsed = ParseJsonDocument(bytes_);
+  ParsedDocument parsed = ParseJsonDocument(bytes_, keys_);
   switch (parsed.state) {
     case DocumentState::kIncomplete:
       incomplete_ = parsed.error;
@@ -78,6 +98,7 @@ DocumentBuffer::Outcome DocumentBuffer::Evaluate() {
       break;
   }
   incomplete_.reset();
+  forgotten_end_.reset();
   const bool repeat = complete_ && *complete_ == parsed.value;
   complete_ = parsed.value;
   std::string bytes = std::move(bytes_);
@@ -96,6 +117,7 @@ void DocumentBuffer::Drop() {
   refused_.reset();
   incomplete_.reset();
   complete_.reset();
+  forgotten_end_.reset();
 }
 
 }  // namespace cyborgfs

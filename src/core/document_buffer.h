@@ -1,12 +1,21 @@
 // Collects one JSON document that may arrive in several write(2) calls.
 //
-// The rules (the "buffer per file being written" of the README):
-// - a write at offset 0 starts a new value: the bytes collected so far, and
+// The rules (the README's "How writes behave"), which make a document file
+// behave like a regular file being rewritten, except that a write at offset
+// 0 always starts a new value (a shell's `>` truncates; a tool that does not
+// still means a new document):
+// - a write at offset 0 starts a new value: what was collected so far, and
 //   the part of the file's old value past what is written, are not in it;
-// - a write elsewhere lands at its offset, as in a regular file; bytes it
-//   skips over keep the old value's bytes at those offsets (so `rsync
-//   --inplace`, which skips unchanged blocks, and `>>` see a normal file);
+// - while a value is being written, a write elsewhere lands at its offset;
+//   bytes it skips over keep the old value's bytes at those offsets (so
+//   `rsync --inplace`, which skips unchanged blocks, sees a normal file);
 //   skipping past the end of the old value too is refused (EINVAL);
+// - with no value being written, a write at a non-zero offset patches the
+//   file's value in place, as in a regular file (`dd conv=notrunc seek=N`,
+//   a python seek and write), when the value with those bytes replaced is a
+//   document; otherwise it is taken as above (the old value's bytes before
+//   it, nothing after: `rsync --inplace` shrinking a value writes the
+//   changed end, then truncates);
 // - after each write the whole is parsed: once it is a complete document,
 //   Add() returns it, and later writes land on the file's value (the
 //   document, once applied); while it is a valid prefix, Add() waits for more;
@@ -18,7 +27,10 @@
 //   sets a value;
 // - opens and closes are not seen, so what a writer left (incomplete or
 //   refused bytes) is forgotten once no write came for `quiet`: a later
-//   writer at a non-zero offset then starts from the file's value.
+//   writer starts from the file's value. A write that would continue the
+//   forgotten bytes where they stopped is refused (EINVAL), as is the rest
+//   of that document: a value is only ever the old one or exactly what one
+//   writer wrote, never a forgotten writer's end on the old value's start.
 //
 // Thread safety: none; the owner serializes calls.
 #pragma once
@@ -37,7 +49,8 @@ namespace cyborgfs {
 class DocumentBuffer {
  public:
   static constexpr std::chrono::milliseconds kQuiet{5000};
-  explicit DocumentBuffer(std::chrono::milliseconds quiet = kQuiet) : quiet_(quiet) {}
+  explicit DocumentBuffer(std::chrono::milliseconds quiet = kQuiet, DuplicateKeys keys = DuplicateKeys::kAllowed)
+      : quiet_(quiet), keys_(keys) {}
 
   struct Completed {
     std::string bytes;  // the whole document as written
@@ -66,14 +79,19 @@ class DocumentBuffer {
   // Makes bytes_ `size` long, filling from `old_value` (kInvalid past its end).
   Status Resize(uint64_t size, std::string_view old_value);
   Outcome Evaluate();
-  // Drops what an earlier writer left, if it has been quiet for quiet_.
+  // Forgets what an earlier writer left, if it has been quiet for quiet_,
+  // and remembers where its bytes ended (forgotten_end_).
   void ForgetIfQuiet();
 
   std::string bytes_;                 // the value being written; empty: none
   std::optional<Status> refused_;     // set while continuations are refused
   std::optional<Status> incomplete_;  // set while the bytes are a prefix
   std::optional<Json> complete_;      // the last document Add() returned
+  // Where the bytes of a value forgotten unfinished ended, until a new value
+  // starts or one is completed: a write there continues it.
+  std::optional<uint64_t> forgotten_end_;
   const std::chrono::milliseconds quiet_;
+  const DuplicateKeys keys_;
   std::chrono::steady_clock::time_point last_write_{};
 };
 

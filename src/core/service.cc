@@ -51,7 +51,7 @@ Service::Service(Store& store, std::vector<std::unique_ptr<Driver>> drivers, std
     : store_(store),
       drivers_(std::move(drivers)),
       host_(std::move(host)),
-      create_writes_(std::make_unique<DocumentBuffer>()) {}
+      create_writes_(std::make_unique<DocumentBuffer>(DocumentBuffer::kQuiet, DuplicateKeys::kRefused)) {}
 
 Service::~Service() { StopRescans(); }
 
@@ -298,8 +298,10 @@ Status Service::ChangeSpec(int64_t id, Attr attr, Change change) {
   if (outcome.ok()) result = *outcome ? ApplySpec(current, (*outcome)->bytes, (*outcome)->document) : Status::Ok();
   if (!result.ok()) return Reject(*locked, AttributeInfo(attr).name, result);
   // No close(2) can tell the writer of an incomplete document: the error file does.
-  const std::string waiting =
-      std::string(AttributeInfo(attr).name) + ": waiting for the rest, the value is unchanged: ";
+  const std::string waiting = std::string(AttributeInfo(attr).name) +
+                              ": waiting for the rest, the value is unchanged (what was written is "
+                              "forgotten " +
+                              std::to_string(DocumentBuffer::kQuiet.count() / 1000) + " s after the last write): ";
   if (auto pending = buffer.Pending()) {
     SetLastError(*locked, waiting + pending->message());
   } else if (Snapshot now = FindById(id); now && now->last_error.rfind(waiting, 0) == 0) {

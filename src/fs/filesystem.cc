@@ -85,17 +85,22 @@ const fuse_lowlevel_ops kOperations = [] {
   ops.mknod = [](fuse_req_t r, fuse_ino_t p, const char* n, mode_t m, dev_t) {
     Guarded(r, Op::kMknod, 0, [&] { Self(r).MakeNode(r, p, n, m); });
   };
-  ops.symlink = [](fuse_req_t r, const char*, fuse_ino_t, const char*) {
+  ops.symlink = [](fuse_req_t r, const char*, fuse_ino_t p, const char*) {
     Self(r).Count(Op::kSymlink, 0);
-    ReplyStatus(r, NotHere("symlink"));
+    // As for a fifo or a device node (mknod): an accelerator folder takes only regular scratch files.
+    ReplyStatus(r, Decode(p).kind == NodeKind::kAcceleratorDir
+                       ? Status::NotPermitted("symlink: only regular scratch files can be made")
+                       : NotHere("symlink"));
   };
   ops.link = [](fuse_req_t r, fuse_ino_t, fuse_ino_t, const char*) {
     Self(r).Count(Op::kLink, 0);
     ReplyStatus(r, Status::NotPermitted("link: listed files cannot be linked"));
   };
   // No per-open state: opens and closes are the kernel's own (zero-message
-  // opens), and a create is a mknod followed by such an open.
+  // opens, folders too: the kernel then keeps every listing, FOPEN_CACHE_DIR),
+  // and a create is a mknod followed by such an open.
   ops.open = [](fuse_req_t r, fuse_ino_t, fuse_file_info*) { NotImplemented(r, Op::kOpen); };
+  ops.opendir = [](fuse_req_t r, fuse_ino_t, fuse_file_info*) { NotImplemented(r, Op::kOpendir); };
   ops.flush = [](fuse_req_t r, fuse_ino_t, fuse_file_info*) { NotImplemented(r, Op::kFlush); };
   ops.create = [](fuse_req_t r, fuse_ino_t, const char*, mode_t, fuse_file_info*) { NotImplemented(r, Op::kCreate); };
   ops.read = [](fuse_req_t r, fuse_ino_t i, size_t s, off_t o, fuse_file_info*) {
@@ -107,9 +112,6 @@ const fuse_lowlevel_ops kOperations = [] {
   ops.fsync = [](fuse_req_t r, fuse_ino_t, int, fuse_file_info*) {
     Self(r).Count(Op::kFsync, 0);
     fuse_reply_err(r, 0);  // writes are durable when they return
-  };
-  ops.opendir = [](fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) {
-    Guarded(r, Op::kOpendir, i, [&] { Self(r).OpenDir(r, i, fi); });
   };
   ops.readdir = [](fuse_req_t r, fuse_ino_t i, size_t s, off_t o, fuse_file_info*) {
     Guarded(r, Op::kReaddir, i, [&] { Self(r).ReadDir(r, i, s, o, false); });
@@ -128,8 +130,8 @@ const fuse_lowlevel_ops kOperations = [] {
     // file: O_TRUNC is a SETATTR instead, which truncates a scratch file and
     // changes no value (a truncate alone never sets one). It costs a request.
     conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
-    const unsigned wanted = FUSE_CAP_NO_OPEN_SUPPORT | FUSE_CAP_AUTO_INVAL_DATA | FUSE_CAP_READDIRPLUS |
-                            FUSE_CAP_READDIRPLUS_AUTO | FUSE_CAP_CACHE_SYMLINKS;
+    const unsigned wanted = FUSE_CAP_NO_OPEN_SUPPORT | FUSE_CAP_NO_OPENDIR_SUPPORT | FUSE_CAP_AUTO_INVAL_DATA |
+                            FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO | FUSE_CAP_CACHE_SYMLINKS;
     conn->want |= conn->capable & wanted;
   };
   return ops;
@@ -215,6 +217,8 @@ timespec Now() {
   return now;
 }
 
+std::string LinkTarget(const Accelerator& a) { return "../accelerators/" + a.uuid; }
+
 }  // namespace
 
 Result<std::string> Filesystem::Content(fuse_ino_t ino) const {
@@ -228,7 +232,7 @@ Result<std::string> Filesystem::Content(fuse_ino_t ino) const {
   }
   auto a = service_.FindById(node.id);
   if (!a) return Status::NotFound("no such accelerator");
-  if (node.kind == NodeKind::kLink) return "../accelerators/" + a->uuid;
+  if (node.kind == NodeKind::kLink) return LinkTarget(*a);
   return AttributeInfo(node.attr).render(*a);
 }
 
@@ -262,6 +266,7 @@ Result<Filesystem::Described> Filesystem::Describe(fuse_ino_t ino) const {
       return d;
     case NodeKind::kCreate:
     case NodeKind::kRescan:
+      st.st_mtim = st.st_ctim = At(mounted_at_, kernel_.MtimeBumps(ino));
       return file(0200, "");
     case NodeKind::kDrivers:
     case NodeKind::kStats:  // change without telling: never cached, always a new mtime
@@ -278,7 +283,7 @@ Result<Filesystem::Described> Filesystem::Describe(fuse_ino_t ino) const {
   }
   auto a = service_.FindById(node.id);
   if (!a) return Status::NotFound("no such accelerator");
-  st.st_mtim = st.st_ctim = At(a->updated_at, a->revision);
+  st.st_mtim = st.st_ctim = At(a->updated_at, a->revision + kernel_.MtimeBumps(ino));
   switch (node.kind) {
     case NodeKind::kAcceleratorDir:  // its listing changes only through the kernel
       st.st_mtim = st.st_ctim = At(a->created_at, 0);
@@ -288,7 +293,7 @@ Result<Filesystem::Described> Filesystem::Describe(fuse_ino_t ino) const {
     case NodeKind::kLink:  // the target never changes
       st.st_mtim = st.st_ctim = At(a->created_at, 0);
       st.st_mode = S_IFLNK | 0777;
-      st.st_size = static_cast<off_t>(Content(ino)->size());
+      st.st_size = static_cast<off_t>(LinkTarget(*a).size());
       return d;
     default:
       return file(AttributeInfo(node.attr).mode, AttributeInfo(node.attr).render(*a));
@@ -416,27 +421,12 @@ void Filesystem::Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fus
   ReplyStatus(req, scratch_.Move(from.id, name, to.id, new_name, flags & RENAME_NOREPLACE));
 }
 
-// Folders are listed without state: a READDIR offset is a cookie naming
-// where the previous one stopped (1 after ".", 2 after "..", then per folder
-// below), stable while entries come and go, as READDIRPLUS and READDIR
-// mixing on one stream need (the kernel's READDIRPLUS_AUTO).
-void Filesystem::OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  const Node node = Decode(ino);
-  if (node.kind == NodeKind::kAcceleratorDir && !service_.FindById(node.id)) return ReplyErrno(req, ENOENT);
-  if (node.kind == NodeKind::kScratch) {
-    auto entry = kernel_.Scratch(ino);
-    if (!entry) return ReplyErrno(req, ENOENT);
-    if (!entry->is_folder()) return ReplyErrno(req, ENOTDIR);
-  } else if (node.kind != NodeKind::kRoot && node.kind != NodeKind::kAccelerators && node.kind != NodeKind::kByName &&
-             node.kind != NodeKind::kAcceleratorDir) {
-    return ReplyErrno(req, ENOTDIR);
-  }
-  // The kernel keeps the listing until the folder's mtime or version changes.
-  fi->cache_readdir = node.kind != NodeKind::kScratch;
-  fi->keep_cache = fi->cache_readdir;
-  fuse_reply_open(req, fi);
-}
-
+// Folders are listed without state (no opendir reaches the daemon): a
+// READDIR offset is a cookie naming where the previous one stopped (1 after
+// ".", 2 after "..", then per folder below), stable while entries come and
+// go, as READDIRPLUS and READDIR mixing on one stream need (the kernel's
+// READDIRPLUS_AUTO). The kernel keeps each listing until the folder's mtime
+// or version changes.
 namespace {
 
 // Cookies: 3 + index for the root's entries and an accelerator folder's
@@ -508,6 +498,9 @@ std::vector<Row> RowsAfter(const Service& service, const ScratchSpace& scratch, 
 }  // namespace
 
 void Filesystem::ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, bool plus) {
+  const Node node = Decode(ino);
+  if (node.kind == NodeKind::kAcceleratorDir && !service_.FindById(node.id)) return ReplyErrno(req, ENOENT);
+  if (node.kind == NodeKind::kScratch && !kernel_.Scratch(ino)) return ReplyErrno(req, ENOENT);
   const size_t room = size / 24 + 1;  // no entry takes fewer bytes
   std::vector<char> buffer(size);
   size_t used = 0;
@@ -587,9 +580,12 @@ void Filesystem::Write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t 
     return ReplyStatus(req, written);
   }
   notifier_.Drain();  // names this write made or changed are seen once it returns
-  fuse_reply_write(req, size);
+  // A write that published nothing left its bytes in the page cache with the
+  // old mtime (an unfinished document, `echo > attach` when detached, create):
+  // a new mtime makes the kernel drop them before the next read.
   const Service::Snapshot after = before ? service_.FindById(node.id) : nullptr;
-  if (after && after->revision == before->revision) notifier_.DropPages(ino);  // e.g. "VM X" for "vm x"
+  if (!after || after->revision == before->revision) kernel_.PagesAreStale(ino);
+  fuse_reply_write(req, size);
 }
 
 // --- what the kernel holds of a change ----------------------------------------

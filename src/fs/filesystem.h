@@ -7,9 +7,10 @@
 //
 // Caching: the kernel answers most reads itself. Entries, attributes and
 // negative entries are cached for kCacheSeconds, opens and closes never reach
-// the daemon (open answers ENOSYS: FUSE_CAP_NO_OPEN_SUPPORT), file content
-// is kept in the page cache, symlink targets and folder listings too
-// (cache_readdir). A warm stat or read costs no request. What keeps it
+// the daemon (open and opendir answer ENOSYS: FUSE_CAP_NO_OPEN_SUPPORT and
+// FUSE_CAP_NO_OPENDIR_SUPPORT), file content is kept in the page cache,
+// symlink targets and folder listings too (a folder opened without the
+// daemon caches its listing). A warm stat or read costs no request. What keeps it
 // fresh: every change reaches OnChange() (the Service's listener) or a
 // request of the kernel's own, and the Notifier's threads invalidate what the
 // kernel holds; a request that changed something waits for its attributes
@@ -83,7 +84,6 @@ class Filesystem {
   void Unlink(fuse_req_t req, fuse_ino_t parent, const char* name);
   void Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t new_parent, const char* new_name,
               unsigned flags);
-  void OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
   void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset);
   void Write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t offset, const fuse_file_info* fi);
   void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, bool plus);

@@ -7,7 +7,11 @@
 //   as long as it holds it, after the file was unlinked or renamed too;
 // - for a file, a fingerprint (a 64-bit hash) of the content whose size and
 //   mtime the kernel was last told in an attribute reply: a change marks stale
-//   only the held files whose content now differs from it (OnChange).
+//   only the held files whose content now differs from it (OnChange);
+// - for a file, how often its pages were found not to be its value (a write
+//   that left the value as it was, or an unfinished document): added to its
+//   mtime, so the kernel, which asks for the attributes after every write,
+//   sees a new mtime and drops those pages before the next read.
 //
 // Thread safety: all methods may be called concurrently.
 #pragma once
@@ -47,11 +51,6 @@ class KernelInodes {
     if (it->second.count == 0) held_.erase(it);
   }
 
-  bool Holds(fuse_ino_t ino) const {
-    std::lock_guard lock(mu_);
-    return held_.count(ino) != 0;
-  }
-
   // The scratch file behind `ino`, or nullptr if the kernel holds no such one.
   ScratchSpace::Entry Scratch(fuse_ino_t ino) const {
     std::lock_guard lock(mu_);
@@ -75,10 +74,25 @@ class KernelInodes {
     return it == held_.end() ? 0 : it->second.told;
   }
 
+  // The kernel's pages of held file `ino` are not its value: its mtime moves.
+  void PagesAreStale(fuse_ino_t ino) {
+    std::lock_guard lock(mu_);
+    auto it = held_.find(ino);
+    if (it != held_.end()) ++it->second.mtime_bumps;
+  }
+
+  // What to add to the mtime of `ino` (nanoseconds): PagesAreStale() calls.
+  uint64_t MtimeBumps(fuse_ino_t ino) const {
+    std::lock_guard lock(mu_);
+    auto it = held_.find(ino);
+    return it == held_.end() ? 0 : it->second.mtime_bumps;
+  }
+
  private:
   struct Held {
     uint64_t count = 0;
     uint64_t told = 0;
+    uint64_t mtime_bumps = 0;
     ScratchSpace::Entry scratch;
   };
   mutable std::mutex mu_;

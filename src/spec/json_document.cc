@@ -1,5 +1,8 @@
 // JSON documents: completeness detection, depth bound, spec and create rules.
+#include <optional>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "cyborgfs/values.h"
 
@@ -32,26 +35,59 @@ bool RanOutOfInput(const nlohmann::json::parse_error& error, size_t size) {
   return std::string(error.what()).find("; expected end of input") == std::string::npos;
 }
 
+// "line L, column C" of byte `offset` of `text`, as nlohmann counts them.
+std::string Position(std::string_view text, size_t offset) {
+  size_t line = 1, column = 1;
+  for (size_t i = 0; i < offset; ++i) {
+    if (text[i] == '\n') {
+      ++line;
+      column = 1;
+    } else {
+      ++column;
+    }
+  }
+  return "line " + std::to_string(line) + ", column " + std::to_string(column);
+}
+
 bool IsPositiveInteger(const Json& v) {
   return v.is_number_unsigned() ? v.get<uint64_t>() > 0 : v.is_number_integer() && v.get<int64_t>() > 0;
 }
 
 }  // namespace
 
-ParsedDocument ParseJsonDocument(std::string_view text) {
+ParsedDocument ParseJsonDocument(std::string_view text, DuplicateKeys keys) {
   ParsedDocument result;
   if (text.find_first_not_of(" \t\r\n") == std::string_view::npos) {
     result.error = Status::Invalid("no JSON value: the document is empty or only whitespace");
     return result;
   }
-  auto depth_guard = [](int depth, Json::parse_event_t event, Json&) {
+  // The keys of each object being parsed, innermost last (kRefused only).
+  std::vector<std::set<std::string>> open_objects;
+  std::optional<std::string> duplicate;
+  auto guard = [&](int depth, Json::parse_event_t event, Json& parsed) {
     const bool opens = event == Json::parse_event_t::object_start || event == Json::parse_event_t::array_start;
     if (opens && depth >= kMaxJsonDepth) throw TooDeep{};
+    if (keys == DuplicateKeys::kRefused) {
+      if (event == Json::parse_event_t::object_start) open_objects.emplace_back();
+      if (event == Json::parse_event_t::object_end) open_objects.pop_back();
+      if (event == Json::parse_event_t::key && !open_objects.back().insert(parsed.get<std::string>()).second &&
+          !duplicate) {
+        duplicate = parsed.get<std::string>();
+      }
+    }
     return true;
   };
   try {
-    result.value = Json::parse(text.begin(), text.end(), depth_guard);
+    result.value = Json::parse(text.begin(), text.end(), guard);
     result.state = DocumentState::kComplete;
+    // nlohmann takes a NUL byte for the end of the input: bytes after it are unseen.
+    if (const size_t nul = text.find('\0'); nul != std::string_view::npos) {
+      result.state = DocumentState::kInvalid;
+      result.error = Status::Invalid(Position(text, nul) + ": a NUL byte (a value is text, without NUL bytes)");
+    } else if (duplicate) {
+      result.state = DocumentState::kInvalid;
+      result.error = Status::Invalid("the key \"" + *duplicate + "\" is given twice");
+    }
   } catch (const TooDeep&) {
     result.error = Status::Invalid("nesting deeper than " + std::to_string(kMaxJsonDepth) + " levels");
   } catch (const nlohmann::json::parse_error& e) {

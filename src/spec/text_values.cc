@@ -63,7 +63,42 @@ Status ValidateName(std::string_view name) {
   if (name.find('/') != std::string_view::npos) return Status::Invalid("must not contain '/'");
   if (name.find('\n') != std::string_view::npos) return Status::Invalid("must not contain a newline");
   if (name.find('\0') != std::string_view::npos) return Status::Invalid("must not contain a NUL byte");
+  if (auto bad = FirstNonUtf8(name)) {
+    return Status::Invalid("is not UTF-8 (byte " + std::to_string(*bad) + " is not part of a character)");
+  }
   return Status::Ok();
+}
+
+std::optional<size_t> FirstNonUtf8(std::string_view text) {
+  const auto* bytes = reinterpret_cast<const unsigned char*>(text.data());
+  size_t i = 0;
+  while (i < text.size()) {
+    const unsigned char lead = bytes[i];
+    size_t length = 0;
+    uint32_t code = 0;
+    if (lead < 0x80) {
+      ++i;
+      continue;
+    } else if (lead >= 0xc2 && lead <= 0xdf) {
+      length = 2, code = lead & 0x1f;
+    } else if (lead >= 0xe0 && lead <= 0xef) {
+      length = 3, code = lead & 0x0f;
+    } else if (lead >= 0xf0 && lead <= 0xf4) {
+      length = 4, code = lead & 0x07;
+    } else {
+      return i;
+    }
+    if (i + length > text.size()) return i;
+    for (size_t k = 1; k < length; ++k) {
+      if ((bytes[i + k] & 0xc0) != 0x80) return i;
+      code = code << 6 | (bytes[i + k] & 0x3f);
+    }
+    // Overlong forms, surrogates and code points past U+10FFFF.
+    const uint32_t smallest[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (code < smallest[length] || (code >= 0xd800 && code <= 0xdfff) || code > 0x10ffff) return i;
+    i += length;
+  }
+  return std::nullopt;
 }
 
 Result<std::optional<AttachTarget>> ParseAttach(std::string_view text) {

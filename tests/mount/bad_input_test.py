@@ -149,6 +149,20 @@ class SpecInputTest(BadInputTest):
         self.refused("spec", b'{"num": 1\0}', errno.EINVAL, "line 1, column 10")
         self.refused("spec", b'{"a": "\0"}', errno.EINVAL, "line 1, column 8", "control character")
 
+    def test_nul_bytes_after_the_document(self):
+        self.refused("spec", b'{"a":1}\0\0', errno.EINVAL, "line 1, column 8: a NUL byte")
+        self.refused("spec", b'{"a":1}\n\0', errno.EINVAL, "line 2, column 1: a NUL byte")
+
+    def test_nul_bytes_in_a_renamed_value(self):
+        folder = self.fs.path("accelerators", self.u)
+        with open(os.path.join(folder, "tmp"), "wb") as f:
+            f.write(b'{"a":1}\0')
+        self.assertEqual(self.errno_of(lambda: os.rename(os.path.join(folder, "tmp"), os.path.join(folder, "spec"))),
+                         errno.EINVAL)
+        self.assertIn("spec (renamed from tmp): line 1, column 8: a NUL byte", self.acc(self.u, "error"))
+        os.unlink(os.path.join(folder, "tmp"))
+        self.assertEqual(self.everything(), self.before)
+
     def test_invalid_utf8(self):
         self.refused("spec", b'{"a": "\xff"}', errno.EINVAL, "line 1, column 8", "UTF-8")
 
@@ -182,8 +196,11 @@ class NameInputTest(BadInputTest):
     def test_bad_names(self):
         for text, reason in [("\n", "must not be empty"), ("/\n", "must not contain '/'"),
                              ("..\n", 'must not be "." or ".."'), ("n" * 300 + "\n", "is 300 bytes, at most 255"),
-                             ("two\nlines\n", "must not contain a newline"), ("nul\0byte", "must not contain a NUL")]:
+                             ("two\nlines\n", "must not contain a newline"), ("nul\0byte", "must not contain a NUL"),
+                             ("padded\0\0", "must not contain a NUL")]:
             self.refused("name", text, errno.EINVAL, reason)
+        # Names appear in the audit trail's JSON strings and in listings: UTF-8 only.
+        self.refused("name", b"bad\xff\n", errno.EINVAL, "is not UTF-8 (byte 3")
 
     def test_255_bytes_is_the_longest_name(self):
         self.assertEqual(self.write_file(os.path.join("accelerators", self.u, "name"), "n" * 255), 0)
@@ -207,7 +224,9 @@ class CreateInputTest(BadInputTest):
                              ('{"name": "x",}', "line 1, column 14"),
                              ("[]", "must be a JSON object, not array"), ('{"name": 5}', '"name" must be a string'),
                              ('{"name": ""}', '"name": must not be empty'),
-                             ('{"name": "a/b"}', '"name": must not contain \'/\'')]:
+                             ('{"name": "a/b"}', '"name": must not contain \'/\''),
+                             ('{"name": "x", "name": "y"}', 'the key "name" is given twice'),
+                             ('{"name": "x"}\0\0', "line 1, column 14: a NUL byte")]:
             self.refused_without_accelerator(lambda: self.check_write("create", body), errno.EINVAL,
                                              "refused: create: " + reason)
 

@@ -130,5 +130,38 @@ TEST(DocumentBuffer, PendingExplainsIncompleteBytesUntilDropped) {
   EXPECT_FALSE(buffer.Pending().has_value());
 }
 
+TEST(DocumentBuffer, APatchInsideTheValueIsTheValueWithThoseBytes) {
+  // dd conv=notrunc seek=8 bs=1 count=1, or a python seek(8) + write("2").
+  const std::string old = "{\"num\": 1, \"device_type\": \"GPU\"}\n";
+  DocumentBuffer buffer;
+  auto patched = buffer.Add(8, "2", old);
+  ASSERT_TRUE(patched.ok() && patched->has_value()) << patched.status().message();
+  EXPECT_EQ((*patched)->bytes, "{\"num\": 2, \"device_type\": \"GPU\"}\n");
+  EXPECT_FALSE(buffer.Pending().has_value());
+}
+
+TEST(DocumentBuffer, TheRestOfADocumentForgottenUnfinishedIsRefused) {
+  // ( printf '{"num": 9,\n'; sleep 6; printf ' "device_type": "CRYPTO"}' ) > spec
+  const std::string old = "{\"num\": 1, \"device_type\": \"GPU\"}\n";
+  DocumentBuffer buffer(std::chrono::milliseconds(0));  // every write comes after a quiet spell
+  ASSERT_TRUE(buffer.Add(0, "{\"num\": 9,\n", old).ok());
+  Status rest = buffer.Add(11, " \"device_type\": \"CRYPTO\"}", old).status();
+  EXPECT_EQ(rest.code(), Code::kInvalid);
+  EXPECT_NE(rest.message().find("first 11 bytes were forgotten"), std::string::npos) << rest.message();
+  EXPECT_EQ(buffer.Add(36, "\n", old).status().code(), Code::kInvalid);  // and what follows it
+  auto whole = buffer.Add(0, "{\"num\": 9}", old);
+  ASSERT_TRUE(whole.ok() && whole->has_value());
+}
+
+TEST(DocumentBuffer, ACreateBodyThatNamesAKeyTwiceIsRefused) {
+  DocumentBuffer buffer(DocumentBuffer::kQuiet, DuplicateKeys::kRefused);
+  Status twice = buffer.Add(0, "{\"name\": \"a\", \"name\": \"b\"}", "").status();
+  EXPECT_EQ(twice.code(), Code::kInvalid);
+  EXPECT_NE(twice.message().find("\"name\" is given twice"), std::string::npos) << twice.message();
+  DocumentBuffer nested(DocumentBuffer::kQuiet, DuplicateKeys::kRefused);  // the same key in two objects is fine
+  auto fine = nested.Add(0, "{\"a\": {\"x\": 1}, \"b\": {\"x\": 2}}", "");
+  ASSERT_TRUE(fine.ok() && fine->has_value());
+}
+
 }  // namespace
 }  // namespace cyborgfs

@@ -108,5 +108,24 @@ TEST(Uuids, CanonicalFormAndNameBasedStability) {
   EXPECT_EQ(NameBasedUuid("x")[14], '5');  // version 5
 }
 
+TEST(ParseJsonDocument, ANulByteAnywhereIsInvalid) {
+  ParsedDocument padded = ParseJsonDocument(std::string("{\"a\":1}\0\0", 9));
+  EXPECT_EQ(padded.state, DocumentState::kInvalid);
+  EXPECT_NE(padded.error.message().find("line 1, column 8: a NUL byte"), std::string::npos) << padded.error.message();
+  EXPECT_EQ(ParseJsonDocument(std::string("{\"a\":\0", 6)).state, DocumentState::kInvalid);
+  EXPECT_EQ(ParseJsonDocument(std::string("\0", 1)).state, DocumentState::kInvalid);
+}
+
+TEST(ValidateName, TakesUtf8Only) {
+  EXPECT_TRUE(ValidateName("gpu-ä-€-😀").ok());
+  Status bad = ValidateName("bad\xff");
+  EXPECT_EQ(bad.code(), Code::kInvalid);
+  EXPECT_NE(bad.message().find("not UTF-8 (byte 3"), std::string::npos) << bad.message();
+  for (const char* wrong : {"\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82", "\x80"}) {
+    EXPECT_TRUE(FirstNonUtf8(wrong).has_value()) << wrong;  // overlong, surrogate, past U+10FFFF, cut, stray
+  }
+  EXPECT_FALSE(FirstNonUtf8("plain ascii").has_value());
+}
+
 }  // namespace
 }  // namespace cyborgfs
