@@ -250,4 +250,10 @@ int Run(int argc, char** argv) {
 }  // namespace
 }  // namespace cyborgfs::app
 
-int main(int argc, char** argv) { return cyborgfs::app::Run(argc, argv); }
+int main(int argc, char** argv) {
+  // The daemon starts itself again as the helper of an entry lane (src/fs/entry_lane.h).
+  if (argc > 1 && std::string(argv[1]) == cyborgfs::fs::EntryLane::kHelperArgument) {
+    return cyborgfs::fs::RunEntryLaneHelper(argc, argv);
+  }
+  return cyborgfs::app::Run(argc, argv);
+}

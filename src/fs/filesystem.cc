@@ -163,18 +163,28 @@ Status Filesystem::MakeEntry(fuse_ino_t ino, fuse_entry_param& entry, const Scra
   return Status::Ok();
 }
 
-void Filesystem::ReplyEntry(fuse_req_t req, fuse_ino_t ino) {
+double Filesystem::EntryTimeout(fuse_ino_t parent) const {
+  const NodeKind kind = Decode(parent).kind;
+  const bool changing = kind == NodeKind::kAccelerators || kind == NodeKind::kByName;
+  return changing && notifier_.Stuck(parent) ? kStuckCacheSeconds : kCacheSeconds;
+}
+
+void Filesystem::ReplyEntry(fuse_req_t req, fuse_ino_t parent, fuse_ino_t ino) {
   fuse_entry_param entry{};
   if (Status made = MakeEntry(ino, entry); !made.ok()) return ReplyStatus(req, made);
+  entry.entry_timeout = std::min(entry.entry_timeout, EntryTimeout(parent));
   if (fuse_reply_entry(req, &entry) != 0) kernel_.Forget(ino, 1);
 }
 
 // A name that is not there, cached as such: whatever makes it appear either
-// goes through the kernel (mkdir, mknod, rename) or is invalidated (OnChange).
-void Filesystem::ReplyNoEntry(fuse_req_t req, const Node& parent) {
-  if (parent.kind == NodeKind::kScratch) return ReplyErrno(req, ENOENT);
+// goes through the kernel (mkdir, mknod, rename) or is invalidated (OnChange,
+// for the names in accelerators/ and by-name/ that were told absent:
+// `cacheable` says the name was recorded so, before it was looked for).
+void Filesystem::ReplyNoEntry(fuse_req_t req, fuse_ino_t parent, bool cacheable) {
+  const NodeKind kind = Decode(parent).kind;
+  if (kind == NodeKind::kScratch || !cacheable) return ReplyErrno(req, ENOENT);
   fuse_entry_param entry{};
-  entry.entry_timeout = kCacheSeconds;
+  entry.entry_timeout = EntryTimeout(parent);
   fuse_reply_entry(req, &entry);
 }
 
@@ -182,12 +192,17 @@ void Filesystem::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   const Node node = Decode(parent);
   const std::string_view n(name);
   fuse_ino_t found = 0;
+  bool cacheable = true;  // may the kernel keep "absent"?
   if (node.kind == NodeKind::kRoot) {
     if (const RootEntry* entry = FindRootEntry(n)) found = entry->ino;
-  } else if (node.kind == NodeKind::kAccelerators) {
-    if (auto a = service_.FindByUuid(n)) found = DirIno(a->id);
-  } else if (node.kind == NodeKind::kByName) {
-    if (auto a = service_.FindByName(n)) found = LinkIno(a->id);
+  } else if (node.kind == NodeKind::kAccelerators || node.kind == NodeKind::kByName) {
+    // Recorded before the search: a name that appears meanwhile is invalidated after this reply.
+    cacheable = negative_.Told(parent, n);
+    const Service::Snapshot a = node.kind == NodeKind::kAccelerators ? service_.FindByUuid(n) : service_.FindByName(n);
+    if (a) {
+      (void)negative_.Take(parent, n);
+      found = node.kind == NodeKind::kAccelerators ? DirIno(a->id) : LinkIno(a->id);
+    }
   } else if (node.kind == NodeKind::kAcceleratorDir) {
     if (!service_.FindById(node.id)) return ReplyErrno(req, ENOENT);
     if (const AttrInfo* info = FindAttribute(n)) {
@@ -196,8 +211,8 @@ void Filesystem::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
       return ReplyScratchEntry(req, entry);
     }
   }
-  if (found == 0) return ReplyNoEntry(req, node);
-  ReplyEntry(req, found);
+  if (found == 0) return ReplyNoEntry(req, parent, cacheable);
+  ReplyEntry(req, parent, found);
 }
 
 // --- attributes --------------------------------------------------------------
@@ -557,6 +572,7 @@ void Filesystem::Write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t 
   // The revision before: a write that publishes nothing leaves its bytes in the
   // page cache with the old mtime, so the kernel would not drop them itself.
   const Service::Snapshot before = node.kind == NodeKind::kAttribute ? service_.FindById(node.id) : nullptr;
+  const uint64_t entries_before = notifier_.EntriesQueued();
   being_written = ino;
   Status written;
   switch (node.kind) {
@@ -579,7 +595,9 @@ void Filesystem::Write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t 
       spdlog::warn("refused: {}", written.message());
     return ReplyStatus(req, written);
   }
-  notifier_.Drain();  // names this write made or changed are seen once it returns
+  // Names this write made or changed are seen once it returns (unless their
+  // folder's lock is held by someone else: then soon after).
+  if (notifier_.EntriesQueued() != entries_before) notifier_.Drain();
   // A write that published nothing left its bytes in the page cache with the
   // old mtime (an unfinished document, `echo > attach` when detached, create):
   // a new mtime makes the kernel drop them before the next read.
@@ -590,6 +608,8 @@ void Filesystem::Write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t 
 
 // --- what the kernel holds of a change ----------------------------------------
 
+// Only what the kernel can hold is invalidated: a new name it was told is
+// absent, an old by-name link it holds.
 void Filesystem::OnChange(const Service::Snapshot& before, const Service::Snapshot& after) {
   const Accelerator& any = after ? *after : *before;
   for (const AttrInfo& info : Attributes()) {
@@ -602,11 +622,16 @@ void Filesystem::OnChange(const Service::Snapshot& before, const Service::Snapsh
   ++listing_revision_;
   notifier_.Stale(kAcceleratorsIno);
   notifier_.Stale(kByNameIno);
-  // A new uuid may be cached as absent; not one made by this thread's mkdir,
-  // whose folder lock the kernel holds: it makes that entry from the reply.
-  if (!before && !(being_made && after->uuid == being_made)) notifier_.ForgetEntry(kAcceleratorsIno, after->uuid);
-  if (before) notifier_.ForgetEntry(kByNameIno, before->name);
-  if (after) notifier_.ForgetEntry(kByNameIno, after->name);
+  if (!before) {
+    // A mkdir's own name: the kernel makes that entry from the reply, holding
+    // the folder's lock, which a notification would wait for.
+    const bool made_here = being_made && after->uuid == being_made;
+    if (negative_.Take(kAcceleratorsIno, after->uuid) && !made_here) {
+      notifier_.ForgetEntry(kAcceleratorsIno, after->uuid);
+    }
+  }
+  if (before && kernel_.Holds(LinkIno(before->id))) notifier_.ForgetEntry(kByNameIno, before->name);
+  if (after && negative_.Take(kByNameIno, after->name)) notifier_.ForgetEntry(kByNameIno, after->name);
 }
 
 }  // namespace cyborgfs::fs

@@ -49,6 +49,9 @@ namespace cyborgfs::fs {
 // How long the kernel may keep entries and attributes of what only the
 // daemon changes (it is told of every change).
 inline constexpr double kCacheSeconds = 3600;
+// How long it may keep them in a folder whose names cannot be invalidated
+// now (a reader holds the folder's lock: Notifier::Stuck).
+inline constexpr double kStuckCacheSeconds = 1;
 
 class Filesystem {
  public:
@@ -102,8 +105,11 @@ class Filesystem {
   // Fills `entry` for `ino` (a scratch file's if `scratch` is set), counting
   // the kernel's new reference to it.
   Status MakeEntry(fuse_ino_t ino, fuse_entry_param& entry, const ScratchSpace::Entry& scratch = nullptr);
-  void ReplyEntry(fuse_req_t req, fuse_ino_t ino);
-  void ReplyNoEntry(fuse_req_t req, const Node& parent);
+  // `parent` is the folder the entry is in, whose cache policy it follows.
+  void ReplyEntry(fuse_req_t req, fuse_ino_t parent, fuse_ino_t ino);
+  void ReplyNoEntry(fuse_req_t req, fuse_ino_t parent, bool cacheable);
+  // How long the kernel may keep entries of folder `parent`.
+  double EntryTimeout(fuse_ino_t parent) const;
   void ReplyScratchEntry(fuse_req_t req, const ScratchSpace::Entry& entry);
   // A listed name: a fixed folder or file, an accelerator, a link, a file of
   // an accelerator folder. These can be neither removed nor renamed.
@@ -119,6 +125,7 @@ class Filesystem {
   Service& service_;
   ScratchSpace scratch_;
   KernelInodes kernel_;
+  NegativeEntries negative_{std::chrono::seconds(static_cast<int>(kCacheSeconds))};
   Notifier notifier_;
   RequestCounters counters_;
   const uid_t uid_;

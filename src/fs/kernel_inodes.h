@@ -18,6 +18,7 @@
 
 #include <fuse_lowlevel.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -49,6 +50,11 @@ class KernelInodes {
     if (it == held_.end()) return;
     it->second.count = it->second.count > count ? it->second.count - count : 0;
     if (it->second.count == 0) held_.erase(it);
+  }
+
+  bool Holds(fuse_ino_t ino) const {
+    std::lock_guard lock(mu_);
+    return held_.count(ino) != 0;
   }
 
   // The scratch file behind `ino`, or nullptr if the kernel holds no such one.
@@ -97,6 +103,54 @@ class KernelInodes {
   };
   mutable std::mutex mu_;
   std::unordered_map<fuse_ino_t, Held> held_;
+};
+
+// The names the kernel was told are absent, in the folders whose names come
+// and go (accelerators/, by-name/): the negative entries it may cache. Only
+// these need forgetting when such a name appears (a mkdir's own name aside:
+// the kernel makes that entry from the reply). At most kMax per folder, each
+// for kCacheSeconds at most; beyond that an absent name is not cached.
+//
+// Thread safety: all methods may be called concurrently.
+class NegativeEntries {
+ public:
+  static constexpr size_t kMax = 65536;
+  using Clock = std::chrono::steady_clock;
+
+  explicit NegativeEntries(std::chrono::seconds lifetime) : lifetime_(lifetime) {}
+
+  // Records `name` of `parent` as told absent; false if it may not be
+  // cached (the folder has kMax such names already).
+  bool Told(fuse_ino_t parent, std::string_view name) {
+    std::lock_guard lock(mu_);
+    auto& names = folders_[parent];
+    if (names.size() >= kMax) Prune(names);
+    if (names.size() >= kMax) return false;
+    names[std::string(name)] = Clock::now();
+    return true;
+  }
+
+  // Whether the kernel may hold `name` of `parent` as absent; forgets it.
+  bool Take(fuse_ino_t parent, std::string_view name) {
+    std::lock_guard lock(mu_);
+    auto& names = folders_[parent];
+    auto it = names.find(std::string(name));
+    if (it == names.end()) return false;
+    const bool live = Clock::now() - it->second < lifetime_;
+    names.erase(it);
+    return live;
+  }
+
+ private:
+  using Names = std::unordered_map<std::string, Clock::time_point>;
+  void Prune(Names& names) {  // REQUIRES: mu_
+    const auto now = Clock::now();
+    for (auto it = names.begin(); it != names.end();) it = now - it->second >= lifetime_ ? names.erase(it) : ++it;
+  }
+
+  const std::chrono::seconds lifetime_;
+  std::mutex mu_;
+  std::unordered_map<fuse_ino_t, Names> folders_;  // REQUIRES: mu_
 };
 
 }  // namespace cyborgfs::fs

@@ -8,34 +8,34 @@
 namespace cyborgfs::fs {
 namespace {
 
-// How long a wait lasts at most: the kernel answers in microseconds; a
-// longer wait means a folder lock is held for long, and the request should
-// not hang on it.
-constexpr auto kWaitLimit = std::chrono::seconds(2);
-
-void LogFailure(const char* what, int result) {
-  // ENOENT: the kernel holds nothing by that number or name; nothing to drop.
-  if (result != 0 && result != -ENOENT) spdlog::warn("cache invalidation ({}) failed: errno {}", what, -result);
-}
+// How long a request waits at most for an invalidation: the kernel answers
+// in microseconds; a longer wait means something holds a lock for long, and
+// the request should not hang on it.
+constexpr auto kAttributeWait = std::chrono::seconds(2);
+constexpr auto kEntryWait = std::chrono::milliseconds(500);
 
 }  // namespace
 
 void Notifier::Start(fuse_session* session) {
+  accelerators_.Start(session);
+  by_name_.Start(session);
   std::lock_guard lock(mu_);
   session_ = session;
   stopping_ = false;
-  attributes_.thread = std::thread([this] {
-    Serve(attributes_,
-          [this](fuse_ino_t ino) { LogFailure("attributes", fuse_lowlevel_notify_inval_inode(session_, ino, -1, 0)); });
-  });
-  entries_.thread = std::thread([this] {
-    Serve(entries_, [this](const Entry& e) {
-      LogFailure("entry", fuse_lowlevel_notify_inval_entry(session_, e.parent, e.name.data(), e.name.size()));
-    });
-  });
-  pages_.thread = std::thread([this] {
-    Serve(pages_,
-          [this](fuse_ino_t ino) { LogFailure("pages", fuse_lowlevel_notify_inval_inode(session_, ino, 0, 0)); });
+  stale_thread_ = std::thread([this] {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      stale_cv_.wait(lock, [&] { return stopping_ || !stale_.empty(); });
+      if (stale_.empty()) return;  // stopping, and all is done
+      const fuse_ino_t ino = stale_.front();
+      stale_.pop_front();
+      lock.unlock();
+      const int result = fuse_lowlevel_notify_inval_inode(session_, ino, -1, 0);
+      if (result != 0 && result != -ENOENT) spdlog::warn("cache invalidation (attributes) failed: errno {}", -result);
+      lock.lock();
+      ++stale_done_;
+      stale_progress_.notify_all();
+    }
   });
 }
 
@@ -45,60 +45,46 @@ void Notifier::Stop() {
     if (!session_) return;
     stopping_ = true;
   }
-  attributes_.cv.notify_all();
-  entries_.cv.notify_all();
-  pages_.cv.notify_all();
-  if (attributes_.thread.joinable()) attributes_.thread.join();
-  if (entries_.thread.joinable()) entries_.thread.join();
-  if (pages_.thread.joinable()) pages_.thread.join();
+  stale_cv_.notify_all();
+  if (stale_thread_.joinable()) stale_thread_.join();
+  accelerators_.Stop();
+  by_name_.Stop();
   std::lock_guard lock(mu_);
   session_ = nullptr;
 }
 
-template <typename Item, typename Apply>
-void Notifier::Serve(Lane<Item>& lane, Apply apply) {
-  std::unique_lock lock(mu_);
-  for (;;) {
-    lane.cv.wait(lock, [&] { return stopping_ || !lane.items.empty(); });
-    if (lane.items.empty()) return;  // stopping, and all is done
-    Item item = std::move(lane.items.front());
-    lane.items.pop_front();
-    lock.unlock();  // the kernel may wait: hold nothing of ours
-    apply(item);
-    lock.lock();
-    ++lane.done;
-    lane.progress.notify_all();
-  }
-}
-
-template <typename Item>
-void Notifier::Push(Lane<Item>& lane, Item item) {
+void Notifier::Stale(fuse_ino_t ino) {
   {
     std::lock_guard lock(mu_);
     if (!session_ || stopping_) return;
-    lane.items.push_back(std::move(item));
-    ++lane.queued;
+    stale_.push_back(ino);
+    ++stale_queued_;
   }
-  lane.cv.notify_one();
+  stale_cv_.notify_one();
 }
 
-void Notifier::Stale(fuse_ino_t ino) { Push(attributes_, ino); }
+void Notifier::ForgetEntry(fuse_ino_t parent, std::string name) { LaneOf(parent).Forget(std::move(name)); }
 
-void Notifier::ForgetEntry(fuse_ino_t parent, std::string name) { Push(entries_, Entry{parent, std::move(name)}); }
-
-void Notifier::DropPages(fuse_ino_t ino) { Push(pages_, ino); }
-
-template <typename Item>
-void Notifier::Await(Lane<Item>& lane, const char* what) {
+void Notifier::AwaitStale() {
   std::unique_lock lock(mu_);
-  const uint64_t target = lane.queued;
-  if (!lane.progress.wait_for(lock, kWaitLimit, [&] { return lane.done >= target || stopping_; })) {
-    spdlog::warn("{} invalidations still pending after {} s; replying anyway", what, kWaitLimit.count());
+  const uint64_t target = stale_queued_;
+  if (!stale_progress_.wait_for(lock, kAttributeWait, [&] { return stale_done_ >= target || stopping_; })) {
+    spdlog::warn("attribute invalidations still pending after {} s; replying anyway", kAttributeWait.count());
   }
 }
 
-void Notifier::AwaitStale() { Await(attributes_, "attribute"); }
+void Notifier::Drain() {
+  for (EntryLane* lane : {&accelerators_, &by_name_}) {
+    if (!lane->Drain(kEntryWait)) {
+      spdlog::debug("entry invalidations still pending (a reader holds the folder's lock); replying anyway");
+    }
+  }
+}
 
-void Notifier::Drain() { Await(entries_, "entry"); }
+bool Notifier::Stuck(fuse_ino_t parent) const {
+  return parent == kByNameIno ? by_name_.Stuck() : parent == kAcceleratorsIno && accelerators_.Stuck();
+}
+
+uint64_t Notifier::EntriesQueued() const { return accelerators_.Queued() + by_name_.Queued(); }
 
 }  // namespace cyborgfs::fs

@@ -2,9 +2,8 @@
 //
 // The kernel keeps entries, attributes and pages of this tree for long
 // timeouts (see filesystem.h); whatever changes them tells it here. Nothing is
-// ever invalidated inside a request handler: each kind of invalidation has a
-// thread of its own, and a handler at most waits for one of them, told apart
-// by what the kernel may wait for:
+// ever invalidated inside a request handler, and each kind has a worker of
+// its own, told apart by what the kernel may wait for:
 //
 // - Stale(ino): the inode's attributes are marked stale
 //   (fuse_lowlevel_notify_inval_inode with a negative offset: the kernel's
@@ -16,13 +15,12 @@
 //   (AUTO_INVAL_DATA).
 // - ForgetEntry(parent, name): a name that appeared, went, or points
 //   elsewhere. The kernel takes the folder's lock, which a request in flight
-//   may hold (the mkdir or rename being handled). Drain() waits for these; only
-//   a handler holding no folder lock (a WRITE) may call it, so a name it made
-//   or changed is seen once it returns.
-// - DropPages(ino): pages a write left in the page cache that are not the
-//   value (a normalized value). The kernel takes the pages' locks, which the
-//   write holds until its reply is processed. Queued after the reply; nothing
-//   waits for it.
+//   may hold (the mkdir or rename being handled) and which any reader can
+//   hold for as long as it likes: each folder has an EntryLane, a helper
+//   process that may get stuck without holding up anything else. Drain()
+//   waits a little for the lanes that are not stuck; only a handler holding
+//   no folder lock (a WRITE) may call it, so a name it made or changed is
+//   seen once it returns.
 //
 // Thread safety: all methods may be called concurrently.
 #pragma once
@@ -36,6 +34,9 @@
 #include <string>
 #include <thread>
 
+#include "entry_lane.h"
+#include "nodes.h"
+
 namespace cyborgfs::fs {
 
 class Notifier {
@@ -45,47 +46,37 @@ class Notifier {
   Notifier& operator=(const Notifier&) = delete;
   ~Notifier() { Stop(); }
 
-  // Begins notifying `session` (after fuse_daemonize(): it starts threads).
-  // Until then there is no kernel cache and every call does nothing.
+  // Begins notifying `session` (after fuse_daemonize(): it starts threads
+  // and the lanes' helpers). Until then there is no kernel cache and every
+  // call does nothing.
   void Start(fuse_session* session);
-  // Finishes what is queued and stops (before the session is unmounted).
+  // Finishes what is queued, waiting a bounded time for stuck lanes, and
+  // stops (before the session is unmounted).
   void Stop();
 
   void Stale(fuse_ino_t ino);
+  // REQUIRES: parent is kAcceleratorsIno or kByNameIno.
   void ForgetEntry(fuse_ino_t parent, std::string name);
-  void DropPages(fuse_ino_t ino);
   void AwaitStale();  // the attributes marked stale so far are
-  void Drain();       // the entries queued so far are forgotten
+  void Drain();       // the entries queued so far are forgotten, on lanes not stuck
+  // A notification for names in `parent` has been waiting for its lock.
+  bool Stuck(fuse_ino_t parent) const;
+  uint64_t EntriesQueued() const;  // ever, on all lanes
 
  private:
-  struct Entry {
-    fuse_ino_t parent;
-    std::string name;
-  };
-  // A queue served by one thread.
-  template <typename Item>
-  struct Lane {
-    std::deque<Item> items;      // REQUIRES: mu_
-    uint64_t queued = 0;         // items ever queued; REQUIRES: mu_
-    uint64_t done = 0;           // items ever done; REQUIRES: mu_
-    std::condition_variable cv;  // an item queued, or stopping
-    std::condition_variable progress;
-    std::thread thread;
-  };
-  template <typename Item, typename Apply>
-  void Serve(Lane<Item>& lane, Apply apply);
-  template <typename Item>
-  void Push(Lane<Item>& lane, Item item);
-  // Waits until the items queued on `lane` so far are done.
-  template <typename Item>
-  void Await(Lane<Item>& lane, const char* what);
+  EntryLane& LaneOf(fuse_ino_t parent) { return parent == kByNameIno ? by_name_ : accelerators_; }
 
   std::mutex mu_;
-  fuse_session* session_ = nullptr;  // REQUIRES: mu_ to change
-  bool stopping_ = false;            // REQUIRES: mu_
-  Lane<fuse_ino_t> attributes_;
-  Lane<Entry> entries_;
-  Lane<fuse_ino_t> pages_;
+  fuse_session* session_ = nullptr;   // REQUIRES: mu_ to change
+  bool stopping_ = false;             // REQUIRES: mu_
+  std::deque<fuse_ino_t> stale_;      // REQUIRES: mu_
+  uint64_t stale_queued_ = 0;         // REQUIRES: mu_; ever queued
+  uint64_t stale_done_ = 0;           // REQUIRES: mu_; ever done
+  std::condition_variable stale_cv_;  // queued, or stopping
+  std::condition_variable stale_progress_;
+  std::thread stale_thread_;
+  EntryLane accelerators_{kAcceleratorsIno};
+  EntryLane by_name_{kByNameIno};
 };
 
 }  // namespace cyborgfs::fs

@@ -13,6 +13,8 @@ import time
 import unittest
 
 BIN = os.environ.get("CYBORGFS_BIN", os.path.join(os.path.dirname(__file__), "../../build/cyborgfs"))
+# Where the build keeps the test tools (stall_fs).
+BUILD_DIR = os.environ.get("CYBORGFS_BUILD_DIR", os.path.dirname(os.path.abspath(BIN)))
 HOST = "testhost"
 # The files of every accelerator folder; any other name there is a scratch file.
 LISTED = {"name", "spec", "attach", "status", "error", "device_type", "acc_type", "vendor_id", "product_id",

@@ -4,10 +4,12 @@ import json
 import os
 import resource
 import signal
+import subprocess
+import sys
 import threading
 import unittest
 
-from harness import MountTest, is_mounted, wait_for
+from harness import BUILD_DIR, MountTest, clear_mounts, echo_into, is_mounted, wait_for
 from pci_test import PciTestBase
 
 HANDLES = 10000
@@ -49,6 +51,114 @@ class HandlesTest(MountTest):
             for fd in handles:
                 os.close(fd)
         self.assertEqual(self.acc(uuids[0], "spec"), '{"num": 3}\n')
+
+
+# Maps stall_fs's file privately and lists FOLDER into that mapping: the copy
+# faults on a page stall_fs never reads, so getdents64 holds FOLDER's lock.
+HOLDER = r"""
+import ctypes, mmap, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+pages = mmap.mmap(fd, 1 << 20, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+folder = os.open(sys.argv[2], os.O_RDONLY | os.O_DIRECTORY)
+libc = ctypes.CDLL(None)
+libc.syscall.restype = ctypes.c_long
+print("holding", flush=True)
+libc.syscall(217, folder, ctypes.c_void_p(ctypes.addressof(ctypes.c_char.from_buffer(pages))), 65536)
+"""
+
+
+def lane_helpers_of(pid):
+    """The pids of the entry-lane helpers daemon `pid` started, alive or stuck."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as f:
+                args = f.read().split(b"\0")
+        except OSError:
+            continue
+        if len(args) > 3 and args[1] == b"--internal-entry-lane" and args[3] == str(pid).encode():
+            found.append(int(entry))
+    return found
+
+
+class StuckReaderTest(MountTest):
+    """An unprivileged reader that holds a folder's lock for as long as it likes
+    (tests/tools/stall_fs.cc) holds up only that folder's names."""
+
+    def setUp(self):
+        super().setUp()
+        os.chmod(self.workdir, 0o755)  # mkdtemp's 0700 would keep the reader (nobody) out
+
+    def hold(self, folder):
+        """Starts a reader, as nobody, that holds `folder`'s lock until release()."""
+        mnt = os.path.join(self.workdir, "stall-%d" % len(os.listdir(self.workdir)))
+        os.mkdir(mnt)
+        stall = subprocess.Popen([os.path.join(BUILD_DIR, "stall_fs"), mnt], stdout=subprocess.PIPE)
+        reader = subprocess.Popen(["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups",
+                                   "/usr/bin/python3", "-c", HOLDER, os.path.join(mnt, "f"), self.fs.path(folder)],
+                                  stdout=subprocess.PIPE)
+        holder = (stall, reader, mnt)
+        self.addCleanup(self.release, holder)
+        self.assertEqual(stall.stdout.readline(), b"ready\n")
+        self.assertEqual(reader.stdout.readline(), b"holding\n")
+
+        def in_getdents():
+            with open("/proc/%d/syscall" % reader.pid) as f:
+                return f.read().startswith("217 ")
+        wait_for(in_getdents, what="the reader stuck in getdents64")
+        return holder
+
+    def release(self, holder):
+        """Ends stall_fs: the reader's page fault fails, and it lets go of the lock."""
+        stall, reader, mnt = holder
+        if stall.poll() is None:
+            stall.terminate()
+            stall.wait(timeout=10)
+        clear_mounts(mnt)
+        reader.wait(timeout=10)
+        stall.stdout.close()
+        reader.stdout.close()
+
+    def test_a_held_folder_holds_up_neither_other_writes_nor_other_folders(self):
+        gpu, fpga = self.fake_uuid("GPU"), self.fake_uuid("FPGA")
+        created = "3a7e1a52-8e41-4c1d-9f36-4e0d5a4b8c21"
+        # Looked up while absent: the kernel keeps these as absent until told.
+        self.assertFalse(os.path.exists(self.fs.path("accelerators", created)))
+        self.assertFalse(os.path.lexists(self.fs.path("by-name", "renamed")))
+        holder = self.hold("by-name")
+        # by-name/ cannot be told of the rename now; the write returns all the same.
+        echo_into(self.fs.path("accelerators", gpu, "name"), "renamed\n")
+        waits = self.fs.log_text().count("still pending")
+        for n in range(20):  # writes that change no name do not wait for the lane
+            echo_into(self.fs.path("accelerators", fpga, "spec"), '{"num": %d}' % (n + 1))
+        self.assertEqual(self.fs.log_text().count("still pending"), waits)
+        self.assertEqual(self.acc(fpga, "spec"), '{"num": 20}')
+        # accelerators/ is another lane: a new accelerator is there at once
+        echo_into(self.fs.path("create"), '{"name": "made-while-held", "uuid": "%s"}' % created)
+        self.assertTrue(os.path.isdir(self.fs.path("accelerators", created)))
+        # let go: what by-name/ could not be told is told now
+        self.release(holder)
+        wait_for(lambda: os.path.lexists(self.fs.path("by-name", "renamed")), what="by-name/renamed")
+        self.assertEqual(os.readlink(self.fs.path("by-name", "renamed")), "../accelerators/" + gpu)
+        self.assertEqual(os.readlink(self.fs.path("by-name", "made-while-held")), "../accelerators/" + created)
+
+    def test_a_name_that_appears_in_a_held_folder_is_there_once_it_is_let_go(self):
+        created = "3a7e1a52-8e41-4c1d-9f36-4e0d5a4b8c21"
+        self.assertFalse(os.path.exists(self.fs.path("accelerators", created)))
+        holder = self.hold("accelerators")
+        echo_into(self.fs.path("create"), '{"name": "made-while-held", "uuid": "%s"}' % created)
+        self.release(holder)
+        wait_for(lambda: os.path.isdir(self.fs.path("accelerators", created)), what="the created accelerator")
+
+    def test_the_daemon_stops_while_a_reader_holds_a_folder(self):
+        holder = self.hold("by-name")
+        echo_into(self.fs.path("accelerators", self.fake_uuid("GPU"), "name"), "renamed\n")  # its lane is stuck
+        helpers = lane_helpers_of(self.fs.proc.pid)
+        self.fs.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(self.fs.proc.wait(timeout=20), 0)
+        self.assertFalse(is_mounted(self.fs.mnt))
+        self.release(holder)  # the stuck helper, killed, dies once the kernel lets it go
+        wait_for(lambda: not any(os.path.exists("/proc/%d" % pid) for pid in helpers), what="the helpers to end")
 
 
 class SlowDriverTest(PciTestBase):
