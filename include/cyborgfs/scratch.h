@@ -7,7 +7,10 @@
 // is not one of its listed files (the caller keeps those apart); they are
 // never stored and are gone after a restart. A scratch folder holds nothing:
 // it exists to be made and removed (a lock). Bounds: kMaxScratchBytes per
-// file (kTooLarge) and kMaxScratchEntries per accelerator folder (kNoSpace).
+// file (kTooLarge), kMaxScratchEntries per accelerator folder (kNoSpace),
+// and a ScratchBudget for the bytes of all of them together (kNoSpace),
+// which counts a file until its last user lets go of it (an unlinked file
+// kept open holds its bytes).
 //
 // Thread safety: all methods may be called concurrently. A ScratchFile stays
 // usable through its shared_ptr after it was removed from its folder, as an
@@ -16,6 +19,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <ctime>
 #include <functional>
@@ -32,6 +36,21 @@ namespace cyborgfs {
 
 inline constexpr size_t kMaxScratchBytes = 1024 * 1024;
 inline constexpr size_t kMaxScratchEntries = 64;
+inline constexpr size_t kDefaultScratchLimit = 64 * 1024 * 1024;
+
+// The bytes all scratch files hold together, against one limit.
+class ScratchBudget {
+ public:
+  explicit ScratchBudget(size_t limit) : limit_(limit) {}
+  // Takes `bytes` more; kNoSpace, taking nothing, past the limit.
+  Status Take(size_t bytes);
+  void Give(size_t bytes) { used_.fetch_sub(bytes); }
+  size_t used() const { return used_.load(); }
+
+ private:
+  const size_t limit_;
+  std::atomic<size_t> used_{0};
+};
 
 // What stat(2) shows of a scratch file besides its size.
 struct ScratchMeta {
@@ -43,7 +62,10 @@ struct ScratchMeta {
 
 class ScratchFile {
  public:
-  ScratchFile(uint64_t number, bool is_folder, ScratchMeta meta);
+  ScratchFile(uint64_t number, bool is_folder, ScratchMeta meta, std::shared_ptr<ScratchBudget> budget);
+  ~ScratchFile();
+  ScratchFile(const ScratchFile&) = delete;
+  ScratchFile& operator=(const ScratchFile&) = delete;
 
   uint64_t number() const { return number_; }  // unique for the daemon's life
   bool is_folder() const { return is_folder_; }
@@ -56,7 +78,8 @@ class ScratchFile {
   // Up to `size` bytes from `offset`.
   std::string Read(uint64_t offset, size_t size) const;
   // Regular-file semantics: a write past the end leaves zeros between.
-  // kTooLarge when the file would exceed kMaxScratchBytes.
+  // kTooLarge when the file would exceed kMaxScratchBytes, kNoSpace when all
+  // scratch files would hold more than their budget.
   Status Write(uint64_t offset, std::string_view data);
   Status Append(std::string_view data);  // O_APPEND: at the end, atomically
   Status Truncate(uint64_t size);
@@ -68,10 +91,12 @@ class ScratchFile {
   friend class ScratchSpace;
   // REQUIRES: mu_ held.
   Status WriteLocked(uint64_t offset, std::string_view data);
+  Status Resize(uint64_t size);  // takes from or gives back to the budget
   void Touch();
 
   const uint64_t number_;
   const bool is_folder_;
+  const std::shared_ptr<ScratchBudget> budget_;
   mutable std::mutex mu_;
   std::string content_;  // REQUIRES: mu_
   ScratchMeta meta_;     // REQUIRES: mu_
@@ -81,6 +106,10 @@ class ScratchFile {
 class ScratchSpace {
  public:
   using Entry = std::shared_ptr<ScratchFile>;
+
+  // All its files together hold at most `limit` bytes.
+  explicit ScratchSpace(size_t limit = kDefaultScratchLimit) : budget_(std::make_shared<ScratchBudget>(limit)) {}
+  size_t bytes() const { return budget_->used(); }  // held by all its files, linked or not
 
   // Makes scratch `name` in accelerator folder `folder`. kExists if the name
   // is taken, kNoSpace if the folder is full.
@@ -115,6 +144,7 @@ class ScratchSpace {
   void Unlink(int64_t folder, const std::string& name);
   static void MarkUnlinked(ScratchFile& file);  // it is in no folder any more
 
+  const std::shared_ptr<ScratchBudget> budget_;
   mutable std::mutex mu_;
   std::map<int64_t, Folder> folders_;  // REQUIRES: mu_
   uint64_t last_number_ = 0;           // REQUIRES: mu_

@@ -117,7 +117,9 @@ class Service {
 
   // The drivers' state after the last rescan, for the `drivers` file: per
   // driver {"state": "ok" | "degraded" | "failed", "devices": N,
-  // "rescanned_at": unix seconds, "problems": [...]}, pretty JSON.
+  // "rescanned_at": unix seconds, "problems": [...]}, and the database's as
+  // "database": {"state": "ok" | "failed", "path": ..., "problems": [...]}
+  // (failed: it was moved or deleted, changes are refused); pretty JSON.
   std::string DriversReport() const;
 
   // SQLite transactions committed since the start (Store::Commits: a group

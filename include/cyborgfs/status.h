@@ -26,10 +26,11 @@ enum class Code {
   kAccessDenied,  // the file does not allow this access (EACCES)
   kNotPermitted,  // the operation is never allowed on this object (EPERM)
   kIoError,       // a driver or the database failed (EIO)
-  kNoSpace,       // a folder holds as many scratch files as it may (ENOSPC)
+  kNoSpace,       // no room: the disk is full, a scratch bound is reached (ENOSPC)
   kIsFolder,      // a file operation named a folder (EISDIR)
   kNotFolder,     // a folder operation named a file (ENOTDIR)
   kNotEmpty,      // the folder still holds scratch files (ENOTEMPTY)
+  kReadOnly,      // changes are refused, reads go on: the database was moved or deleted (EROFS)
 };
 
 class [[nodiscard]] Status {
@@ -49,6 +50,7 @@ class [[nodiscard]] Status {
   static Status IsFolder(std::string msg) { return {Code::kIsFolder, std::move(msg)}; }
   static Status NotFolder(std::string msg) { return {Code::kNotFolder, std::move(msg)}; }
   static Status NotEmpty(std::string msg) { return {Code::kNotEmpty, std::move(msg)}; }
+  static Status ReadOnly(std::string msg) { return {Code::kReadOnly, std::move(msg)}; }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }

@@ -7,7 +7,18 @@
 //
 // Schema: versioned with PRAGMA user_version; Open() applies the migrations in
 // store.cc in order, each in its own transaction, and refuses a database whose
-// version is newer than this build knows.
+// version is newer than this build knows. A new database is made whole aside
+// and linked into place, so a file at the path is always one cyborgfs made:
+// an empty (0-byte) file, or any file without cyborgfs's schema, is refused.
+//
+// The write-ahead log stays small: SQLite checkpoints every kCheckpointPages
+// pages, Checkpoint() (on a schedule, StartCheckpoints) folds it back and
+// truncates it, and journal_size_limit caps what a checkpoint leaves. A full
+// disk is kNoSpace (ENOSPC), and changes work again once there is room.
+//
+// The file is the one the path named at Open(): if it is moved or deleted
+// meanwhile, the next change notices, and every change is kReadOnly from then
+// on (it would go to a file no restart reads); reads go on.
 //
 // Group commit: changes made by concurrent threads are committed together,
 // one transaction (one fsync with Sync::kFull) for all that arrived while the
@@ -18,6 +29,7 @@
 // connection, one at a time.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -25,6 +37,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -46,15 +59,27 @@ class Store {
   // Store (in any process) has it open: the Store holds an exclusive flock on
   // the file for its life.
   static Result<std::unique_ptr<Store>> Open(const std::string& path, Sync sync = Sync::kNormal);
-  // The pid of the process whose Store holds the database at `path` open (as
-  // /proc/locks tells), or 0 when none does. A process that died keeps the
-  // lock until it has exited entirely.
-  static int LockHolder(const std::string& path);
+  // As Open() would, but changing nothing (cyborgfs --check): a missing file
+  // is kNotFound, an older schema is not migrated, and the Store refuses
+  // every change (kReadOnly). It holds the lock as Open() does.
+  static Result<std::unique_ptr<Store>> OpenToCheck(const std::string& path);
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
 
   static int SchemaVersion();  // the version this build migrates to
+  static constexpr int kCheckpointPages = 100;
+
+  const std::string& path() const { return path_; }
+  // OK, or why changes are refused (the file was moved or deleted).
+  Status Health() const;
+
+  // Folds the write-ahead log into the database and truncates it, if there
+  // were commits since the last time. Commits may run meanwhile.
+  void Checkpoint();
+  // Checkpoints every `interval` on a thread of its own until the Store is
+  // destroyed (start it after fork()ing: fuse_daemonize).
+  void StartCheckpoints(std::chrono::milliseconds interval);
 
   // Transactions committed so far (a group commit counts once).
   uint64_t Commits() const;
@@ -81,7 +106,15 @@ class Store {
 
  private:
   struct Change;
-  Store(sqlite3* db, int lock_fd);
+  Store(sqlite3* db, int lock_fd, std::string path, bool read_only);
+  enum class Mode { kUse, kCheck, kCreate };  // kCreate: the empty file Create() makes aside
+  static Result<std::unique_ptr<Store>> Connect(const std::string& path, Sync sync, Mode mode);
+  // Makes the database at `path` if no file is there: built aside, then linked.
+  static Status Create(const std::string& path);
+  // OK while the path still names the file the Store has open; else kReadOnly
+  // from then on (and always for a Store opened to check).
+  Status StillAtItsPath();
+  Status Validate(Mode mode);  // a cyborgfs database this build can use
   Status Exec(const char* sql);
   Status Run(const char* sql);  // one statement, prepared once (BEGIN, COMMIT). REQUIRES: mu_
   Status Migrate();
@@ -89,8 +122,10 @@ class Store {
   // changes of other threads that wait meanwhile (group commit); in the
   // caller's transaction if it is inside InTransaction().
   Status Commit(const std::function<Status()>& change);
-  // Runs `batch` in one transaction and sets each change's result.
+  // Runs `batch` in one transaction and sets each change's result; once
+  // more if the disk was full. REQUIRES (RunBatch): mu_.
   void CommitBatch(const std::vector<Change*>& batch);
+  void RunBatch(const std::vector<Change*>& batch);
 
   // The prepared statement for `sql`, kept for the Store's life; null if it
   // cannot be prepared. REQUIRES: mu_.
@@ -98,7 +133,12 @@ class Store {
 
   std::recursive_mutex mu_;  // the connection
   sqlite3* db_;
-  const int lock_fd_;                                          // holds the flock
+  const int lock_fd_;  // holds the flock
+  const std::string path_;
+  const bool read_only_;
+  mutable std::mutex health_mu_;
+  Status gone_;                   // REQUIRES: health_mu_; set once the path names another file
+  uint64_t checkpointed_at_ = 0;  // REQUIRES: mu_; commits_ then
   std::unordered_map<std::string, sqlite3_stmt*> statements_;  // REQUIRES: mu_
 
   mutable std::mutex queue_mu_;
@@ -106,6 +146,11 @@ class Store {
   std::deque<Change*> queue_;  // REQUIRES: queue_mu_
   bool committing_ = false;    // REQUIRES: queue_mu_; a leader is committing a batch
   uint64_t commits_ = 0;       // REQUIRES: queue_mu_
+
+  std::mutex checkpointer_mu_;
+  std::condition_variable checkpointer_cv_;
+  bool stop_checkpoints_ = false;  // REQUIRES: checkpointer_mu_
+  std::thread checkpointer_;
 };
 
 }  // namespace cyborgfs

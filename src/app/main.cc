@@ -36,9 +36,10 @@
 namespace cyborgfs::app {
 namespace {
 
-int Fail(const std::string& message) {
+// One line on stderr; the exit status: 1 (cannot serve) unless told kUsageError.
+int Fail(const std::string& message, int code = 1) {
   std::cerr << "cyborgfs: " << message << "\n";
-  return 1;
+  return code;
 }
 
 std::string HostName() {
@@ -99,6 +100,10 @@ bool MountOptionsValid(const Options& options) {
   if (session) fuse_session_destroy(session);
   return session != nullptr;
 }
+
+// How often the database's write-ahead log is folded back (when there were
+// commits): it stays small, even on a nearly full disk.
+constexpr auto kCheckpointInterval = std::chrono::seconds(1);
 
 // libfuse's worker threads at most (its default is 10). A write may wait for
 // the notifier, which may wait for a lookup in flight: that lookup needs a
@@ -169,8 +174,8 @@ class Reloader {
 
 // Mounts `fs` on `mountpoint` and serves requests until unmounted or
 // signalled. Returns the process exit code.
-int Serve(fs::Filesystem& fs, Service& service, Reloader& reloader, const Options& options,
-          const std::string& mountpoint, const std::string& database) {
+int Serve(fs::Filesystem& fs, Service& service, Store& store, Reloader& reloader, const Options& options,
+          const std::string& mountpoint, const std::string& database, const std::string& logging_to) {
   fuse_args args = FuseArgs(options, database);
   fuse_session* session = fuse_session_new(&args, &fs::Filesystem::Operations(), sizeof(fuse_lowlevel_ops), &fs);
   fuse_opt_free_args(&args);
@@ -182,9 +187,12 @@ int Serve(fs::Filesystem& fs, Service& service, Reloader& reloader, const Option
     Fail("cannot mount on " + mountpoint);
   } else {
     spdlog::info("mounted on {}", mountpoint);
+    if (!options.foreground)
+      std::cerr << "cyborgfs: mounted on " << mountpoint << "; the log goes to " << logging_to << "\n";
     fuse_daemonize(options.foreground ? 1 : 0);
     fs.Mounted(session);  // threads only after the fork
     service.StartRescans(std::chrono::seconds(options.rescan_interval));
+    store.StartCheckpoints(kCheckpointInterval);
     reloader.Start();
     fuse_loop_config* config = fuse_loop_cfg_create();
     // Writes wait for the notifier, which may wait for lookups: keep workers free.
@@ -211,40 +219,44 @@ int Run(int argc, char** argv) {
   Options options = ParseOptions(argc, argv, exit_code);
   if (exit_code >= 0) return exit_code;
   Reloader::BlockReloadSignal();
-  if (Status s = SetUpLogging(options); !s.ok()) return Fail(s.message());
-
-  if (!MountOptionsValid(options)) return 2;
   auto database = DatabasePath(options.database);
   if (!database.ok()) return Fail(database.status().message());
-  auto admin_group = AdminGroup(options.admin_group);
-  if (!admin_group.ok()) return Fail(admin_group.status().message());
-  auto mountpoint = AbsoluteMountpoint(options.mountpoint);
-  if (!mountpoint.ok()) return Fail(mountpoint.status().message());
-  const Store::Sync sync = options.sync == "full" ? Store::Sync::kFull : Store::Sync::kNormal;
-  auto store = Store::Open(*database, sync);
-  if (!store.ok() && store.status().code() == Code::kBusy && EndStuckDaemon(*database, *mountpoint)) {
-    store = Store::Open(*database, sync);
-  }
-  if (!store.ok()) return Fail(store.status().message());
-  // With the database's lock held: two daemons starting together never both clear and mount.
-  if (Status s = PrepareMountpoint(*mountpoint); !s.ok()) return Fail(s.message());
+  auto logging_to = SetUpLogging(options, *database);
+  if (!logging_to.ok()) return Fail(logging_to.status().message());
 
+  if (!MountOptionsValid(options)) return kUsageError;  // libfuse has said which option it refused
+  auto admin_group = AdminGroup(options.admin_group);
+  if (!admin_group.ok()) return Fail(admin_group.status().message(), kUsageError);
   // Absolute: the daemon changes to / when it detaches, and rescans later.
   const std::string sysfs_root = std::filesystem::absolute(options.sysfs_root).string();
   DriverOptions driver_options{options.host.empty() ? HostName() : options.host, options.fake_devices, sysfs_root,
                                options.pci_ids, options.device_table};
   auto drivers = MakeDrivers(options.drivers, driver_options);
-  if (!drivers.ok()) return Fail("--drivers: " + drivers.status().message());
+  if (!drivers.ok()) return Fail(drivers.status().message(), kUsageError);
+  auto mountpoint = AbsoluteMountpoint(options.mountpoint);
+  if (!mountpoint.ok()) return Fail(mountpoint.status().message());
+
+  // --check changes nothing but a dead mount it clears: no database is made or migrated.
+  const Store::Sync sync = options.sync == "full" ? Store::Sync::kFull : Store::Sync::kNormal;
+  auto open = [&] { return options.check ? Store::OpenToCheck(*database) : Store::Open(*database, sync); };
+  auto store = open();
+  if (!store.ok() && store.status().code() == Code::kBusy && EndStuckDaemon(*database, *mountpoint)) store = open();
+  const bool database_to_come = options.check && store.status().code() == Code::kNotFound;
+  if (!store.ok() && !database_to_come) return Fail(store.status().message());
+  // With the database's lock held: two daemons starting together never both clear and mount.
+  if (Status s = PrepareMountpoint(*mountpoint); !s.ok()) return Fail(s.message());
   if (options.check) {
+    if (database_to_come) std::cout << "cyborgfs: " << store.status().message() << "\n";
     std::cout << "cyborgfs: ready to serve " << *mountpoint << " from " << *database << "\n";
     return 0;
   }
   Service service(**store, std::move(*drivers), driver_options.host);
   if (Status s = service.Start(); !s.ok()) return Fail(s.message());
 
-  fs::Filesystem fs(service, *admin_group);
+  fs::Filesystem fs(service, *admin_group, static_cast<size_t>(options.scratch_limit) << 20);
   Reloader reloader(argc, argv, service, options);
-  return Serve(fs, service, reloader, options, *mountpoint, *database);
+  spdlog::info("logging to {}", *logging_to);
+  return Serve(fs, service, **store, reloader, options, *mountpoint, *database, *logging_to);
 }
 
 }  // namespace

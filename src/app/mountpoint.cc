@@ -16,7 +16,7 @@
 #include <sstream>
 #include <thread>
 
-#include "cyborgfs/store.h"
+#include "holders.h"
 
 namespace cyborgfs::app {
 namespace {
@@ -64,17 +64,6 @@ std::optional<MountInfo> MountAt(const std::string& folder) {
   return found;
 }
 
-// True while `pid` is a process that has not begun to die.
-bool Alive(int pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(stat, line)) return false;
-  const size_t name_end = line.rfind(')');  // pid (comm) state ...
-  if (name_end == std::string::npos || name_end + 2 >= line.size()) return false;
-  const char state = line[name_end + 2];
-  return state != 'Z' && state != 'X';
-}
-
 // Ends the FUSE connection behind `m`: every request waiting on it fails and
 // every later access is ENOTCONN. fusectl is mounted if it is not.
 void AbortConnection(const MountInfo& m) {
@@ -87,12 +76,20 @@ void AbortConnection(const MountInfo& m) {
 }
 
 // OK when the daemon behind cyborgfs mount `m` is gone, kBusy while it lives:
-// it lives while a live process holds its database (never ours: we hold it).
+// it lives while a live process holds its database (never ours: we hold it),
+// or, if no process holds that file, while the mount answers (a daemon whose
+// database was moved or deleted under it).
 Status CheckDead(const std::string& folder, const MountInfo& m) {
-  const int holder = Store::LockHolder(m.source);
-  if (holder == 0 || holder == getpid() || !Alive(holder)) return Status::Ok();
-  return Status::Busy("mountpoint " + folder + " is already served by a running cyborgfs (pid " +
-                      std::to_string(holder) + ", database " + m.source + ")");
+  if (const auto holder = DatabaseHolder(m.source)) {
+    if (!holder->alive) return Status::Ok();  // dying: Detach ends its connection
+    return Status::Busy("mountpoint " + folder + " is already served by a running cyborgfs (pid " +
+                        std::to_string(holder->pid) + ", database " + m.source + ")");
+  }
+  if (AskMount(folder) == MountAnswer::kAnswers) {
+    return Status::Busy("mountpoint " + folder + " is already served by a running cyborgfs (database " + m.source +
+                        ", which is no longer at that path: moved or deleted)");
+  }
+  return Status::Ok();
 }
 
 Status Detach(const std::string& folder, const MountInfo& m) {
@@ -117,24 +114,22 @@ Result<std::string> AbsoluteMountpoint(const std::string& path) {
   const std::string absolute = (std::filesystem::path(parent) / p.filename()).string();
   if (MountAt(absolute)) return absolute;  // never touched: its daemon may never answer
   struct stat st {};
+  if (lstat(absolute.c_str(), &st) != 0) return Status::NotFound("mountpoint " + path + ": " + std::strerror(errno));
   char resolved[PATH_MAX];
-  if (lstat(absolute.c_str(), &st) == 0 && S_ISLNK(st.st_mode) && realpath(absolute.c_str(), resolved)) {
-    return std::string(resolved);
-  }
+  if (S_ISLNK(st.st_mode) && realpath(absolute.c_str(), resolved)) return std::string(resolved);
   return absolute;
 }
 
 bool EndStuckDaemon(const std::string& database, const std::string& mountpoint) {
-  const int holder = Store::LockHolder(database);
+  const auto holder = DatabaseHolder(database);
   const auto m = MountAt(mountpoint);
-  if (holder == 0 || Alive(holder) || !m || m->type != kMountType || m->source != database) {
-    return false;
-  }
-  spdlog::warn("the last cyborgfs (pid {}) died stuck on its mount on {}: aborting that mount's connection", holder,
-               mountpoint);
+  if (!holder || holder->alive || !m || m->type != kMountType || m->source != database) return false;
+  spdlog::warn("the last cyborgfs (pid {}) died stuck on its mount on {}: aborting that mount's connection",
+               holder->pid, mountpoint);
   AbortConnection(*m);
-  for (int i = 0; i < 100 && Store::LockHolder(database) == holder; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  constexpr std::chrono::milliseconds kPatience(5000), kPoll(50);
+  for (std::chrono::milliseconds waited(0); waited < kPatience && DatabaseHolder(database); waited += kPoll) {
+    std::this_thread::sleep_for(kPoll);
   }
   return true;
 }

@@ -17,7 +17,8 @@
 namespace cyborgfs::app {
 
 // `path` made absolute with its folders' symbolic links resolved, without
-// touching its last component (which may be a dead mount).
+// touching its last component if something is mounted there (a dead mount);
+// kNotFound if nothing is there at all.
 Result<std::string> AbsoluteMountpoint(const std::string& path);
 
 // When `database` is held by a cyborgfs that is dying but stuck on its own

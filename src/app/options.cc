@@ -9,7 +9,8 @@ Options ParseOptions(int argc, char** argv, int& exit_code) {
   Options o;
   CLI::App cli{"cyborgfs: the host's hardware accelerators as a filesystem (the OpenStack Cyborg accelerator API)",
                "cyborgfs"};
-  cli.add_option("MOUNTPOINT,--mountpoint", o.mountpoint, "folder to mount on")->required();
+  // Required, but said once: CLI11 would mark the argument and the option REQUIRED each.
+  cli.add_option("MOUNTPOINT,--mountpoint", o.mountpoint, "folder to mount on (required: the argument or the option)");
   cli.set_config("--config", kDefaultConfig,
                  "file of options, one \"key = value\" per line (keys: the long options without --)");
   cli.allow_config_extras(false);  // a misspelt key is an error, not a silent default
@@ -22,7 +23,8 @@ Options ParseOptions(int argc, char** argv, int& exit_code) {
                  "what a successful write survives: normal (a crash of the daemon) or full (also a power cut)")
       ->capture_default_str()
       ->check(CLI::IsMember({"normal", "full"}));
-  cli.add_option("--rescan-interval", o.rescan_interval, "seconds between rescans of the drivers (0: never)")
+  cli.add_option("--rescan-interval", o.rescan_interval,
+                 "seconds between rescans of the drivers (0: only at start and when asked through the rescan file)")
       ->capture_default_str()
       ->check(CLI::Range(0, 86400 * 365));
   cli.add_option("--fake-devices", o.fake_devices, "how many devices the fake driver reports")
@@ -36,8 +38,16 @@ Options ParseOptions(int argc, char** argv, int& exit_code) {
       ->allow_extra_args(false)
       ->take_all();
   cli.add_option("--audit-log", o.audit_log, "also append the audit trail to this file (reopened on SIGHUP)");
+  cli.add_option("--log-file", o.log_file,
+                 "log to this file (reopened on SIGHUP); default: stderr in the foreground, else syslog, or "
+                 "DATABASE.log where there is no syslog socket");
+  cli.add_option("--scratch-limit", o.scratch_limit, "MiB all scratch files may hold together")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
   cli.add_flag("--check", o.check,
-               "check the options, the database and the mountpoint (clearing a dead cyborgfs mount), then exit");
+               "check the options, the database and the mountpoint (clearing a dead cyborgfs mount), then exit; "
+               "changes nothing else")
+      ->configurable(false);
   cli.add_option("--log-level", o.log_level, "trace, debug, info, warn, error")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
@@ -50,11 +60,17 @@ Options ParseOptions(int argc, char** argv, int& exit_code) {
   } catch (const CLI::CallForVersion& e) {
     exit_code = cli.exit(e);
   } catch (const CLI::ConfigError& e) {  // CLI11 says "INI was not able to parse <key>"
-    std::cerr << "cyborgfs: config file: " << e.what() << " (its keys are the long options without --)\n";
-    exit_code = 2;
+    std::cerr << "cyborgfs: config file: " << e.what()
+              << " (its keys are the long options without --, but check, config, help and version)\n";
+    exit_code = kUsageError;
   } catch (const CLI::ParseError& e) {
     std::cerr << "cyborgfs: " << e.what() << " (see cyborgfs --help)\n";
-    exit_code = 2;
+    exit_code = kUsageError;
+  }
+  if (exit_code < 0 && o.mountpoint.empty()) {
+    std::cerr << "cyborgfs: a MOUNTPOINT is required: the argument, --mountpoint, or the config file's mountpoint"
+                 " key (see cyborgfs --help)\n";
+    exit_code = kUsageError;
   }
   return o;
 }

@@ -16,24 +16,32 @@ struct Options {
   std::string drivers = "pci";
   int fake_devices = 4;
   std::string sysfs_root = "/sys";
-  std::string pci_ids;       // empty: libpci's default
-  std::string device_table;  // empty: the built-in table only
-  int rescan_interval = 60;  // seconds; 0: only at start and on demand
+  std::string pci_ids;          // empty: libpci's default
+  std::string device_table;     // empty: the built-in table only
+  int rescan_interval = 60;     // seconds; 0: only at start and on demand
   std::string sync = "normal";  // normal | full: what an acknowledged write survives
-  std::string host;          // empty: the system host name
-  std::string admin_group;   // a group name or number; empty: only root may change anything
+  std::string host;             // empty: the system host name
+  std::string admin_group;      // a group name or number; empty: only root may change anything
   bool foreground = false;
   std::vector<std::string> mount_options;  // each -o argument
   std::string log_level = "info";
-  std::string audit_log;  // a file the audit lines also go to; empty: none
-  bool check = false;     // check everything a start needs, then exit
+  std::string audit_log;   // a file the audit lines also go to; empty: none
+  std::string log_file;    // a file the log goes to; empty: stderr, or syslog once detached (see logging.h)
+  int scratch_limit = 64;  // MiB all scratch files may hold together
+  bool check = false;      // check everything a start needs, then exit
 };
+
+// The exit status of a command line or config file cyborgfs cannot take (a
+// bad option, key or value, including an unknown driver or group and a bad
+// device table); 1 is for a start that cannot serve with good options (the
+// database, the mountpoint, the mount).
+inline constexpr int kUsageError = 2;
 
 // Parses argv, and the config file (--config, by default kDefaultConfig if it
 // exists: "key = value" lines, the keys being the long options without "--",
 // the command line winning). On --help/--version prints and sets `exit_code`
 // to 0; on a bad command line or config file prints one line to stderr and
-// sets it non-zero. Otherwise `exit_code` is -1 and the options are returned.
+// sets it to kUsageError. Otherwise `exit_code` is -1 and the options are returned.
 Options ParseOptions(int argc, char** argv, int& exit_code);
 
 }  // namespace cyborgfs::app

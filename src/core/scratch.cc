@@ -22,10 +22,34 @@ Status FolderFull() {
 
 }  // namespace
 
+Status ScratchBudget::Take(size_t bytes) {
+  size_t used = used_.load();
+  do {
+    if (used + bytes > limit_) {
+      return Status::NoSpace("scratch files would hold " + std::to_string(used + bytes) + " bytes in all, at most " +
+                             std::to_string(limit_) + " are allowed (--scratch-limit)");
+    }
+  } while (!used_.compare_exchange_weak(used, used + bytes));
+  return Status::Ok();
+}
+
 // --- ScratchFile ---------------------------------------------------------------
 
-ScratchFile::ScratchFile(uint64_t number, bool is_folder, ScratchMeta meta)
-    : number_(number), is_folder_(is_folder), meta_(meta) {}
+ScratchFile::ScratchFile(uint64_t number, bool is_folder, ScratchMeta meta, std::shared_ptr<ScratchBudget> budget)
+    : number_(number), is_folder_(is_folder), budget_(std::move(budget)), meta_(meta) {}
+
+ScratchFile::~ScratchFile() { budget_->Give(content_.size()); }
+
+Status ScratchFile::Resize(uint64_t size) {
+  if (size > content_.size()) {
+    if (Status s = budget_->Take(size - content_.size()); !s.ok()) return s;
+  } else {
+    budget_->Give(content_.size() - size);
+  }
+  content_.resize(size, '\0');
+  if (content_.capacity() > 2 * content_.size() + 4096) content_.shrink_to_fit();  // give the memory back too
+  return Status::Ok();
+}
 
 bool ScratchFile::linked() const {
   std::lock_guard lock(mu_);
@@ -66,7 +90,9 @@ Status ScratchFile::Append(std::string_view data) {
 Status ScratchFile::WriteLocked(uint64_t offset, std::string_view data) {
   const uint64_t end = offset + data.size();
   if (end > kMaxScratchBytes || end < offset) return TooLarge(end);
-  if (end > content_.size()) content_.resize(end, '\0');
+  if (end > content_.size()) {
+    if (Status s = Resize(end); !s.ok()) return s;
+  }
   std::copy(data.begin(), data.end(), content_.begin() + static_cast<std::ptrdiff_t>(offset));
   Touch();
   return Status::Ok();
@@ -75,7 +101,7 @@ Status ScratchFile::WriteLocked(uint64_t offset, std::string_view data) {
 Status ScratchFile::Truncate(uint64_t size) {
   std::lock_guard lock(mu_);
   if (size > kMaxScratchBytes) return TooLarge(size);
-  content_.resize(size, '\0');
+  if (Status s = Resize(size); !s.ok()) return s;
   Touch();
   return Status::Ok();
 }
@@ -117,7 +143,7 @@ Result<ScratchSpace::Entry> ScratchSpace::Create(int64_t folder, const std::stri
   if (entries.size() >= kMaxScratchEntries) return FolderFull();
   ScratchMeta stamped = meta;
   stamped.atime = stamped.mtime = stamped.ctime = Now();
-  auto entry = std::make_shared<ScratchFile>(++last_number_, is_folder, stamped);
+  auto entry = std::make_shared<ScratchFile>(++last_number_, is_folder, stamped, budget_);
   entries.emplace(name, entry);
   return entry;
 }

@@ -728,8 +728,16 @@ void Service::RecordHealth(Driver& driver, const Result<std::vector<DiscoveredDe
 }
 
 std::string Service::DriversReport() const {
-  std::lock_guard lock(report_mu_);
-  return RenderJson(drivers_report_);
+  Json report;
+  {
+    std::lock_guard lock(report_mu_);
+    report = drivers_report_;
+  }
+  const Status database = store_.Health();
+  Json problems = Json::array();
+  if (!database.ok()) problems.push_back(database.message());
+  report["database"] = {{"state", database.ok() ? "ok" : "failed"}, {"path", store_.path()}, {"problems", problems}};
+  return RenderJson(report);
 }
 
 Status Service::WriteRescan(std::string_view data) {

@@ -68,7 +68,7 @@ DeviceTable::DeviceTable() {
     by_id_[Key(row.vendor, row.device)] = DeviceKind{row.device_type, row.acc_type};
 }
 
-Status DeviceTable::Add(const std::string& text, const std::string& source) {
+Status DeviceTable::Add(const std::string& text) {
   std::map<uint32_t, std::optional<DeviceKind>> added;
   std::istringstream lines(text);
   std::string line;
@@ -81,7 +81,7 @@ Status DeviceTable::Add(const std::string& text, const std::string& source) {
     const auto colon = ids.find(':');
     const auto vendor = colon == std::string::npos ? std::nullopt : Hex16(ids.substr(0, colon));
     const auto device = colon == std::string::npos ? std::nullopt : Hex16(ids.substr(colon + 1));
-    auto where = [&] { return source + ", line " + std::to_string(number) + ": "; };
+    auto where = [&] { return "line " + std::to_string(number) + ": "; };
     if (!vendor || !device) return Status::Invalid(where() + "\"" + ids + "\" is not <vendor>:<device> in hex");
     if (!extra.empty()) return Status::Invalid(where() + "unexpected \"" + extra + "\"");
     if (type == "ignore" && acc_type.empty()) {

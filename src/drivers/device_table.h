@@ -35,8 +35,8 @@ class DeviceTable {
   DeviceTable();
 
   // Adds the lines of `text` (the file format above); kInvalid naming the
-  // line for a malformed one, and nothing is added then.
-  Status Add(const std::string& text, const std::string& source);
+  // line ("line 3: ...") for a malformed one, and nothing is added then.
+  Status Add(const std::string& text);
 
   // The kind of a device of PCI class `class_code` (24 bits, e.g. 0x030200),
   // or nullopt if it is not an accelerator.

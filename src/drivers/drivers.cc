@@ -1,6 +1,9 @@
 // --drivers: building the named drivers.
 #include "cyborgfs/drivers.h"
 
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -26,11 +29,14 @@ std::vector<std::string> SplitCommas(const std::string& list) {
 Result<std::unique_ptr<Driver>> MakePciDriver(const DriverOptions& options) {
   DeviceTable table;
   if (!options.device_table.empty()) {
+    const std::string option = "--device-table " + options.device_table;
+    std::error_code ec;
+    if (std::filesystem::is_directory(options.device_table, ec)) return Status::Invalid(option + ": is a folder");
     std::ifstream in(options.device_table);
-    if (!in) return Status::Invalid("cannot read the device table " + options.device_table);
+    if (!in) return Status::Invalid(option + ": cannot be read: " + std::strerror(errno));
     std::ostringstream text;
     text << in.rdbuf();
-    if (Status s = table.Add(text.str(), options.device_table); !s.ok()) return s;
+    if (Status s = table.Add(text.str()); !s.ok()) return s.Prefixed(option);
   }
   return std::unique_ptr<Driver>(std::make_unique<PciDriver>(options.host, Sysfs(options.sysfs_root), std::move(table),
                                                              std::make_unique<PciNames>(options.pci_ids)));
@@ -41,8 +47,9 @@ Result<std::vector<std::unique_ptr<Driver>>> MakeDrivers(const std::string& list
   const std::vector<std::string> names = SplitCommas(list);
   for (const std::string& name : names) {
     if (name == "none" && names.size() == 1) continue;
+    if (name == "none") return Status::Invalid("--drivers " + list + ": \"none\" cannot be combined with drivers");
     for (const auto& d : drivers) {
-      if (d->Name() == name) return Status::Invalid("driver \"" + name + "\" named twice");
+      if (d->Name() == name) return Status::Invalid("--drivers " + list + ": driver \"" + name + "\" named twice");
     }
     if (name == "fake") {
       drivers.push_back(MakeFakeDriver(options.host, options.fake_devices));
@@ -51,7 +58,8 @@ Result<std::vector<std::unique_ptr<Driver>>> MakeDrivers(const std::string& list
       if (!pci.ok()) return pci.status();
       drivers.push_back(std::move(*pci));
     } else {
-      return Status::Invalid("unknown driver \"" + name + "\" (known: pci, fake, none)");
+      return Status::Invalid("--drivers " + list + ": unknown driver \"" + name +
+                             "\" (known: pci, fake; or none alone)");
     }
   }
   return drivers;

@@ -1,5 +1,7 @@
 #include "pci_driver.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <cctype>
 #include <chrono>
@@ -27,9 +29,19 @@ Result<std::vector<DiscoveredDevice>> PciDriver::Discover() {
     return Status::IoError("no " + sysfs_.root() + "/bus/pci/devices: not a sysfs tree");
   }
   std::vector<DiscoveredDevice> found;
-  for (const std::string& address : sysfs_.List("bus/pci/devices")) {
-    if (auto device = Read(address)) found.push_back(std::move(*device));
+  const std::vector<std::string> addresses = sysfs_.List("bus/pci/devices");
+  for (const std::string& address : addresses) {
+    std::string why_not;
+    if (auto device = Read(address, &why_not)) {
+      found.push_back(std::move(*device));
+    } else {
+      spdlog::debug("pci: {} is not taken: {}", address, why_not);
+    }
   }
+  // Said once at info (the first discovery, at start), then at each rescan at debug.
+  spdlog::log(said_what_it_sees_.exchange(true) ? spdlog::level::debug : spdlog::level::info,
+              "pci: {} PCI devices under {}/bus/pci/devices, {} of them accelerators", addresses.size(), sysfs_.root(),
+              found.size());
   return found;
 }
 
@@ -54,15 +66,27 @@ Result<DiscoveredDevice> PciDriver::Describe(const std::string& address) {
   return std::move(*device);
 }
 
-// The device at `address` if it is an accelerator.
-std::optional<DiscoveredDevice> PciDriver::Read(const std::string& address) {
+// The device at `address` if it is an accelerator; else why not, in `why_not`.
+std::optional<DiscoveredDevice> PciDriver::Read(const std::string& address, std::string* why_not) {
   const std::string dir = kDevices + address + "/";
   const auto class_code = ParseSysfsHex(sysfs_.Read(dir + "class"));
   const auto vendor = ParseSysfsHex(sysfs_.Read(dir + "vendor"));
   const auto product = ParseSysfsHex(sysfs_.Read(dir + "device"));
-  if (!class_code || !vendor || !product) return std::nullopt;
+  if (!class_code || !vendor || !product) {
+    if (why_not) *why_not = "its class, vendor or device file is missing or not hex";
+    return std::nullopt;
+  }
   const auto kind = table_.Classify(*class_code, static_cast<uint16_t>(*vendor), static_cast<uint16_t>(*product));
-  if (!kind) return std::nullopt;
+  if (!kind) {
+    if (why_not) {
+      char said[160];
+      std::snprintf(said, sizeof said,
+                    "%04x:%04x, class 0x%06x: not an accelerator class, and the device table does not list it as one",
+                    *vendor, *product, *class_code);
+      *why_not = said;
+    }
+    return std::nullopt;
+  }
   DiscoveredDevice d;
   d.address = address;
   d.uuid = NameBasedUuid(host_ + "/pci/" + address);

@@ -9,6 +9,7 @@
 // Thread safety: as Driver requires; Discover may run beside attaches.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -63,7 +64,7 @@ class PciDriver final : public Driver {
 
  private:
   class Steps;
-  std::optional<DiscoveredDevice> Read(const std::string& address);
+  std::optional<DiscoveredDevice> Read(const std::string& address, std::string* why_not = nullptr);
   std::string BoundDriver(const std::string& address) const;
   // Polls `condition` for up to settle_ms: whether it came true.
   bool Eventually(const std::function<bool()>& condition) const;
@@ -82,6 +83,7 @@ class PciDriver final : public Driver {
   const DeviceTable table_;
   std::unique_ptr<PciNames> names_;
   const int settle_ms_;
+  std::atomic<bool> said_what_it_sees_{false};
 };
 
 }  // namespace cyborgfs

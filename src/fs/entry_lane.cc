@@ -1,6 +1,5 @@
 #include "entry_lane.h"
 
-#include <fcntl.h>
 #include <linux/fuse.h>
 #include <signal.h>
 #include <spawn.h>
@@ -20,7 +19,37 @@ extern char** environ;
 namespace cyborgfs::fs {
 namespace {
 
-constexpr int kHelperFuseFd = 3;  // where the helper finds the FUSE device
+// One name and one descriptor, as a lane's messages carry them (SCM_RIGHTS).
+struct LaneMessage {
+  iovec part;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr header{};
+
+  LaneMessage(char* bytes, size_t size) : part{bytes, size} {
+    header.msg_iov = &part;
+    header.msg_iovlen = 1;
+    header.msg_control = control;
+    header.msg_controllen = sizeof control;
+  }
+  LaneMessage(const LaneMessage&) = delete;
+  LaneMessage& operator=(const LaneMessage&) = delete;
+
+  void Attach(int fd) {
+    cmsghdr* rights = CMSG_FIRSTHDR(&header);
+    rights->cmsg_level = SOL_SOCKET;
+    rights->cmsg_type = SCM_RIGHTS;
+    rights->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(rights), &fd, sizeof fd);
+  }
+  int Attached() const {  // -1 if none came
+    const cmsghdr* rights = CMSG_FIRSTHDR(&header);
+    int fd = -1;
+    if (rights && rights->cmsg_level == SOL_SOCKET && rights->cmsg_type == SCM_RIGHTS) {
+      std::memcpy(&fd, CMSG_DATA(rights), sizeof fd);
+    }
+    return fd;
+  }
+};
 
 // The kernel answers ENOENT when it holds nothing by that name: nothing to drop.
 void LogFailure(const std::string& name, int result) {
@@ -29,26 +58,25 @@ void LogFailure(const std::string& name, int result) {
 
 }  // namespace
 
-Status EntryLane::SpawnHelper(fuse_session* session) {
+Status EntryLane::SpawnHelper() {
   int pair[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
     return Status::IoError(std::string("socketpair: ") + std::strerror(errno));
   }
-  // A descriptor of the FUSE device above the ones dup2 targets, so that
-  // dup2 always makes a copy (which clears close-on-exec).
-  const int device = fcntl(fuse_session_fd(session), F_DUPFD_CLOEXEC, 10);
+  // The helper gets nothing but its end of the pair (as stdin); the FUSE
+  // device comes with each request, so that it holds the device only while
+  // a notification is in flight (a device it held would keep the connection
+  // of a daemon killed with -9 open: requests would hang, not fail).
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, pair[1], 0);
-  posix_spawn_file_actions_adddup2(&actions, device, kHelperFuseFd);
-  posix_spawn_file_actions_addclosefrom_np(&actions, kHelperFuseFd + 1);
+  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
   const std::string folder = std::to_string(parent_), daemon = std::to_string(getpid());
   char* argv[] = {const_cast<char*>("cyborgfs"), const_cast<char*>(kHelperArgument), const_cast<char*>(folder.c_str()),
                   const_cast<char*>(daemon.c_str()), nullptr};
   pid_t pid = -1;
-  const int spawned = device < 0 ? errno : posix_spawn(&pid, "/proc/self/exe", &actions, nullptr, argv, environ);
+  const int spawned = posix_spawn(&pid, "/proc/self/exe", &actions, nullptr, argv, environ);
   posix_spawn_file_actions_destroy(&actions);
-  if (device >= 0) close(device);
   close(pair[1]);
   if (spawned != 0) {
     close(pair[0]);
@@ -63,7 +91,7 @@ void EntryLane::Start(fuse_session* session) {
   std::lock_guard lock(mu_);
   if (running_) return;
   session_ = session;
-  if (Status s = SpawnHelper(session); !s.ok()) {
+  if (Status s = SpawnHelper(); !s.ok()) {
     spdlog::error("entry invalidations of folder {} run in the daemon: {}", parent_, s.message());
   }
   stopping_ = false;
@@ -73,7 +101,9 @@ void EntryLane::Start(fuse_session* session) {
 
 int EntryLane::Notify(const std::string& name) {
   if (channel_ < 0) return fuse_lowlevel_notify_inval_entry(session_, parent_, name.data(), name.size());
-  if (send(channel_, name.data(), name.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(name.size())) return -EPIPE;
+  LaneMessage message(const_cast<char*>(name.data()), name.size());  // the name, with the FUSE device
+  message.Attach(fuse_session_fd(session_));
+  if (sendmsg(channel_, &message.header, MSG_NOSIGNAL) != static_cast<ssize_t>(name.size())) return -EPIPE;
   int32_t result = 0;
   if (recv(channel_, &result, sizeof result, 0) != sizeof result) return -EPIPE;
   return result;
@@ -176,14 +206,17 @@ int RunEntryLaneHelper(int argc, char** argv) {
   if (getppid() != daemon) return 1;  // it died before we could ask to die with it
   char name[1024];                    // a name is at most 255 bytes
   for (;;) {
-    const ssize_t n = recv(0, name, sizeof name - 1, 0);
+    LaneMessage message(name, sizeof name - 1);
+    const ssize_t n = recvmsg(0, &message.header, MSG_CMSG_CLOEXEC);
     if (n <= 0) return 0;
+    const int device = message.Attached();
     name[n] = '\0';
     fuse_notify_inval_entry_out entry{parent, static_cast<uint32_t>(n), 0};
     fuse_out_header header{0, FUSE_NOTIFY_INVAL_ENTRY, 0};
     iovec parts[] = {{&header, sizeof header}, {&entry, sizeof entry}, {name, static_cast<size_t>(n) + 1}};
     header.len = static_cast<uint32_t>(sizeof header + sizeof entry + static_cast<size_t>(n) + 1);
-    const int32_t result = writev(kHelperFuseFd, parts, 3) < 0 ? -errno : 0;
+    const int32_t result = device < 0 ? -EBADF : writev(device, parts, 3) < 0 ? -errno : 0;
+    if (device >= 0) close(device);
     if (send(0, &result, sizeof result, MSG_NOSIGNAL) != sizeof result) return 0;
   }
 }

@@ -63,7 +63,7 @@ class EntryLane {
   // One notification, through the helper (or ourselves without one): 0 or
   // the kernel's -errno; -EPIPE when the helper is gone.
   int Notify(const std::string& name);
-  Status SpawnHelper(fuse_session* session);
+  Status SpawnHelper();
 
   const fuse_ino_t parent_;
   mutable std::mutex mu_;
@@ -82,10 +82,11 @@ class EntryLane {
 };
 
 // The helper's main (argv: binary, kHelperArgument, folder inode, daemon
-// pid): reads names from fd 0 and writes each to the FUSE device at fd 3 as
-// a FUSE_NOTIFY_INVAL_ENTRY of the folder, answering each with the kernel's
-// result (0 or -errno), until fd 0 ends. It exits at once if the daemon is
-// gone, and is killed when the daemon dies.
+// pid): reads names from fd 0, each with a descriptor of the FUSE device
+// (SCM_RIGHTS), writes it there as a FUSE_NOTIFY_INVAL_ENTRY of the folder,
+// closes the device, and answers with the kernel's result (0 or -errno),
+// until fd 0 ends. It exits at once if the daemon is gone, and is killed
+// when the daemon dies.
 int RunEntryLaneHelper(int argc, char** argv);
 
 }  // namespace cyborgfs::fs

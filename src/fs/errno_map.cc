@@ -34,6 +34,8 @@ int ErrnoOf(const Status& status) {
       return ENOTDIR;
     case Code::kNotEmpty:
       return ENOTEMPTY;
+    case Code::kReadOnly:
+      return EROFS;
   }
   return EIO;
 }

@@ -139,8 +139,12 @@ const fuse_lowlevel_ops kOperations = [] {
 
 }  // namespace
 
-Filesystem::Filesystem(Service& service, gid_t admin_group)
-    : service_(service), uid_(geteuid()), admin_group_(admin_group), mounted_at_(std::time(nullptr)) {
+Filesystem::Filesystem(Service& service, gid_t admin_group, size_t scratch_limit)
+    : service_(service),
+      scratch_(scratch_limit),
+      uid_(geteuid()),
+      admin_group_(admin_group),
+      mounted_at_(std::time(nullptr)) {
   service_.SetListener(
       [this](const Service::Snapshot& before, const Service::Snapshot& after) { OnChange(before, after); });
 }

@@ -60,7 +60,8 @@ class Filesystem {
   // may do what the owner may (group bits = owner bits); others may read.
   // With default_permissions the kernel enforces this at open(2), mkdir(2),
   // rename(2), ... for every caller (see the README, "Who may change what").
-  Filesystem(Service& service, gid_t admin_group);
+  // Scratch files hold `scratch_limit` bytes at most, all together.
+  Filesystem(Service& service, gid_t admin_group, size_t scratch_limit = kDefaultScratchLimit);
 
   // The operation table to pass to fuse_session_new, with `this` as userdata.
   static const fuse_lowlevel_ops& Operations();

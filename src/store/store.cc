@@ -2,17 +2,17 @@
 #include "cyborgfs/store.h"
 
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <sqlite3.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <sstream>
+#include <filesystem>
 #include <string>
 
 namespace cyborgfs {
@@ -59,7 +59,15 @@ const char* const kMigrations[] = {
     ALTER TABLE accelerators ADD COLUMN detaching INTEGER NOT NULL DEFAULT 0 CHECK (detaching IN (0, 1));
     UPDATE accelerators SET detaching = 1 WHERE state = 'error' AND attachment != '';
     )sql",
+    // Says "cyborgfs" in the file's header ('cybf').
+    R"sql(
+    PRAGMA application_id = 1668899430;
+    )sql",
 };
+constexpr int64_t kApplicationId = 1668899430;
+constexpr int kBusyTimeoutMs = 5000;  // another connection (sqlite3(1)) holding a lock
+// What a checkpoint leaves of the write-ahead log at most, in bytes.
+constexpr int64_t kJournalSizeLimit = 1 << 20;
 constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
 // The columns in the order Bind() and Read() use them.
@@ -127,7 +135,11 @@ class Statement {
   int rc_;
 };
 
+// SQLite's last error on `db`: a full disk is kNoSpace, anything else kIoError.
 Status DatabaseError(sqlite3* db, const std::string& what) {
+  if (sqlite3_errcode(db) == SQLITE_FULL) {
+    return Status::NoSpace("database: " + what + ": the disk is full (" + sqlite3_errmsg(db) + ")");
+  }
   return Status::IoError("database: " + what + ": " + sqlite3_errmsg(db));
 }
 
@@ -213,8 +225,8 @@ std::string Placeholders(int n) {
 // own: one Store per file at a time, across processes. A flock is apart from
 // SQLite's fcntl locks, survives fork (fuse_daemonize) and goes with the
 // process. Returns the descriptor, or why the file is unusable or taken.
-Result<int> LockFile(const std::string& path) {
-  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+Result<int> LockFile(const std::string& path, bool read_only) {
+  const int fd = open(path.c_str(), (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
   if (fd < 0) return Status::IoError("cannot open database " + path + ": " + std::strerror(errno));
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
     const int error = errno;
@@ -227,47 +239,122 @@ Result<int> LockFile(const std::string& path) {
   return fd;
 }
 
+Status SyncFile(const std::string& path, int flags) {
+  const int fd = open(path.c_str(), flags | O_CLOEXEC);
+  if (fd < 0 || fsync(fd) != 0) {
+    const int error = errno;
+    if (fd >= 0) close(fd);
+    return Status::IoError("cannot sync " + path + ": " + std::strerror(error));
+  }
+  close(fd);
+  return Status::Ok();
+}
+
 }  // namespace
 
+Status Store::Create(const std::string& path) {
+  std::string temp = path + ".new-XXXXXX";
+  const int fd = mkstemp(temp.data());
+  if (fd < 0) return Status::IoError("cannot create database " + path + ": " + std::strerror(errno));
+  close(fd);
+  Status made = [&] {
+    auto store = Connect(temp, Sync::kFull, Mode::kCreate);  // migrates the empty file to the current schema
+    if (!store.ok()) return store.status();
+    store->reset();  // the last connection's close folds the log into the file
+    if (Status s = SyncFile(temp, O_RDONLY); !s.ok()) return s;
+    if (link(temp.c_str(), path.c_str()) != 0 && errno != EEXIST) {  // EEXIST: another start made it meanwhile
+      return Status::IoError("cannot create database " + path + ": " + std::strerror(errno));
+    }
+    return SyncFile(std::filesystem::path(path).parent_path().string(), O_RDONLY | O_DIRECTORY);
+  }();
+  unlink(temp.c_str());
+  return made;
+}
+
 Result<std::unique_ptr<Store>> Store::Open(const std::string& path, Sync sync) {
-  auto lock = LockFile(path);
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) {
+    if (errno != ENOENT) return Status::IoError("cannot open database " + path + ": " + std::strerror(errno));
+    if (Status s = Create(path); !s.ok()) return s;
+  }
+  return Connect(path, sync, Mode::kUse);
+}
+
+Result<std::unique_ptr<Store>> Store::OpenToCheck(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0 && errno == ENOENT) {
+    return Status::NotFound("database " + path + " does not exist yet: a start creates it");
+  }
+  return Connect(path, Sync::kNormal, Mode::kCheck);
+}
+
+Result<std::unique_ptr<Store>> Store::Connect(const std::string& path, Sync sync, Mode mode) {
+  const bool check = mode == Mode::kCheck;
+  auto lock = LockFile(path, check);
   if (!lock.ok()) return lock.status();
   sqlite3* db = nullptr;
-  const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
+  const int flags = (check ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_FULLMUTEX;
   if (sqlite3_open_v2(path.c_str(), &db, flags, nullptr) != SQLITE_OK) {
     std::string message = db ? sqlite3_errmsg(db) : "out of memory";
     sqlite3_close(db);
     close(*lock);
     return Status::IoError("cannot open database " + path + ": " + message);
   }
-  std::unique_ptr<Store> store(new Store(db, *lock));
-  sqlite3_busy_timeout(db, 5000);
-  const char* synchronous = sync == Sync::kFull ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL";
-  for (const char* pragma : {"PRAGMA journal_mode=WAL", synchronous, "PRAGMA foreign_keys=ON"}) {
-    if (Status s = store->Exec(pragma); !s.ok()) return s.Prefixed("cannot use database " + path);
+  std::unique_ptr<Store> store(new Store(db, *lock, path, check));
+  sqlite3_busy_timeout(db, kBusyTimeoutMs);
+  // Before anything writes to it: an empty file would become a database.
+  if (Status s = store->Validate(mode); !s.ok()) return s.Prefixed("cannot use database " + path);
+  if (!check) {
+    const std::string pragmas[] = {
+        "PRAGMA journal_mode=WAL", sync == Sync::kFull ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
+        "PRAGMA foreign_keys=ON", "PRAGMA wal_autocheckpoint=" + std::to_string(kCheckpointPages),
+        "PRAGMA journal_size_limit=" + std::to_string(kJournalSizeLimit)};
+    for (const std::string& pragma : pragmas) {
+      if (Status s = store->Exec(pragma.c_str()); !s.ok()) return s.Prefixed("cannot use database " + path);
+    }
   }
+  if (check) return store;
   if (Status s = store->Migrate(); !s.ok()) return s.Prefixed("cannot use database " + path);
   return store;
 }
 
-int Store::LockHolder(const std::string& path) {
-  struct stat st {};
-  if (stat(path.c_str(), &st) != 0) return 0;
-  char file[64];  // how /proc/locks names a file: major:minor (hex):inode
-  std::snprintf(file, sizeof file, "%02x:%02x:%lu", major(st.st_dev), minor(st.st_dev),
-                static_cast<unsigned long>(st.st_ino));
-  std::ifstream locks("/proc/locks");
-  for (std::string line; std::getline(locks, line);) {
-    std::istringstream words(line);  // 1: FLOCK  ADVISORY  WRITE 28072 fe:00:10952732 0 EOF
-    std::string number, kind, mode, access, id;
-    int pid = 0;
-    if (words >> number >> kind >> mode >> access >> pid >> id && kind == "FLOCK" && id == file) return pid;
+// A file cyborgfs made has a schema version (a new one is migrated before it
+// is linked into place): version 0 is an empty file, a file truncated to
+// nothing, or another program's database.
+Status Store::Validate(Mode mode) {
+  std::lock_guard lock(mu_);
+  Statement version(db_, "PRAGMA user_version");
+  if (version.Step() != SQLITE_ROW) return DatabaseError(db_, "reading the schema version");
+  const int64_t v = version.Int(0);
+  Statement application(db_, "PRAGMA application_id");
+  const int64_t id = application.Step() == SQLITE_ROW ? application.Int(0) : 0;
+  if (v == 0 && mode != Mode::kCreate) {
+    struct stat st {};
+    const bool empty = fstat(lock_fd_, &st) == 0 && st.st_size == 0;
+    return Status::IoError(std::string("it is not a cyborgfs database (") +
+                           (empty ? "the file is empty, 0 bytes" : "no cyborgfs schema in it") +
+                           "); if it was truncated or replaced, restore it from a backup; to start afresh, remove it");
   }
-  return 0;
+  if (v > kSchemaVersion) {
+    return Status::IoError("schema version " + std::to_string(v) + " is newer than this cyborgfs knows (" +
+                           std::to_string(kSchemaVersion) + ")");
+  }
+  if (id != 0 && id != kApplicationId) {
+    return Status::IoError("it is not a cyborgfs database (application_id " + std::to_string(id) + ")");
+  }
+  return Status::Ok();
 }
 
-Store::Store(sqlite3* db, int lock_fd) : db_(db), lock_fd_(lock_fd) {}
+Store::Store(sqlite3* db, int lock_fd, std::string path, bool read_only)
+    : db_(db), lock_fd_(lock_fd), path_(std::move(path)), read_only_(read_only) {}
+
 Store::~Store() {
+  {
+    std::lock_guard lock(checkpointer_mu_);
+    stop_checkpoints_ = true;
+  }
+  checkpointer_cv_.notify_all();
+  if (checkpointer_.joinable()) checkpointer_.join();
   for (auto& [sql, stmt] : statements_) sqlite3_finalize(stmt);
   sqlite3_close(db_);
   close(lock_fd_);  // after SQLite's: closing a descriptor drops the process's fcntl locks on the file
@@ -286,16 +373,56 @@ int Store::SchemaVersion() { return kSchemaVersion; }
 
 Status Store::Run(const char* sql) {
   Statement s(db_, Cached(sql));
-  if (s.Step() != SQLITE_DONE) return Status::IoError(sqlite3_errmsg(db_));
+  if (s.Step() != SQLITE_DONE) return DatabaseError(db_, sql);
   return Status::Ok();
 }
 
 Status Store::Exec(const char* sql) {
-  char* error = nullptr;
-  if (sqlite3_exec(db_, sql, nullptr, nullptr, &error) == SQLITE_OK) return Status::Ok();
-  std::string message = error ? error : sqlite3_errmsg(db_);
-  sqlite3_free(error);
-  return Status::IoError(message);
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, nullptr) == SQLITE_OK) return Status::Ok();
+  return DatabaseError(db_, sql);
+}
+
+Status Store::Health() const {
+  std::lock_guard lock(health_mu_);
+  return gone_;
+}
+
+Status Store::StillAtItsPath() {
+  std::lock_guard lock(health_mu_);
+  if (read_only_) return Status::ReadOnly("database " + path_ + " is open to check it only");
+  if (!gone_.ok()) return gone_;
+  struct stat named {
+  }, held{};
+  if (fstat(lock_fd_, &held) == 0 && stat(path_.c_str(), &named) == 0 && named.st_dev == held.st_dev &&
+      named.st_ino == held.st_ino) {
+    return Status::Ok();
+  }
+  gone_ = Status::ReadOnly("database " + path_ +
+                           " was moved or deleted while cyborgfs ran: changes are refused, since a restart would not "
+                           "find them; restart cyborgfs");
+  spdlog::error("{}", gone_.message());
+  return gone_;
+}
+
+void Store::Checkpoint() {
+  std::lock_guard lock(mu_);
+  const uint64_t commits = Commits();
+  if (commits == checkpointed_at_ || read_only_) return;
+  if (sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr) == SQLITE_OK) {
+    checkpointed_at_ = commits;
+  }
+}
+
+void Store::StartCheckpoints(std::chrono::milliseconds interval) {
+  if (checkpointer_.joinable()) return;
+  checkpointer_ = std::thread([this, interval] {
+    std::unique_lock lock(checkpointer_mu_);
+    while (!checkpointer_cv_.wait_for(lock, interval, [this] { return stop_checkpoints_; })) {
+      lock.unlock();
+      Checkpoint();
+      lock.lock();
+    }
+  });
 }
 
 Status Store::Migrate() {
@@ -303,10 +430,6 @@ Status Store::Migrate() {
   Statement query(db_, "PRAGMA user_version");
   if (query.Step() != SQLITE_ROW) return DatabaseError(db_, "reading the schema version");
   const int64_t version = query.Int(0);
-  if (version > kSchemaVersion) {
-    return Status::IoError("schema version " + std::to_string(version) + " is newer than this cyborgfs knows (" +
-                           std::to_string(kSchemaVersion) + ")");
-  }
   for (int64_t v = version; v < kSchemaVersion; ++v) {
     const std::string sql = std::string(kMigrations[v]) + "PRAGMA user_version=" + std::to_string(v + 1) + ";";
     Status s = InTransaction([&] { return Exec(sql.c_str()); });
@@ -328,6 +451,7 @@ struct Store::Change {
 Status Store::InTransaction(const std::function<Status()>& body) {
   std::lock_guard lock(mu_);
   if (!sqlite3_get_autocommit(db_)) return body();  // joins the enclosing transaction
+  if (Status s = StillAtItsPath(); !s.ok()) return s;
   if (Status s = Run("BEGIN IMMEDIATE"); !s.ok()) return s.Prefixed("database: begin");
   ++transactions_on_this_thread;
   Status result = body();
@@ -371,6 +495,21 @@ Status Store::Commit(const std::function<Status()>& change) {
 
 void Store::CommitBatch(const std::vector<Change*>& batch) {
   std::lock_guard lock(mu_);
+  if (Status s = StillAtItsPath(); !s.ok()) {
+    for (Change* c : batch) c->result = s;
+    return;
+  }
+  RunBatch(batch);
+  // A full disk: fold the log back into the database (which may free the
+  // room the changes need), and try once more.
+  const bool full =
+      std::any_of(batch.begin(), batch.end(), [](Change* c) { return c->result.code() == Code::kNoSpace; });
+  if (full && sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr) == SQLITE_OK) {
+    RunBatch(batch);
+  }
+}
+
+void Store::RunBatch(const std::vector<Change*>& batch) {
   size_t next = 0;
   while (next < batch.size()) {
     const size_t first = next;

@@ -15,7 +15,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const int count = ParseSysfsCount(text);
   FUZZ_CHECK(count >= -1 && count < (1 << 30));
   DeviceTable table;
-  if (table.Add(text, "fuzz").ok() && size >= 7) {
+  if (table.Add(text).ok() && size >= 7) {
     (void)table.Classify(uint32_t{data[0]} << 16 | uint32_t{data[1]} << 8 | data[2],
                          static_cast<uint16_t>(data[3] << 8 | data[4]), static_cast<uint16_t>(data[5] << 8 | data[6]));
   }

@@ -20,7 +20,7 @@ import time
 import unittest
 import uuid as uuidlib
 
-from harness import BIN, HOST, MountTest, echo_into, is_mounted, is_served, wait_for
+from harness import BIN, HOST, BackgroundMount, MountTest, echo_into, is_mounted, is_served, wait_for
 from pci_test import KernelTestBase
 
 VM = "11111111-2222-4333-8444-555555555555"
@@ -80,6 +80,157 @@ class StaleMountTest(MountTest):
         with self.assertRaises(OSError) as dead:
             os.listdir(mnt)
         self.assertEqual(dead.exception.errno, errno.ENOTCONN)  # still there, still dead
+
+
+class LivenessTest(MountTest):
+    """A live daemon is never taken for a dead one, however it was started and
+    whoever took its database's lock."""
+
+    def setUp(self):
+        super().setUp()
+        self.background = BackgroundMount(os.path.join(self.workdir, "bg"), os.path.join(self.workdir, "bg.db"))
+        self.addCleanup(self.background.stop)
+        self.marker = "8e45a2ea-5364-4b0d-a252-bf8becaa606e"
+        os.mkdir(os.path.join(self.background.mnt, "accelerators", self.marker))
+
+    def start_over(self, *args):
+        r = subprocess.run([BIN, *args, self.background.mnt], capture_output=True, text=True, timeout=30,
+                           stdin=subprocess.DEVNULL)
+        self.assertNotEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+        return r.stderr
+
+    def assert_still_serving(self):
+        self.assertTrue(self.background.alive())
+        self.assertTrue(os.path.isdir(os.path.join(self.background.mnt, "accelerators", self.marker)))
+        self.assertNotIn("cleared the dead cyborgfs mount", self.fs.log_text())
+
+    def test_a_second_start_on_another_database_refuses(self):
+        err = self.start_over("--db", os.path.join(self.workdir, "other.db"), "--drivers", "none")
+        self.assertIn("is already served by a running cyborgfs (pid %d, database %s)"
+                      % (self.background.pid, self.background.db), err)
+        self.assert_still_serving()
+
+    def test_a_second_start_on_the_same_database_refuses(self):
+        err = self.start_over("--db", self.background.db, "--drivers", "none")
+        self.assertIn("is in use by another cyborgfs", err)
+        self.assert_still_serving()
+
+    def test_check_refuses_over_a_live_daemon(self):
+        # systemd's ExecStartPre=cyborgfs --check over a daemon started by hand
+        for db in (self.background.db, os.path.join(self.workdir, "other.db")):
+            self.start_over("--check", "--db", db, "--drivers", "none")
+            self.assert_still_serving()
+        self.assertFalse(os.path.exists(os.path.join(self.workdir, "other.db")))  # --check made nothing
+
+    def test_the_start_says_where_the_log_goes(self):
+        # No syslog socket here: the log goes beside the database.
+        log = self.background.db + ".log"
+        if os.path.exists("/dev/log"):
+            self.skipTest("this machine has a syslog socket")
+        self.assertIn("the log goes to " + log, self.background.start_stderr)
+        with open(log) as f:
+            self.assertIn('file="mkdir"', f.read())
+
+    def test_a_database_moved_away_is_noticed_and_the_live_daemon_kept(self):
+        mnt, db = self.background.mnt, self.background.db
+        os.rename(db, db + ".moved")
+        spec = os.path.join(mnt, "accelerators", self.marker, "spec")
+        fd = os.open(spec, os.O_WRONLY | os.O_TRUNC)
+        try:
+            with self.assertRaises(OSError) as refused:
+                os.write(fd, b'{"num": 2}')
+        finally:
+            os.close(fd)
+        self.assertEqual(refused.exception.errno, errno.EROFS)
+        with open(os.path.join(mnt, "accelerators", self.marker, "error")) as f:
+            self.assertIn("was moved or deleted while cyborgfs ran", f.read())
+        with open(os.path.join(mnt, "drivers")) as f:
+            database = json.load(f)["database"]
+        self.assertEqual(database["state"], "failed")
+        self.assertIn("was moved or deleted", database["problems"][0])
+        with open(spec) as f:  # reads go on
+            self.assertEqual(f.read(), "{}\n")
+        err = self.start_over("--db", db, "--drivers", "none")  # the path now names no running daemon's file
+        self.assertIn("is already served by a running cyborgfs (database %s, which is no longer at that path" % db,
+                      err)
+        self.assert_still_serving()
+
+
+class DatabaseFileTest(MountTest):
+    def run_bin(self, *args):
+        return subprocess.run([BIN, "-f", *args], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+
+    def test_an_emptied_database_is_refused_and_left_as_it_is(self):
+        self.fs.stop()
+        with open(self.fs.db, "w"):
+            pass  # truncated to 0 bytes
+        for wal in (self.fs.db + "-wal", self.fs.db + "-shm"):
+            if os.path.exists(wal):
+                os.unlink(wal)
+        r = self.run_bin("--db", self.fs.db, "--drivers", "fake", self.fs.mnt)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("it is not a cyborgfs database (the file is empty, 0 bytes)", r.stderr)
+        self.assertEqual(os.path.getsize(self.fs.db), 0)
+
+    def test_a_small_disk_gets_enospc_and_works_again_once_there_is_room(self):
+        disk = os.path.join(self.workdir, "small")
+        os.mkdir(disk)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "cyborgfs-test-disk", disk], check=True)
+        self.addCleanup(subprocess.run, ["umount", "-l", disk])
+        self.fs.stop()
+        self.fs = self.start(db=os.path.join(disk, "cyborgfs.db"))
+        u = self.fake_uuid("GPU")
+        spec = self.fs.path("accelerators", u, "spec")
+        filler = os.path.join(disk, "filler")
+        st = os.statvfs(disk)
+        with open(filler, "wb") as f:  # leave 1.5 MiB
+            f.write(b"\0" * (st.f_bavail * st.f_frsize - 1536 * 1024))
+        # 3 MiB of changes: the write-ahead log is folded back long before it fills the disk.
+        for n in range(400):
+            self.assertEqual(self.write_file(spec, '{"num": %d, "pad": "%s"}' % (n + 1, "p" * 8000)), 0, n)
+        # Idle, the log is folded back and truncated (on a schedule, not only every 100 pages).
+        wal = self.fs.db + "-wal"
+        wait_for(lambda: not os.path.exists(wal) or os.path.getsize(wal) == 0, what="the log truncated")
+        # Now no room at all: a change is ENOSPC, not EIO, and changes nothing.
+        with open(filler, "ab") as f:
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError as e:
+                self.assertEqual(e.errno, errno.ENOSPC)
+        results = [self.write_file(spec, '{"num": %d, "pad": "%s"}' % (1000 + n, "q" * 60000)) for n in range(20)]
+        self.assertIn(errno.ENOSPC, results)
+        self.assertNotIn(errno.EIO, results)
+        self.assertIn("the disk is full", self.acc(u, "error"))
+        before = self.acc(u, "spec")
+        # Room again: it works at once, without a restart.
+        os.unlink(filler)
+        self.assertEqual(self.write_file(spec, '{"num": 2000}'), 0)
+        self.assertEqual(self.acc(u, "spec"), '{"num": 2000}')
+        self.assertNotEqual(before, '{"num": 2000}')
+        self.restart()
+        self.assertEqual(self.acc(u, "spec"), '{"num": 2000}')
+
+    def test_check_changes_nothing(self):
+        db = os.path.join(self.workdir, "new.db")
+        r = self.run_bin("--check", "--db", db, "--drivers", "fake", self.fs.mnt + "-unused")
+        self.assertEqual(r.returncode, 1)  # no such mountpoint
+        os.mkdir(self.fs.mnt + "-unused")
+        r = subprocess.run([BIN, "--check", "--db", db, "--drivers", "fake", self.fs.mnt + "-unused"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("does not exist yet: a start creates it", r.stdout)
+        self.assertFalse(os.path.exists(db))
+
+    def test_check_is_not_a_config_key(self):
+        config = os.path.join(self.workdir, "cyborgfs.conf")
+        with open(config, "w") as f:
+            f.write("check = true\n")
+        r = self.run_bin("--config", config, "--db", os.path.join(self.workdir, "x.db"), self.fs.mnt)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("config file:", r.stderr)
 
 
 class Ambiguous(Exception):

@@ -171,6 +171,45 @@ class Mount:
         self.notifications.close()
 
 
+class BackgroundMount:
+    """One daemon started without -f, as scripts/demo.sh does it: the starting
+    process took the database's lock, forked the daemon and exited."""
+
+    def __init__(self, mnt, db, *extra_args):
+        self.mnt, self.db = mnt, db
+        os.makedirs(mnt, exist_ok=True)
+        self.args = [BIN, "--db", db, "--host", HOST, "--drivers", "fake", *extra_args, mnt]
+        r = subprocess.run(self.args, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+        self.start_stderr = r.stderr
+        if r.returncode != 0:
+            raise AssertionError("cyborgfs exited with %d: %s" % (r.returncode, r.stderr))
+        self.pid = self.daemon_pid()
+
+    def daemon_pid(self):
+        """The pid of the process whose command line is ours (the starter has exited)."""
+        wanted = "\0".join(self.args).encode() + b"\0"
+        for entry in os.listdir("/proc"):
+            try:
+                with open("/proc/%s/cmdline" % entry, "rb") as f:
+                    if entry.isdigit() and f.read() == wanted:
+                        return int(entry)
+            except OSError:
+                pass
+        raise AssertionError("no daemon for " + self.mnt)
+
+    def alive(self):
+        try:
+            with open("/proc/%d/stat" % self.pid) as f:
+                return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+        except OSError:
+            return False
+
+    def stop(self):
+        if is_mounted(self.mnt):
+            subprocess.run(["fusermount3", "-u", "-z", self.mnt], stderr=subprocess.DEVNULL)
+        wait_for(lambda: not self.alive(), timeout=15, what="the daemon to exit")
+
+
 class MountTest(unittest.TestCase):
     """A test with a fresh work folder and one mounted daemon in self.fs."""
 

@@ -476,7 +476,23 @@ class RefusalTest(MountTest):
         self.assertEqual(sorted(os.listdir(self.fs.mnt)), ["accelerators", "by-name", "create", "drivers", "rescan", "stats"])
         self.assertEqual(sorted(os.listdir(self.fs.path("accelerators"))), self.uuids())
         self.assertEqual(len(self.uuids()), 4)
+        # In an accelerator folder only regular scratch files can be made: EPERM.
         self.fails("mkfifo accelerators/%s/fifo" % u, "Operation not permitted")
+        self.fails("ln -s spec accelerators/%s/link" % u, "Operation not permitted")
+        self.fails("ln -s a accelerators/link", "Permission denied")
+        self.assertNotIn("link", os.listdir(self.fs.path("accelerators", u)))
+
+    def test_a_read_only_file_refuses_at_open_with_o_trunc_and_at_write_without(self):
+        u = self.fake_uuid("GPU")
+        err = self.fails("echo x > accelerators/%s/status" % u, "Permission denied")
+        self.assertNotIn("write error", err)  # the shell's O_TRUNC is refused: at open(2)
+        fd = os.open(self.fs.path("accelerators", u, "status"), os.O_WRONLY)  # root may open it
+        try:
+            with self.assertRaises(PermissionError):
+                os.write(fd, b"x\n")
+        finally:
+            os.close(fd)
+        self.assertEqual(self.acc(u, "status"), "available\n")
 
     def test_removing_or_renaming_listed_files_is_eperm(self):
         u = self.fake_uuid("GPU")
@@ -551,11 +567,13 @@ class CommandTest(MountTest):
         self.assertEqual(r.returncode, 0)
         self.assertRegex(r.stdout, r"^cyborgfs \d+\.\d+\.\d+")
 
-    def assert_refused_before_mounting(self, args, words):
+    def assert_refused_before_mounting(self, args, words, code=1):
+        """The start fails with one line naming `words` and exit status `code`:
+        2 for options cyborgfs cannot take, 1 for a start that cannot serve."""
         mnt = os.path.join(self.workdir, "other")
         os.makedirs(mnt, exist_ok=True)
         r = self.run_bin("-f", *args, mnt)
-        self.assertNotEqual(r.returncode, 0)
+        self.assertEqual(r.returncode, code, r.stderr)
         self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
         self.assertIn(words, r.stderr)
         self.assertFalse(is_mounted(mnt))
@@ -568,24 +586,54 @@ class CommandTest(MountTest):
 
     def test_bad_input_ends_it_before_mounting(self):
         db = os.path.join(self.workdir, "x.db")
-        self.assert_refused_before_mounting(["--db", db, "--bogus"], "bogus")
-        self.assert_refused_before_mounting(["--db", db, "--drivers", "gpu"], "unknown driver")
         table = os.path.join(self.workdir, "devices.conf")
         with open(table, "w") as f:
             f.write("# extra cards\n8086:37c8 CRYPTO\n10de:zz GPU\n")
-        self.assert_refused_before_mounting(["--db", db, "--device-table", table], "devices.conf, line 3")
-        self.assert_refused_before_mounting(["--db", db, "--device-table", table + ".missing"], "device table")
-        self.assert_refused_before_mounting(["--db", db, "--log-level", "loud"], "loud")
-        self.assert_refused_before_mounting(["--db", db, "--sync", "sometimes"], "sometimes")
-        self.assert_refused_before_mounting(["--db", db, "-o", "nosuchoption"], "nosuchoption")
-        self.assert_refused_before_mounting(["--db", os.path.join(self.workdir, "no/such/dir/x.db")], "database")
         notdb = os.path.join(self.workdir, "not.db")
         with open(notdb, "w") as f:
             f.write("this is not a database, " * 100)
-        self.assert_refused_before_mounting(["--db", notdb], "not a database")
+        usage = [  # options cyborgfs cannot take: exit 2
+            (["--bogus"], "bogus"),
+            (["--drivers", "gpu"], '--drivers gpu: unknown driver "gpu" (known: pci, fake; or none alone)'),
+            (["--drivers", "fake,none"], '--drivers fake,none: "none" cannot be combined with drivers'),
+            (["--device-table", table], "--device-table %s: line 3: " % table),
+            (["--device-table", table + ".missing"], "--device-table %s.missing: cannot be read" % table),
+            (["--device-table", self.workdir], "--device-table %s: is a folder" % self.workdir),
+            (["--admin-group", "nosuchgroup"], "--admin-group: no group named nosuchgroup"),
+            (["--log-level", "loud"], "loud"),
+            (["--sync", "sometimes"], "sometimes"),
+            (["-o", "nosuchoption"], "nosuchoption"),
+        ]
+        for args, words in usage:
+            self.assert_refused_before_mounting(["--db", db, *args], words, code=2)
+        cannot_serve = [  # good options, but no start can serve with them: exit 1
+            (["--db", os.path.join(self.workdir, "no/such/dir/x.db")], "database"),
+            (["--db", notdb], "not a database"),
+        ]
+        for args, words in cannot_serve:
+            self.assert_refused_before_mounting(args, words, code=1)
         r = self.run_bin("-f", "--db", db, os.path.join(self.workdir, "missing"))
-        self.assertNotEqual(r.returncode, 0)
+        self.assertEqual(r.returncode, 1)
         self.assertIn("mountpoint", r.stderr)
+        r = self.run_bin("-f", "--db", db)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("a MOUNTPOINT is required", r.stderr)
+        self.assertFalse(os.path.exists(db))  # no refused start made a database
+
+    def test_the_log_file_takes_the_log_and_is_reopened_on_sighup(self):
+        log = os.path.join(self.workdir, "cyborgfs.log")
+        self.restart("--log-file", log)
+        self.make(U1)
+        with open(log) as f:
+            self.assertIn('accelerator="%s" file="mkdir"' % U1, f.read())
+        os.rename(log, log + ".1")  # logrotate
+        self.fs.proc.send_signal(__import__("signal").SIGHUP)
+        wait_for(lambda: os.path.exists(log), what="the reopened log file")
+        self.ok("echo renamed > accelerators/%s/name" % U1)
+        with open(log) as f:
+            self.assertIn('file="name"', f.read())
+        with open(log + ".1") as f:
+            self.assertNotIn('file="name"', f.read())
 
     def test_sigterm_and_sigint_unmount_and_exit_0(self):
         for sig in ("TERM", "INT"):

@@ -53,6 +53,29 @@ class HandlesTest(MountTest):
         self.assertEqual(self.acc(uuids[0], "spec"), '{"num": 3}\n')
 
 
+class ScratchBoundTest(MountTest):
+    def test_all_scratch_files_together_have_one_bound(self):
+        self.restart("--scratch-limit", "2")  # MiB
+        gpu, fpga = self.fake_uuid("GPU"), self.fake_uuid("FPGA")
+        mib = b"x" * (1 << 20)
+
+        def write(u, name, data):
+            return self.write_file(os.path.join("accelerators", u, name), data, flags=os.O_WRONLY | os.O_CREAT)
+
+        self.assertEqual(write(gpu, "tmp1", mib), 0)
+        self.assertEqual(write(fpga, "tmp2", mib), 0)  # another folder, the same bound
+        self.assertEqual(write(fpga, "tmp3", b"x"), errno.ENOSPC)
+        # An unlinked file kept open still holds its bytes.
+        held = os.open(self.fs.path("accelerators", gpu, "tmp1"), os.O_RDONLY)
+        try:
+            os.unlink(self.fs.path("accelerators", gpu, "tmp1"))
+            self.assertEqual(write(fpga, "tmp3", b"x"), errno.ENOSPC)
+        finally:
+            os.close(held)
+        # Once the last holder lets go, the kernel forgets it and its bytes are free.
+        wait_for(lambda: write(fpga, "tmp3", b"x") == 0, what="the freed bytes")
+
+
 # Maps stall_fs's file privately and lists FOLDER into that mapping: the copy
 # faults on a page stall_fs never reads, so getdents64 holds FOLDER's lock.
 HOLDER = r"""

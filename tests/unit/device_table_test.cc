@@ -31,8 +31,7 @@ TEST(DeviceTable, AFileAddsOverridesAndIgnores) {
   DeviceTable table;
   ASSERT_TRUE(table
                   .Add("# ours\n8086:1572 ACCELERATOR smartnic  # the NIC\n\n10DE:2330 ignore\n"
-                       "8086:37c8 CRYPTO qat-custom\n",
-                       "devices.conf")
+                       "8086:37c8 CRYPTO qat-custom\n")
                   .ok());
   EXPECT_EQ(TypeOf(table, 0x020000, 0x8086, 0x1572), "ACCELERATOR");
   EXPECT_EQ(table.Classify(0x020000, 0x8086, 0x1572)->acc_type, "smartnic");
@@ -44,9 +43,9 @@ TEST(DeviceTable, AMalformedLineIsRefusedWithItsNumberAndAddsNothing) {
   DeviceTable table;
   for (const char* bad : {"8086:1572 ACCELERATOR x\n8086 GPU\n", "8086:1572 gpu\n", "8086:12345 GPU\n",
                           "8086:1572 GPU a b\n", "zz:1572 GPU\n"}) {
-    Status s = table.Add(bad, "t.conf");
+    Status s = table.Add(bad);
     EXPECT_EQ(s.code(), Code::kInvalid) << bad;
-    EXPECT_NE(s.message().find("t.conf, line "), std::string::npos) << s.message();
+    EXPECT_EQ(s.message().rfind("line ", 0), 0u) << s.message();
   }
   EXPECT_EQ(TypeOf(table, 0x020000, 0x8086, 0x1572), "-");
 }
