@@ -1,7 +1,7 @@
 // cyborgfs_bench: the same workloads on three systems, side by side, in one run.
 //
 //   cyborgfs_bench --bin build/cyborgfs [--sizes 10,1000,10000,100000] [--rounds 5] [--ops 2000]
-//                  [--out DIR]
+//                  [--out DIR] [--rescan-sizes 100,1000,10000] [--rescans-only 1]
 //
 // For each size N it fills one SQLite file with N accelerators, then drives
 //   mount  the real cyborgfs mount of that file (--drivers none),
@@ -16,7 +16,10 @@
 // stdout and DIR/results.json, plus DIR/*.dat for the charts scripts/bench.sh
 // draws with gnuplot; then each goal of issue 5 with its target, the measured
 // figure (the worst over sizes) and by how much it is missed, if it is. Writes
-// run twice: with --sync normal and with --sync full. Not a test: it asserts
+// run twice: with --sync normal and with --sync full. Last, the core alone
+// (no mount): a start that adopts N fake devices and a rescan that finds
+// nothing to change, at each --rescan-sizes, with the time per device and
+// its growth from the smallest size to the largest. Not a test: it asserts
 // nothing, it measures.
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -24,6 +27,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
@@ -45,6 +49,8 @@
 #include <thread>
 #include <vector>
 
+#include "cyborgfs/drivers.h"
+#include "cyborgfs/service.h"
 #include "cyborgfs/store.h"
 #include "cyborgfs/values.h"
 
@@ -60,6 +66,8 @@ struct Options {
   int rounds = 5;
   int ops = 2000;
   std::string out = "bench/results";
+  std::vector<int> rescan_sizes = {100, 1000, 10000};
+  bool rescans_only = false;
 };
 
 double Micros(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
@@ -467,10 +475,13 @@ Options Parse(int argc, char** argv) {
       o.ops = std::max(10, std::stoi(value));
     } else if (flag == "--out") {
       o.out = value;
-    } else if (flag == "--sizes") {
-      o.sizes.clear();
+    } else if (flag == "--sizes" || flag == "--rescan-sizes") {
+      std::vector<int>& sizes = flag == "--sizes" ? o.sizes : o.rescan_sizes;
+      sizes.clear();
       std::stringstream list(value);
-      for (std::string n; std::getline(list, n, ',');) o.sizes.push_back(std::stoi(n));
+      for (std::string n; std::getline(list, n, ',');) sizes.push_back(std::stoi(n));
+    } else if (flag == "--rescans-only") {
+      o.rescans_only = value == "1";
     } else {
       Die("unknown option " + flag);
     }
@@ -580,10 +591,64 @@ void PrintGoals(const std::vector<Goal>& goals, cyborgfs::Json& report) {
 
 }  // namespace
 
+// --- rescans (the core alone) -----------------------------------------------------
+
+// At each size: a start that adopts N fake devices, then --rounds rescans that
+// find nothing to change; their median, per device, and its growth.
+void MeasureRescans(const Options& o, cyborgfs::Json& report) {
+  spdlog::set_level(spdlog::level::warn);  // a line per rescan and adoption would drown the table
+  std::printf("\n%-34s %7s %12s %10s %14s %10s\n", "rescans (the core, fake driver)", "N", "start ms", "commits",
+              "rescan ms", "us/device");
+  double first_per_device = 0, last_per_device = 0;
+  for (int n : o.rescan_sizes) {
+    const fs::path dir = fs::temp_directory_path() / ("cyborgfs-bench-rescan-" + std::to_string(getpid()));
+    fs::create_directories(dir);
+    {
+      auto store = cyborgfs::Store::Open((dir / "db").string());
+      if (!store.ok()) Die(store.status().message());
+      std::vector<std::unique_ptr<cyborgfs::Driver>> drivers;
+      drivers.push_back(cyborgfs::MakeFakeDriver("bench", n));
+      cyborgfs::Service service(**store, std::move(drivers), "bench");
+      const uint64_t commits_before = (*store)->Commits();
+      const auto started = Clock::now();
+      if (cyborgfs::Status s = service.Start(); !s.ok()) Die(s.message());
+      const double start_ms = Micros(Clock::now() - started) / 1000;
+      const uint64_t start_commits = (*store)->Commits() - commits_before;
+      std::vector<double> ms;
+      for (int r = 0; r < std::max(3, o.rounds); ++r) {
+        const auto t = Clock::now();
+        if (cyborgfs::Status s = service.Rescan(); !s.ok()) Die(s.message());
+        ms.push_back(Micros(Clock::now() - t) / 1000);
+      }
+      std::sort(ms.begin(), ms.end());
+      const double median = ms[ms.size() / 2];
+      const double per_device = median * 1000 / n;
+      if (first_per_device == 0) first_per_device = per_device;
+      last_per_device = per_device;
+      std::printf("%-34s %7d %12.1f %10llu %14.2f %10.2f\n", "start, then a rescan, nothing to do", n, start_ms,
+                  static_cast<unsigned long long>(start_commits), median, per_device);
+      report["rescans"].push_back({{"devices", n},
+                                   {"start_ms", start_ms},
+                                   {"start_commits", start_commits},
+                                   {"rescan_ms", median},
+                                   {"us_per_device", per_device},
+                                   {"commits_of_the_rescans", (*store)->Commits() - commits_before - start_commits}});
+    }
+    fs::remove_all(dir);
+  }
+  const double growth = first_per_device > 0 ? last_per_device / first_per_device : 0;
+  std::printf("time per device, largest size vs smallest: x%.2f (1.00 is linear)\n", growth);
+  report["rescan_growth_per_device"] = growth;
+}
+
 int main(int argc, char** argv) {
   const Options o = Parse(argc, argv);
   fs::create_directories(o.out);
   cyborgfs::Json report = {{"machine", Machine()}, {"rounds", o.rounds}, {"ops", o.ops}, {"sizes", o.sizes}};
+  if (o.rescans_only) {
+    MeasureRescans(o, report);
+    return 0;
+  }
   std::printf("machine: %s\nmedian of %d rounds of mean per-op time; p50 and p99 over all ops\n\n", Machine().c_str(),
               o.rounds);
   std::printf("%-31s %7s %10s %10s %10s %8s %9s %9s %11s\n", "workload", "N", "mount us", "tmpfs us", "rest us",
@@ -621,6 +686,7 @@ int main(int argc, char** argv) {
                 f.start_ms, f.rss_ready_kib, f.rss_after_kib);
   }
   PrintGoals(Goals(runs, facts), report);
+  MeasureRescans(o, report);
   std::ofstream(o.out + "/results.json") << report.dump(2) << "\n";
   std::printf("\nresults: %s/results.json\n", o.out.c_str());
   return 0;

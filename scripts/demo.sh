@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what cyborgfs needs, builds it, and mounts a demo to explore:
 # the fake driver with 4 accelerators, the database in ./demo/cyborgfs.db,
-# the tree on ./demo/mnt. Stop it with: fusermount3 -u demo/mnt
+# the log (with its audit trail) in ./demo/cyborgfs.log, the tree on
+# ./demo/mnt. Stop it with: fusermount3 -u demo/mnt
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +14,7 @@ mkdir -p demo/mnt
 if mountpoint -q demo/mnt; then
   echo "cyborgfs is already mounted on $PWD/demo/mnt"
 else
-  ./build/cyborgfs --db demo/cyborgfs.db --drivers fake --fake-devices 4 demo/mnt
+  ./build/cyborgfs --db demo/cyborgfs.db --log-file demo/cyborgfs.log --drivers fake --fake-devices 4 demo/mnt
 fi
 echo
 echo "cyborgfs is mounted on $PWD/demo/mnt:"
@@ -26,5 +27,7 @@ Try:
   echo '{"num": 1, "device_type": "GPU"}' > by-name/gpu-0000:f0:00.0/spec
   echo 'vm 8e45a2ea-5364-4b0d-a252-bf8becaa606e' > by-name/gpu-0000:f0:00.0/attach
   cat by-name/gpu-0000:f0:00.0/attach_handle
-Stop it with: fusermount3 -u $PWD/demo/mnt   (the log is in the system journal / syslog)
+The log, with the audit trail of every change: $PWD/demo/cyborgfs.log
+  grep ' audit ' demo/cyborgfs.log
+Stop it with: fusermount3 -u $PWD/demo/mnt
 HELP

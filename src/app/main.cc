@@ -152,7 +152,8 @@ class Reloader {
     if (exit_code >= 0) {
       spdlog::error("SIGHUP: the options or the config file are wrong (see above); nothing changed");
     } else {
-      spdlog::info("SIGHUP: reloading: log level {}, audit log {}, rescan interval {} s", next.log_level,
+      spdlog::info("SIGHUP: reloading: log level {}, log file {}, audit log {}, rescan interval {} s", next.log_level,
+                   next.log_file.empty() ? "as at start" : next.log_file,
                    next.audit_log.empty() ? "none" : next.audit_log, next.rescan_interval);
       if (Status s = ApplyLogOptions(next); !s.ok()) spdlog::error("SIGHUP: {}", s.message());
       if (next.rescan_interval != options_.rescan_interval) {
