@@ -494,6 +494,17 @@ auto Stored(const Accelerator& a) {
                   a.attach_bytes);
 }
 
+// A transition the plan's logic makes allowed: a refusal is a bug, said in
+// the log (and fatal in debug builds); the record stays as it was.
+void Expect(Accelerator& record, Event event, const AttachTarget* target = nullptr, const std::string& handle = {}) {
+  if (Status s = Transition(record, event, target, handle); !s.ok()) {
+    spdlog::critical("internal error: accelerator {}: {}", record.uuid, s.message());
+#ifndef NDEBUG
+    std::abort();
+#endif
+  }
+}
+
 // The attachment of a record as a target for its driver.
 std::optional<AttachTarget> TargetOf(const Accelerator& a) {
   auto parsed = ParseAttach(a.attachment);
@@ -520,12 +531,12 @@ Accelerator Service::Settled(const Accelerator& current, const Driver& driver, c
                              RescanPlan::Step step) const {
   Accelerator next = current;
   TakeDriverFacts(driver, device, next);
-  (void)Transition(next, Event::kReported);  // allowed: the record has a driver
+  Expect(next, Event::kReported);
   if (step == RescanPlan::Step::kSettle) {
     if (next.detaching) {
-      (void)Transition(next, Event::kDetach);
+      Expect(next, Event::kDetach);
     } else if (const auto target = TargetOf(next)) {
-      (void)Transition(next, Event::kAttach, &*target, next.attach_handle);
+      Expect(next, Event::kAttach, &*target, next.attach_handle);
     }
   }
   return next;
@@ -585,10 +596,10 @@ void Service::RunHostStep(const RescanPlan::Update& update, Accelerator& next) {
       const auto target = TargetOf(next);
       auto handle = driver.Attach(address, *target, next.driver_memory);
       if (handle.ok()) {
-        (void)Transition(next, Event::kAttach, &*target, *handle);
+        Expect(next, Event::kAttach, &*target, *handle);
       } else {
         spdlog::error("accelerator {}: restoring {} failed: {}", uuid, next.attachment, handle.status().message());
-        (void)Transition(next, Event::kRestoreFailed);
+        Expect(next, Event::kRestoreFailed);
       }
       break;
     }
@@ -599,10 +610,10 @@ void Service::RunHostStep(const RescanPlan::Update& update, Accelerator& next) {
       break;
     case Step::kRetryDetach:
       if (Status s = driver.Detach(address, next.driver_memory); s.ok()) {
-        (void)Transition(next, Event::kDetach);
+        Expect(next, Event::kDetach);
       } else {
         spdlog::error("accelerator {}: retrying the detach failed: {}", uuid, s.message());
-        (void)Transition(next, Event::kDetachFailed);
+        Expect(next, Event::kDetachFailed);
       }
       break;
   }
@@ -655,7 +666,7 @@ Status Service::ApplyPlan(const RescanPlan& plan) {
     const Accelerator* current = unchanged(record);
     if (!current) continue;
     Accelerator next = *current;
-    (void)Transition(next, Event::kUnreported);
+    Expect(next, Event::kUnreported);
     spdlog::warn("accelerator {}: offline: driver {} does not report {}", current->uuid, current->driver,
                  current->driver_address);
     changes.push_back({current, std::move(next), *current});

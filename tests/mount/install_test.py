@@ -104,7 +104,7 @@ class InstallTest(unittest.TestCase):
         with open(audit) as f:
             self.assertIn('file="rmdir"', f.read())
         log.seek(0)
-        self.assertIn("SIGHUP: reloading: log level warn, audit log %s, rescan interval 60 s" % audit, log.read())
+        self.assertIn("SIGHUP: reloading: log level warn, log file as at start, audit log %s, rescan interval 60 s" % audit, log.read())
 
         # stop: SIGTERM to the main process (KillMode=mixed)
         self.assertEqual(self.unit["Service"]["KillMode"], "mixed")

@@ -4,6 +4,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import threading
 import uuid as uuidlib
 
@@ -563,6 +564,10 @@ class CommandTest(MountTest):
         for option in ["--db", "--drivers", "--fake-devices", "--sysfs-root", "--pci-ids", "--device-table", "--host",
                        "--foreground", "-o", "--log-level", "--sync", "--rescan-interval"]:
             self.assertIn(option, r.stdout)
+        self.assertNotIn("REQUIRED", r.stdout)  # MOUNTPOINT is required, and said once
+        self.assertIn("required: the argument or the option", r.stdout)
+        self.assertIn("0: only at start and when asked through the rescan file", r.stdout)
+        self.assertIn("--log-file", r.stdout)
         r = self.run_bin("--version")
         self.assertEqual(r.returncode, 0)
         self.assertRegex(r.stdout, r"^cyborgfs \d+\.\d+\.\d+")
@@ -855,6 +860,56 @@ class HostileInputTest(MountTest):
         self.assertEqual(len(self.uuids()), 5)
         self.assertTrue(is_mounted(self.fs.mnt))
         self.assertIsNone(self.fs.proc.poll())
+
+
+# `refuse`: renames a scratch file over `status` of FOLDER (refused: EACCES)
+# for SECONDS; `write`: writes specs to FOLDER for SECONDS; then prints how
+# many of its writes failed, and with which errno.
+RACER = """
+import collections, os, sys, time
+role, folder, k, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+failed = collections.Counter()
+end = time.monotonic() + seconds
+n = 0
+while time.monotonic() < end:
+    n += 1
+    if role == "refuse":
+        tmp = os.path.join(folder, "tmp" + k)
+        with open(tmp, "w") as f:
+            f.write("available\\n")
+        try:
+            os.rename(tmp, os.path.join(folder, "status"))
+        except PermissionError:
+            pass
+    else:
+        try:
+            fd = os.open(os.path.join(folder, "spec"), os.O_WRONLY | os.O_TRUNC)
+            try:
+                os.write(fd, ('{"writer": %s, "n": %d}' % (k, n)).encode())
+            finally:
+                os.close(fd)
+        except OSError as e:
+            failed[e.errno] += 1
+print(dict(failed))
+"""
+
+
+class RefusalRaceTest(MountTest):
+    def test_refused_renames_over_a_read_only_file_racing_writes_lose_nothing(self):
+        # `mv tmp status` is refused (EACCES). Racing writes of the same accelerator, a
+        # refusal once published an older copy of the record over a newer one: the
+        # acknowledged write vanished from the mount, and later changes failed with EBUSY.
+        folder = self.fs.path("accelerators", self.make(U1))
+        racers = [subprocess.Popen([sys.executable, "-c", RACER, role, folder, str(k), "3"], stdout=subprocess.PIPE,
+                                   text=True) for k, role in enumerate(["refuse"] * 3 + ["write"] * 3)]
+        outputs = [p.communicate(timeout=60)[0].strip() for p in racers]
+        self.assertEqual(outputs[3:], ["{}"] * 3)  # no writer was refused
+        for n in range(20):
+            value = '{"num": %d}' % (n + 1)
+            self.assertEqual(self.write_file(os.path.join("accelerators", U1, "spec"), value), 0, n)
+            self.assertEqual(self.acc(U1, "spec"), value)
+        self.assertEqual(self.write_file(os.path.join("accelerators", U1, "attach"), "vm %s\n" % VM1), 0)
+        self.assertEqual(self.acc(U1, "status"), "attached\n")
 
 
 class ConcurrencyTest(MountTest):

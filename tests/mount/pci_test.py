@@ -77,6 +77,10 @@ class DiscoveryTest(PciTestBase):
         self.assertIn("C62x", self.acc(found["0000:5e:00.0"], "model"))
         self.assertEqual(self.acc(found["0000:5e:00.0"], "acc_type"), "intel-qat-c62x\n")
         self.assertEqual(self.acc(found["0000:17:00.0"], "acc_type"), "pci-10de-2330\n")
+        # What was scanned, and at debug why each other device was skipped.
+        log = self.fs.log_text()
+        self.assertIn("info pci: 13 PCI devices under %s/bus/pci/devices, 10 of them accelerators" % self.tree, log)
+        self.assertIn("pci: 0000:18:00.0 is not taken: 8086:1572, class 0x020000: not an accelerator class", log)
 
     def test_uuids_are_derived_from_host_and_address_and_survive_a_database_rebuild(self):
         first = self.by_address()

@@ -117,12 +117,13 @@ class StuckReaderTest(MountTest):
         mnt = os.path.join(self.workdir, "stall-%d" % len(os.listdir(self.workdir)))
         os.mkdir(mnt)
         stall = subprocess.Popen([os.path.join(BUILD_DIR, "stall_fs"), mnt], stdout=subprocess.PIPE)
+        self.addCleanup(self.stop_stall_fs, stall, mnt)
+        self.assertEqual(stall.stdout.readline(), b"ready\n")  # mounted
         reader = subprocess.Popen(["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups",
                                    "/usr/bin/python3", "-c", HOLDER, os.path.join(mnt, "f"), self.fs.path(folder)],
                                   stdout=subprocess.PIPE)
         holder = (stall, reader, mnt)
         self.addCleanup(self.release, holder)
-        self.assertEqual(stall.stdout.readline(), b"ready\n")
         self.assertEqual(reader.stdout.readline(), b"holding\n")
 
         def in_getdents():
@@ -131,16 +132,21 @@ class StuckReaderTest(MountTest):
         wait_for(in_getdents, what="the reader stuck in getdents64")
         return holder
 
-    def release(self, holder):
-        """Ends stall_fs: the reader's page fault fails, and it lets go of the lock."""
-        stall, reader, mnt = holder
+    @staticmethod
+    def stop_stall_fs(stall, mnt):
         if stall.poll() is None:
             stall.terminate()
             stall.wait(timeout=10)
         clear_mounts(mnt)
-        reader.wait(timeout=10)
         stall.stdout.close()
-        reader.stdout.close()
+
+    def release(self, holder):
+        """Ends stall_fs: the reader's page fault fails, and it lets go of the lock."""
+        stall, reader, mnt = holder
+        self.stop_stall_fs(stall, mnt)
+        reader.wait(timeout=10)
+        if not reader.stdout.closed:
+            reader.stdout.close()
 
     def test_a_held_folder_holds_up_neither_other_writes_nor_other_folders(self):
         gpu, fpga = self.fake_uuid("GPU"), self.fake_uuid("FPGA")
