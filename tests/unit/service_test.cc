@@ -28,6 +28,7 @@ class FlakyDriver : public Driver {
   explicit FlakyDriver(int devices = 2) : real_(MakeFakeDriver("testhost", devices)) {}
   std::string Name() const override { return "fake"; }
   Result<std::vector<DiscoveredDevice>> Discover() override {
+    ++discovers;
     auto all = real_->Discover();
     std::vector<DiscoveredDevice> shown;
     for (auto& d : *all) {
@@ -53,6 +54,7 @@ class FlakyDriver : public Driver {
   std::atomic<bool> fail_attach{false};
   std::atomic<bool> fail_detach{false};
   std::atomic<int> steps{0};
+  std::atomic<int> discovers{0};
   std::set<std::string> hidden;  // addresses Discover does not report
 
  private:
@@ -474,6 +476,19 @@ TEST_F(ServiceTest, EveryTransitionTheDaemonMakesIsAudited) {
   EXPECT_NE(text.find(who + " file=\"status\" old=\"available\\n\" new=\"offline\\n\""), std::string::npos) << text;
   EXPECT_NE(text.find(who + " file=\"status\" old=\"offline\\n\" new=\"available\\n\""), std::string::npos) << text;
   EXPECT_NE(text.find(who + " file=\"driver\" old=\"vfio-pci\\n\" new=\"nvidia\\n\""), std::string::npos) << text;
+}
+
+TEST_F(ServiceTest, PeriodicRescansStartAgainAfterAStop) {
+  // SIGHUP with a new --rescan-interval stops the rescanner and starts it again.
+  FlakyDriver* driver = OpenFlaky();
+  service_->StartRescans(std::chrono::milliseconds(20));
+  service_->StopRescans();
+  const int before = driver->discovers;
+  service_->StartRescans(std::chrono::milliseconds(20));
+  for (int i = 0; i < 250 && driver->discovers == before; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  service_->StopRescans();
+  EXPECT_GT(driver->discovers, before);
 }
 
 TEST_F(ServiceTest, ARefusalRacingAChangePublishesNothingOlder) {
