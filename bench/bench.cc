@@ -617,7 +617,7 @@ void MeasureRescans(const Options& o, cyborgfs::Json& report) {
       std::vector<double> ms;
       for (int r = 0; r < std::max(3, o.rounds); ++r) {
         const auto t = Clock::now();
-        if (cyborgfs::Status s = service.Rescan(); !s.ok()) Die(s.message());
+        if (cyborgfs::Status s = service.Rescan({}); !s.ok()) Die(s.message());
         ms.push_back(Micros(Clock::now() - t) / 1000);
       }
       std::sort(ms.begin(), ms.end());

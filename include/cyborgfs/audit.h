@@ -7,53 +7,33 @@
 //
 // (one line each). Strings are JSON strings (whatever a user wrote stays on
 // its line), values cut at 256 bytes. uid, pid and command name the process
-// whose request it was (the Caller); "uid=- pid=- command=\"cyborgfs\"" is
-// what the daemon does of its own (a rescan's changes: going offline, coming
-// back, a repair; an adoption), and "uid=- pid=- command=\"written back by
-// the kernel\"" a write the kernel made from a shared mapping's dirty pages
-// (it names no process). The lines go to the logger named "audit" when there is
+// whose request it was (the Caller; the command is read from /proc/PID/comm
+// when the line is written); "uid=- pid=- command=\"cyborgfs\"" is what the
+// daemon does of its own (a rescan's changes: going offline, coming back, a
+// repair; an adoption), "uid=- pid=- command=\"written back by the kernel\""
+// a write the kernel made from a shared mapping's dirty pages (it names no
+// process), and "uid=- pid=- command=\"api token\" address=\"...\"" a TCP client
+// of the API that showed its token. The lines go to the logger named "audit" when there is
 // one (src/app/logging.cc: the daemon's log plus an optional file), else to
 // the default logger.
 //
 // Thread safety: all functions may be called concurrently.
 #pragma once
 
-#include <cstdint>
 #include <string_view>
 
+#include "cyborgfs/caller.h"
 #include "cyborgfs/status.h"
 
-namespace cyborgfs {
+namespace cyborgfs::audit {
 
-// Who a request came from, as the kernel tells the front end.
-struct Caller {
-  uint32_t uid = 0;
-  int32_t pid = 0;
-};
-
-// While it lives, the calling thread works for `caller`: audit lines written
-// on this thread name it. Scopes nest; the innermost wins.
-class CallerScope {
- public:
-  explicit CallerScope(Caller caller);
-  ~CallerScope();
-  CallerScope(const CallerScope&) = delete;
-  CallerScope& operator=(const CallerScope&) = delete;
-
- private:
-  const Caller* outer_;
-  Caller caller_;
-};
-
-namespace audit {
-
-// `file` of `accelerator` (its uuid) changed from `before` to `after`; for
-// mkdir, rmdir, create and a driver's adoption, file names that operation and
-// the values are the name the accelerator got or had.
-void Changed(std::string_view accelerator, std::string_view file, std::string_view before, std::string_view after);
+// `file` of `accelerator` (its uuid) changed from `before` to `after`, at
+// `who`'s request; for mkdir, rmdir, create and a driver's adoption, file
+// names that operation and the values are the name the accelerator got or had.
+void Changed(const Caller& who, std::string_view accelerator, std::string_view file, std::string_view before,
+             std::string_view after);
 // A change of `file` of `accelerator` was refused because of `why`; for a
 // refused mkdir, accelerator is the name asked for, for a refused create "".
-void Refused(std::string_view accelerator, std::string_view file, const Status& why);
+void Refused(const Caller& who, std::string_view accelerator, std::string_view file, const Status& why);
 
-}  // namespace audit
-}  // namespace cyborgfs
+}  // namespace cyborgfs::audit

@@ -1,14 +1,17 @@
-// The accelerator service: the Cyborg accelerator API in the core's terms.
+// The accelerator service: the Cyborg accelerator API, for every front end.
 //
 // Service owns the accelerators in memory (loaded from the Store at Start and
-// written through on every change) and carries out each request: create,
-// write a file's value, attach, detach, remove, and reconcile with drivers.
-// It knows nothing of FUSE; src/fs maps files to these calls.
+// written through on every change) and carries out the Cyborg verbs: list and
+// get, create, set the spec, rename, attach, detach, remove, and rescan the
+// drivers. It knows nothing of files or HTTP: each front end (src/fs, src/api)
+// maps its requests to these calls, naming who asks (a Request's Caller).
 //
-// Every request either succeeds and is committed in the Store before it
-// returns, or fails with a Status, leaves the accelerator as it was, and
-// records the reason in the accelerator's `error` file (Accelerator::last_error)
-// and the log.
+// Every verb either succeeds, committed in the Store before it returns, and
+// returns the Change it made (also when it changed nothing: re-applying a
+// value is harmless), or fails with a Status, leaves the accelerator as it
+// was, and records the reason in the accelerator's `error` file
+// (Accelerator::last_error) and the audit trail, worded with the request's
+// label ("spec: line 3, column 5: ...").
 //
 // Thread safety: all public methods may be called concurrently. Changes to one
 // accelerator are serialized (a per-accelerator lock, held across driver
@@ -35,6 +38,7 @@
 
 #include "cyborgfs/accelerator.h"
 #include "cyborgfs/attributes.h"
+#include "cyborgfs/caller.h"
 #include "cyborgfs/driver.h"
 #include "cyborgfs/status.h"
 #include "cyborgfs/store.h"
@@ -42,25 +46,46 @@
 
 namespace cyborgfs {
 
-class DocumentBuffer;
-
 class Service {
  public:
   using Snapshot = std::shared_ptr<const Accelerator>;
 
-  // Called after every published change: an accelerator added (before is
-  // null), changed, or removed (after is null). It runs on the changing
-  // thread, possibly with that accelerator's op lock held, so it must not
-  // block nor call back into the Service's changing methods.
+  // One request of a front end.
+  struct Request {
+    Caller caller;  // who asks: the audit trail names it
+    // The front end asking (any address of its own): its listener is not told
+    // of the changes this request makes, since the verb returns them.
+    const void* origin = nullptr;
+    // How the request names itself in `error` and the audit trail; empty:
+    // the verb's own file (spec, name, attach, rmdir, create).
+    std::string label;
+  };
+
+  // What a verb did: the record before and after (null before a create,
+  // after a remove; the same snapshot when nothing changed) and the files
+  // whose content changed.
+  struct Change {
+    Snapshot before;
+    Snapshot after;
+    std::vector<Attr> files;
+    bool changed() const { return before != after; }
+    bool renamed() const { return !before || !after || before->name != after->name; }
+  };
+
+  // Told of every published change a verb does not return to its caller: the
+  // daemon's own (rescans, adoptions) and those of other front ends. It runs
+  // on the changing thread, possibly with that accelerator's op lock held, so
+  // it must not block nor call back into the Service's changing methods.
+  // `origin` is the front end whose request made it (null: the daemon's).
   using Listener = std::function<void(const Snapshot& before, const Snapshot& after)>;
 
   // `host` is this host's name: the only host a driver can attach to.
   Service(Store& store, std::vector<std::unique_ptr<Driver>> drivers, std::string host);
   ~Service();
 
-  // Sets the one listener of changes (the FUSE adapter's cache invalidation).
+  // Adds a listener of changes for front end `origin` (one per front end).
   // Call it before other threads use the Service (Start() may come first).
-  void SetListener(Listener listener) { listener_ = std::move(listener); }
+  void AddListener(const void* origin, Listener listener);
 
   // Loads the store and reconciles it with what the drivers discover: new
   // devices are added, known ones come back online, ones no longer reported
@@ -105,10 +130,11 @@ class Service {
 
   // Plans and applies: calls a driver only for the steps above, commits every
   // change of the plan in one transaction (none when the plan is empty),
-  // and audits each change. Returns once it is applied; concurrent calls run
-  // one after the other. A record changed by a request after it was planned
-  // is left for the next rescan.
-  Status Rescan();
+  // and audits each change (as `request`'s). Returns once it is applied;
+  // concurrent calls run one after the other. A record changed by a request
+  // after it was planned is left for the next rescan. Every listener is told
+  // of its changes, whoever asked.
+  Status Rescan(const Request& request);
 
   // Rescans every `interval` on a thread of its own until StopRescans() (the
   // destructor stops it too). An interval of 0 means never.
@@ -126,11 +152,7 @@ class Service {
   // commit of many changes counts once).
   uint64_t StoreCommits() const { return store_.Commits(); }
 
-  // A write(2) of the `rescan` file: "1" (a trailing newline allowed) runs
-  // Rescan(); anything else is kInvalid.
-  Status WriteRescan(std::string_view data);
-
-  // --- reading: snapshots, never blocked by a writer ------------------------
+  // --- GET: snapshots, never blocked by a writer -------------------------------
   Snapshot FindById(int64_t id) const;
   Snapshot FindByUuid(std::string_view uuid) const;
   Snapshot FindByName(std::string_view name) const;
@@ -138,39 +160,50 @@ class Service {
   // At most `limit` accelerators with an id above `after_id`, ordered by id.
   std::vector<Snapshot> ListAfter(int64_t after_id, size_t limit) const;
 
-  // --- POST /accelerators ---------------------------------------------------
-  // mkdir accelerators/<uuid>: name = uuid, spec {}, available.
-  // kInvalid unless `uuid` is lowercase canonical; kExists if taken.
-  Status CreateWithUuid(const std::string& uuid);
+  // --- the changes ------------------------------------------------------------
+  // Where a verb takes `bytes`, they are the value as the user wrote it (kept
+  // and shown as written: "what you write is what you read"); nullopt: it is
+  // shown canonically. kNotFound when there is no accelerator `id`.
 
-  // A write(2) of the `create` file: the Cyborg POST body, possibly in several
-  // writes (see DocumentBuffer). The accelerator exists when the write that
-  // completes the body returns; an incomplete body waits for the rest until
-  // a write at offset 0 starts a new one. kInvalid bad body, kExists name or
-  // uuid taken, kTooLarge over kMaxDocumentBytes.
-  Status WriteCreate(uint64_t offset, std::string_view data);
+  // POST /accelerators: a new accelerator named `body.name`, with `body.uuid`
+  // or a random one; spec {}, available. kExists if the uuid or name is taken.
+  Result<Change> Create(const CreateRequest& body, const Request& request);
 
-  // --- a file of an accelerator ---------------------------------------------
-  // A write(2) of `attr` of accelerator `id`; see the README for each file.
-  // kAccessDenied for read-only files; kNotFound if the accelerator is gone.
-  // A document left incomplete waits for the rest (until a write at offset 0
-  // starts a new one) and the error file says so: no close(2) reports it,
-  // since opens and closes never reach the daemon.
-  Status Write(int64_t id, Attr attr, uint64_t offset, std::string_view data);
+  // PUT /accelerators/{uuid}/acc_specs: `spec` (ValidateSpec) becomes the
+  // accelerator's acc_specs. kInvalid for a bad spec; kBusy when
+  // `expected_generation` is given and is not the record's generation (it
+  // was changed meanwhile).
+  Result<Change> SetSpec(int64_t id, const Json& spec, std::optional<std::string> bytes,
+                         std::optional<int64_t> expected_generation, const Request& request);
 
-  // ftruncate(2) of `attr`: resizes a document being written (see
-  // DocumentBuffer); otherwise, and for text files, changes nothing.
-  Status Truncate(int64_t id, Attr attr, uint64_t size);
+  // A new name (ValidateName); kExists if it is taken.
+  Result<Change> Rename(int64_t id, const std::string& name, std::optional<std::string> bytes, const Request& request);
 
-  // rename(2) of a scratch file called `source` over `attr`: `content`
-  // replaces the value, with the validation and effects of one write of the
-  // whole. A value that is invalid or too large is kInvalid (rename(2) has
-  // no "too large"); kAccessDenied for read-only files.
-  Status Replace(int64_t id, Attr attr, const std::string& content, const std::string& source);
+  // PUT /accelerators/{uuid}: attached to `target`, through the accelerator's
+  // driver (if it has one). Attaching to the target it has changes nothing,
+  // unless it is in the error state: then it is attached again (a failed
+  // restore retried, a pending detach cancelled). kBusy attached elsewhere,
+  // kNoDevice offline, kInvalid a target the driver cannot serve, kIoError
+  // the driver failed (nothing left behind).
+  Result<Change> Attach(int64_t id, const AttachTarget& target, std::optional<std::string> bytes,
+                        const Request& request);
 
-  // --- rmdir accelerators/<uuid> ---------------------------------------------
-  // kBusy while attached or still reported by a driver; kNotFound.
-  Status Remove(int64_t id);
+  // DELETE /accelerators/{uuid}: detached. Detaching a detached accelerator
+  // changes nothing. A detach the driver fails is kIoError, and committed as
+  // the error state (the attachment kept; a rescan retries it).
+  Result<Change> Detach(int64_t id, const Request& request);
+
+  // Removes the record. kBusy while attached or still reported by a driver.
+  Result<Change> Remove(int64_t id, const Request& request);
+
+  // A request the front end refused itself (a bad write(2), an unparsable
+  // body) concerning accelerator `id`: recorded in its error file and the
+  // audit trail, worded with the request's label. Returns `why` so worded.
+  Status Refuse(int64_t id, Status why, const Request& request);
+  // Sets the error file of accelerator `id` to `text` (no audit line): what
+  // a front end says of a request it has not finished (a document being
+  // written in several writes).
+  void Explain(int64_t id, const std::string& text);
 
  private:
   struct Slot;
@@ -188,28 +221,29 @@ class Service {
   Result<Locked> Lock(int64_t id);
   Driver* DriverOf(const Accelerator& a) const;
 
-  // REQUIRES: the slot's op lock is held for the changes below.
-  Status WriteText(const Accelerator& current, Attr attr, std::string_view data);
-  // Changes the spec buffer of `id` by `change` and applies the document it
-  // completes; the write's or truncate's result, recorded when refused.
-  template <typename Change>
-  Status ChangeSpec(int64_t id, Attr attr, Change change);
-  Status ApplyName(const Accelerator& current, std::string_view bytes);
-  Status ApplyAttach(const Accelerator& current, std::string_view bytes);
-  Status ApplySpec(const Accelerator& current, const std::string& bytes, const Json& spec);
-  Status ReplaceSpec(const Accelerator& current, const std::string& content);
-  Status Detach(const Accelerator& current);
+  // Runs `change` on accelerator `id` with its op lock held; a refusal is
+  // recorded (Reject) under the request's label, or `what` without one.
+  template <typename Apply>
+  Result<Change> Modify(int64_t id, const char* what, const Request& request, Apply apply);
+  // The verbs' steps. REQUIRES: the op lock of `current`.
+  Result<Change> ApplyAttach(const Accelerator& current, const AttachTarget& target, std::optional<std::string> bytes,
+                             const Request& request);
+  Result<Change> ApplyDetach(const Accelerator& current, const Request& request);
+  // No change: `current` before and after.
+  Change Unchanged(const Snapshot& current) const { return Change{current, current, {}}; }
   // Stores and publishes `next` as the successor of `current`, and audits
-  // it: `audited` is the file whose value the request set; without it (the
-  // daemon's own changes) the line names the first file whose content
-  // changed. REQUIRES: the op lock of `current`.
-  Status Commit(const Accelerator& current, Accelerator next, std::optional<Attr> audited = std::nullopt);
+  // it as `who`'s: `audited` is the file whose value the request set; without
+  // it the line names the first file whose content changed. `origin`'s
+  // listener is not told (the change is returned to it). REQUIRES: the op
+  // lock of `current`.
+  Result<Change> Commit(const Accelerator& current, Accelerator next, const Request& request,
+                        std::optional<Attr> audited = std::nullopt);
   // What Commit does to `next` before storing it (the generation, the time,
   // the error file cleared; the lifecycle's invariants checked in debug builds).
   void Prepare(const Accelerator& current, Accelerator& next) const;
   // Records `why` (prefixed with `what`, e.g. "spec") in the error file and
   // the audit trail, and returns it. REQUIRES: `locked` is held.
-  Status Reject(const Locked& locked, const std::string& what, Status why);
+  Status Reject(const Locked& locked, const std::string& what, Status why, const Caller& who);
   // Sets the error file of the locked accelerator to `text`.
   void SetLastError(const Locked& locked, const std::string& text);
 
@@ -223,35 +257,30 @@ class Service {
   RescanPlan::Step StepFor(const Accelerator& record, Driver& driver, const DiscoveredDevice& device) const;
   // Carries out `update`'s host step on `next` (already Settled).
   void RunHostStep(const RescanPlan::Update& update, Accelerator& next);
-  Status ApplyPlan(const RescanPlan& plan);
+  Status ApplyPlan(const RescanPlan& plan, const Caller& who);
   void RefreshFacts(Driver& driver, Accelerator& a);
-  // Stores and publishes a new accelerator; `how` it came (mkdir, create, ...) is audited.
-  Status Insert(Accelerator accelerator, std::string_view how);
-  Status CreateFrom(const Json& body);  // a complete create body
   std::string UnusedName(const std::string& wanted, const std::set<std::string>& also_taken = {}) const;
 
   // Replaces the accelerator's snapshot (a new revision) and tells the
-  // listener. A snapshot of an older generation than the published one is
-  // refused (logged): every publish of a record is ordered with its changes.
-  // REQUIRES: mu_ not held; the record's op lock held (or the record new).
-  void Publish(Accelerator accelerator);
-  void Unpublish(const Snapshot& accelerator);
+  // listeners but `origin`'s. A snapshot of an older generation than the
+  // published one is refused (logged; null returned): every publish of a
+  // record is ordered with its changes. REQUIRES: mu_ not held; the record's
+  // op lock held (or the record new).
+  Snapshot Publish(Accelerator accelerator, const void* origin = nullptr);
+  void Unpublish(const Snapshot& accelerator, const void* origin);
+  void Tell(const void* origin, const Snapshot& before, const Snapshot& after) const;
 
   Store& store_;
   std::vector<std::unique_ptr<Driver>> drivers_;
   const std::string host_;
 
-  Listener listener_;
+  std::vector<std::pair<const void*, Listener>> listeners_;
   std::atomic<uint64_t> revisions_{0};
   mutable std::shared_mutex mu_;  // guards the three indexes
   std::map<int64_t, Entry> by_id_;
   // Keyed by views of the published snapshot's uuid and name (by_id_ holds it).
   std::unordered_map<std::string_view, int64_t> by_uuid_;
   std::unordered_map<std::string_view, int64_t> by_name_;
-
-  std::mutex create_mu_;  // serializes writes of the create file
-  std::unique_ptr<DocumentBuffer> create_writes_;
-  std::string last_create_body_;  // REQUIRES: create_mu_
 
   std::mutex rescan_mu_;  // one rescan at a time
   mutable std::mutex report_mu_;

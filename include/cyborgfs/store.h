@@ -29,6 +29,7 @@
 // connection, one at a time.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -132,6 +133,8 @@ class Store {
   sqlite3_stmt* Cached(const std::string& sql);
 
   std::recursive_mutex mu_;  // the connection
+  // The thread running an InTransaction() body, whose changes join it.
+  std::atomic<std::thread::id> transaction_thread_{};
   sqlite3* db_;
   const int lock_fd_;  // holds the flock
   const std::string path_;

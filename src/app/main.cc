@@ -25,7 +25,7 @@
 #include <memory>
 #include <thread>
 
-#include "../fs/filesystem.h"
+#include "filesystem.h"
 #include "cyborgfs/drivers.h"
 #include "cyborgfs/service.h"
 #include "cyborgfs/store.h"

@@ -11,8 +11,6 @@
 namespace cyborgfs {
 namespace {
 
-thread_local const Caller* current = nullptr;
-
 constexpr size_t kMaxValueBytes = 256;
 
 // `value` as a JSON string, cut at kMaxValueBytes (and said so).
@@ -34,20 +32,26 @@ std::string Now() {
 }
 
 // The process's command name (/proc/PID/comm), as ps shows it.
-std::string CommandOf(int32_t pid) {
+std::string CommandOf(pid_t pid) {
   std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
   std::string name;
   std::getline(comm, name);
   return name.empty() ? "?" : name;
 }
 
-std::string Who() {
-  if (!current) return "uid=- pid=- command=\"cyborgfs\"";
-  // The kernel writes dirty pages of a shared mapping back on its own: the
-  // request names no process (and no user), whoever wrote the memory.
-  if (current->pid == 0) return "uid=- pid=- command=\"written back by the kernel\"";
-  return "uid=" + std::to_string(current->uid) + " pid=" + std::to_string(current->pid) +
-         " command=" + Quoted(CommandOf(current->pid));
+std::string Who(const Caller& who) {
+  switch (who.kind) {
+    case Caller::Kind::kDaemon:
+      return "uid=- pid=- command=\"cyborgfs\"";
+    case Caller::Kind::kKernelWriteback:  // the request names no process (and no user)
+      return "uid=- pid=- command=\"written back by the kernel\"";
+    case Caller::Kind::kToken:
+      return "uid=- pid=- command=\"api token\" address=" + Quoted(who.address);
+    case Caller::Kind::kProcess:
+      break;
+  }
+  return "uid=" + std::to_string(who.uid) + " pid=" + std::to_string(who.pid) +
+         " command=" + Quoted(CommandOf(who.pid));
 }
 
 void Write(const std::string& line) {
@@ -57,18 +61,16 @@ void Write(const std::string& line) {
 
 }  // namespace
 
-CallerScope::CallerScope(Caller caller) : outer_(current), caller_(caller) { current = &caller_; }
-CallerScope::~CallerScope() { current = outer_; }
-
 namespace audit {
 
-void Changed(std::string_view accelerator, std::string_view file, std::string_view before, std::string_view after) {
-  Write(Who() + " accelerator=" + Quoted(accelerator) + " file=" + Quoted(file) + " old=" + Quoted(before) +
+void Changed(const Caller& who, std::string_view accelerator, std::string_view file, std::string_view before,
+             std::string_view after) {
+  Write(Who(who) + " accelerator=" + Quoted(accelerator) + " file=" + Quoted(file) + " old=" + Quoted(before) +
         " new=" + Quoted(after));
 }
 
-void Refused(std::string_view accelerator, std::string_view file, const Status& why) {
-  Write(Who() + " accelerator=" + Quoted(accelerator) + " file=" + Quoted(file) + " error=" + Quoted(why.message()));
+void Refused(const Caller& who, std::string_view accelerator, std::string_view file, const Status& why) {
+  Write(Who(who) + " accelerator=" + Quoted(accelerator) + " file=" + Quoted(file) + " error=" + Quoted(why.message()));
 }
 
 }  // namespace audit

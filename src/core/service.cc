@@ -17,13 +17,11 @@
 #include "cyborgfs/audit.h"
 #include "cyborgfs/lifecycle.h"
 #include "cyborgfs/values.h"
-#include "document_buffer.h"
 
 namespace cyborgfs {
 
 struct Service::Slot {
-  std::mutex op;               // held for every change of this accelerator
-  DocumentBuffer spec_writes;  // REQUIRES: op
+  std::mutex op;  // held for every change of this accelerator
 };
 
 namespace {
@@ -48,10 +46,11 @@ void DeriveColumns(Accelerator& a) {
 }  // namespace
 
 Service::Service(Store& store, std::vector<std::unique_ptr<Driver>> drivers, std::string host)
-    : store_(store),
-      drivers_(std::move(drivers)),
-      host_(std::move(host)),
-      create_writes_(std::make_unique<DocumentBuffer>(DocumentBuffer::kQuiet, DuplicateKeys::kRefused)) {}
+    : store_(store), drivers_(std::move(drivers)), host_(std::move(host)) {}
+
+void Service::AddListener(const void* origin, Listener listener) {
+  listeners_.emplace_back(origin, std::move(listener));
+}
 
 Service::~Service() { StopRescans(); }
 
@@ -121,7 +120,7 @@ Driver* Service::DriverOf(const Accelerator& a) const {
 
 // --- publishing --------------------------------------------------------------
 
-void Service::Publish(Accelerator accelerator) {
+Service::Snapshot Service::Publish(Accelerator accelerator, const void* origin) {
   Snapshot before;
   Snapshot after;
   {
@@ -131,7 +130,7 @@ void Service::Publish(Accelerator accelerator) {
     if (before && accelerator.generation < before->generation) {
       spdlog::error("internal error: accelerator {}: a snapshot of generation {} was not published over generation {}",
                     accelerator.uuid, accelerator.generation, before->generation);
-      return;
+      return nullptr;
     }
     accelerator.revision = ++revisions_;
     after = std::make_shared<const Accelerator>(std::move(accelerator));
@@ -143,17 +142,24 @@ void Service::Publish(Accelerator accelerator) {
     by_name_.emplace(after->name, after->id);
     entry.accelerator = after;
   }
-  if (listener_) listener_(before, after);
+  Tell(origin, before, after);
+  return after;
 }
 
-void Service::Unpublish(const Snapshot& accelerator) {
+void Service::Unpublish(const Snapshot& accelerator, const void* origin) {
   {
     std::unique_lock lock(mu_);
     by_uuid_.erase(accelerator->uuid);
     by_name_.erase(accelerator->name);
     by_id_.erase(accelerator->id);
   }
-  if (listener_) listener_(accelerator, nullptr);
+  Tell(origin, accelerator, nullptr);
+}
+
+void Service::Tell(const void* origin, const Snapshot& before, const Snapshot& after) const {
+  for (const auto& [listener_origin, listener] : listeners_) {
+    if (!origin || listener_origin != origin) listener(before, after);
+  }
 }
 
 void Service::Prepare(const Accelerator& current, Accelerator& next) const {
@@ -179,28 +185,44 @@ std::optional<Attr> FirstChange(const Accelerator& before, const Accelerator& af
   return std::nullopt;
 }
 
-void AuditChange(const Accelerator& before, const Accelerator& after, std::optional<Attr> file) {
+void AuditChange(const Caller& who, const Accelerator& before, const Accelerator& after, std::optional<Attr> file) {
   if (!file) file = FirstChange(before, after);
   if (!file) return;
   const AttrInfo& info = AttributeInfo(*file);
-  audit::Changed(before.uuid, info.name, info.render(before), info.render(after));
+  audit::Changed(who, before.uuid, info.name, info.render(before), info.render(after));
 }
 
 }  // namespace
 
-Status Service::Commit(const Accelerator& current, Accelerator next, std::optional<Attr> audited) {
+Result<Service::Change> Service::Commit(const Accelerator& current, Accelerator next, const Request& request,
+                                        std::optional<Attr> audited) {
   Prepare(current, next);
   if (Status s = store_.Update(next); !s.ok()) return s;
-  AuditChange(current, next, audited);
-  Publish(std::move(next));
-  return Status::Ok();
+  AuditChange(request.caller, current, next, audited);
+  Change change;
+  change.before = FindById(current.id);
+  for (const AttrInfo& info : Attributes()) {
+    if (info.render(current) != info.render(next)) change.files.push_back(info.attr);
+  }
+  change.after = Publish(std::move(next), request.origin);
+  return change;
 }
 
-Status Service::Reject(const Locked& locked, const std::string& what, Status why) {
+Status Service::Reject(const Locked& locked, const std::string& what, Status why, const Caller& who) {
   why = why.Prefixed(what);
-  audit::Refused(locked.current->uuid, what, why);
+  audit::Refused(who, locked.current->uuid, what, why);
   SetLastError(locked, why.message());
   return why;
+}
+
+Status Service::Refuse(int64_t id, Status why, const Request& request) {
+  auto locked = Lock(id);
+  if (!locked.ok()) return why.Prefixed(request.label);
+  return Reject(*locked, request.label, std::move(why), request.caller);
+}
+
+void Service::Explain(int64_t id, const std::string& text) {
+  if (auto locked = Lock(id); locked.ok()) SetLastError(*locked, text);
 }
 
 void Service::SetLastError(const Locked& locked, const std::string& text) {
@@ -213,169 +235,96 @@ void Service::SetLastError(const Locked& locked, const std::string& text) {
 
 // --- creating ----------------------------------------------------------------
 
-Status Service::Insert(Accelerator accelerator, std::string_view how) {
-  accelerator.created_at = accelerator.updated_at = Now();
-  DeriveColumns(accelerator);
-  if (Status s = store_.Insert(accelerator); !s.ok()) return s;
-  audit::Changed(accelerator.uuid, how, "", accelerator.name);
-  Publish(std::move(accelerator));
-  return Status::Ok();
-}
-
-Status Service::CreateWithUuid(const std::string& uuid) {
+Result<Service::Change> Service::Create(const CreateRequest& body, const Request& request) {
+  const std::string what = request.label.empty() ? "create" : request.label;
+  Accelerator a;
+  a.uuid = body.uuid.value_or(RandomUuid());
+  a.name = body.name;
   auto refuse = [&](Status why) {
-    audit::Refused(uuid, "mkdir", why);
+    audit::Refused(request.caller, body.uuid.value_or(""), what, why);
     return why;
   };
-  if (!IsCanonicalUuid(uuid)) {
-    return refuse(Status::Invalid("\"" + uuid + "\" is not a lowercase canonical uuid (8-4-4-4-12 hex digits)"));
-  }
-  if (FindByUuid(uuid)) return refuse(Status::Exists("uuid " + uuid + " exists"));
-  if (FindByName(uuid)) return refuse(Status::Exists("name \"" + uuid + "\" is taken"));
-  Accelerator a;
-  a.uuid = uuid;
-  a.name = uuid;
-  return Insert(std::move(a), "mkdir");
+  if (Status s = ValidateName(a.name); !s.ok()) return refuse(s.Prefixed("\"name\""));
+  if (FindByUuid(a.uuid)) return refuse(Status::Exists("uuid " + a.uuid + " exists"));
+  if (FindByName(a.name)) return refuse(Status::Exists("name \"" + a.name + "\" is taken"));
+  a.created_at = a.updated_at = Now();
+  DeriveColumns(a);
+  if (Status s = store_.Insert(a); !s.ok()) return refuse(s);  // a race lost: the store's constraints say so
+  audit::Changed(request.caller, a.uuid, what, "", a.name);
+  Change change;
+  change.after = Publish(std::move(a), request.origin);
+  for (const AttrInfo& info : Attributes()) change.files.push_back(info.attr);
+  return change;
 }
 
-Status Service::WriteCreate(uint64_t offset, std::string_view data) {
-  std::lock_guard lock(create_mu_);
-  // Like a regular file, create holds what was written last (it reads as empty).
-  auto added = create_writes_->Add(offset, data, last_create_body_);
-  Status result = added.status();
-  if (added.ok()) {
-    if (!*added) return Status::Ok();
-    last_create_body_ = (*added)->bytes;
-    if ((*added)->repeat) return Status::Ok();
-    result = CreateFrom((*added)->document);
-    if (!result.ok()) create_writes_->Drop();  // the same body may be retried
-  }
+// --- changing an accelerator ---------------------------------------------------
+
+template <typename Apply>
+Result<Service::Change> Service::Modify(int64_t id, const char* what, const Request& request, Apply apply) {
+  auto locked = Lock(id);
+  if (!locked.ok()) return locked.status();
+  Result<Change> result = apply(*locked);
   if (result.ok()) return result;
-  audit::Refused("", "create", result.Prefixed("create"));
-  return result.Prefixed("create");
+  return Reject(*locked, request.label.empty() ? what : request.label, result.status(), request.caller);
 }
 
-Status Service::CreateFrom(const Json& body) {
-  auto request = ParseCreateRequest(body);
-  if (!request.ok()) return request.status();
-  Accelerator a;
-  a.uuid = request->uuid.value_or(RandomUuid());
-  a.name = request->name;
-  if (FindByUuid(a.uuid)) return Status::Exists("uuid " + a.uuid + " exists");
-  if (FindByName(a.name)) return Status::Exists("name \"" + a.name + "\" is taken");
-  return Insert(std::move(a), "create");
+Result<Service::Change> Service::SetSpec(int64_t id, const Json& spec, std::optional<std::string> bytes,
+                                         std::optional<int64_t> expected_generation, const Request& request) {
+  return Modify(id, "spec", request, [&](const Locked& locked) -> Result<Change> {
+    const Accelerator& current = *locked.current;
+    if (expected_generation && *expected_generation != current.generation) {
+      return Status::Busy("another request changed the accelerator meanwhile (generation " +
+                          std::to_string(current.generation) + ", not " + std::to_string(*expected_generation) + ")");
+    }
+    if (Status s = ValidateSpec(spec); !s.ok()) return s;
+    Accelerator next = current;
+    next.spec = spec.dump();
+    next.spec_bytes = std::move(bytes);
+    if (next.spec == current.spec && next.spec_bytes == current.spec_bytes) return Unchanged(locked.current);
+    DeriveColumns(next);
+    return Commit(current, std::move(next), request, Attr::kSpec);
+  });
 }
 
-// --- writing files -----------------------------------------------------------
-
-Status Service::Write(int64_t id, Attr attr, uint64_t offset, std::string_view data) {
-  const WriteKind kind = AttributeInfo(attr).write;
-  if (kind == WriteKind::kReadOnly)
-    return Status::AccessDenied(std::string(AttributeInfo(attr).name) + " is read-only");
-  if (kind == WriteKind::kDocument) {
-    return ChangeSpec(id, attr,
-                      [&](DocumentBuffer& buffer, std::string_view old) { return buffer.Add(offset, data, old); });
-  }
-  auto locked = Lock(id);
-  if (!locked.ok()) return locked.status();
-  Status result = WriteText(*locked->current, attr, data);
-  return result.ok() ? result : Reject(*locked, AttributeInfo(attr).name, result);
+Result<Service::Change> Service::Rename(int64_t id, const std::string& name, std::optional<std::string> bytes,
+                                        const Request& request) {
+  return Modify(id, "name", request, [&](const Locked& locked) -> Result<Change> {
+    const Accelerator& current = *locked.current;
+    if (Status s = ValidateName(name); !s.ok()) return s;
+    if (bytes == name + "\n") bytes.reset();  // the canonical text: nothing to keep
+    if (name == current.name && bytes == current.name_bytes) return Unchanged(locked.current);
+    if (name != current.name && FindByName(name)) return Status::Exists("name \"" + name + "\" is taken");
+    Accelerator next = current;
+    next.name = name;
+    next.name_bytes = std::move(bytes);
+    return Commit(current, std::move(next), request, Attr::kName);
+  });
 }
 
-Status Service::Truncate(int64_t id, Attr attr, uint64_t size) {
-  if (AttributeInfo(attr).write != WriteKind::kDocument) return Status::Ok();
-  return ChangeSpec(id, attr, [&](DocumentBuffer& buffer, std::string_view old) { return buffer.Truncate(size, old); });
+Result<Service::Change> Service::Attach(int64_t id, const AttachTarget& target, std::optional<std::string> bytes,
+                                        const Request& request) {
+  return Modify(id, "attach", request,
+                [&](const Locked& locked) { return ApplyAttach(*locked.current, target, std::move(bytes), request); });
 }
 
-template <typename Change>
-Status Service::ChangeSpec(int64_t id, Attr attr, Change change) {
-  auto locked = Lock(id);
-  if (!locked.ok()) return locked.status();
-  const Accelerator& current = *locked->current;
-  DocumentBuffer& buffer = locked->slot->spec_writes;
-  auto outcome = change(buffer, AttributeInfo(attr).render(current));
-  Status result = outcome.status();
-  if (outcome.ok()) result = *outcome ? ApplySpec(current, (*outcome)->bytes, (*outcome)->document) : Status::Ok();
-  if (!result.ok()) return Reject(*locked, AttributeInfo(attr).name, result);
-  // No close(2) can tell the writer of an incomplete document: the error file does.
-  const std::string waiting = std::string(AttributeInfo(attr).name) +
-                              ": waiting for the rest, the value is unchanged (what was written is "
-                              "forgotten " +
-                              std::to_string(DocumentBuffer::kQuiet.count() / 1000) + " s after the last write): ";
-  if (auto pending = buffer.Pending()) {
-    SetLastError(*locked, waiting + pending->message());
-  } else if (Snapshot now = FindById(id); now && now->last_error.rfind(waiting, 0) == 0) {
-    SetLastError(*locked, "");
-  }
-  return result;
-}
-
-Status Service::Replace(int64_t id, Attr attr, const std::string& content, const std::string& source) {
-  const AttrInfo& info = AttributeInfo(attr);
-  const std::string what = std::string(info.name) + " (renamed from " + source + ")";
-  auto locked = Lock(id);
-  if (!locked.ok()) return locked.status();
-  if (info.write == WriteKind::kReadOnly) return Reject(*locked, what, Status::AccessDenied("the file is read-only"));
-  Status result = info.write == WriteKind::kText ? WriteText(*locked->current, attr, content)
-                                                 : ReplaceSpec(*locked->current, content);
-  if (result.code() == Code::kTooLarge) result = Status::Invalid(result.message());
-  return result.ok() ? result : Reject(*locked, what, result);
-}
-
-Status Service::ReplaceSpec(const Accelerator& current, const std::string& content) {
-  if (content.size() > kMaxDocumentBytes) {
-    return Status::TooLarge("document of " + std::to_string(content.size()) + " bytes, at most " +
-                            std::to_string(kMaxDocumentBytes) + " are allowed");
-  }
-  ParsedDocument parsed = ParseJsonDocument(content);
-  if (parsed.state == DocumentState::kIncomplete) return parsed.error.Prefixed("incomplete JSON document");
-  if (parsed.state == DocumentState::kInvalid) return parsed.error;
-  return ApplySpec(current, content, parsed.value);
-}
-
-Status Service::WriteText(const Accelerator& current, Attr attr, std::string_view data) {
-  if (data.size() > kMaxTextBytes) {
-    return Status::TooLarge("value of " + std::to_string(data.size()) + " bytes, at most " +
-                            std::to_string(kMaxTextBytes) + " are allowed");
-  }
-  return attr == Attr::kName ? ApplyName(current, data) : ApplyAttach(current, data);
-}
-
-Status Service::ApplyName(const Accelerator& current, std::string_view bytes) {
-  const std::string name(StripNewline(bytes));
-  if (Status s = ValidateName(name); !s.ok()) return s;
-  if (name == current.name && bytes == AttributeInfo(Attr::kName).render(current)) return Status::Ok();
-  if (name != current.name && FindByName(name)) return Status::Exists("name \"" + name + "\" is taken");
-  Accelerator next = current;
-  next.name = name;
-  next.name_bytes = std::string(bytes);
-  return Commit(current, std::move(next), Attr::kName);
-}
-
-Status Service::ApplySpec(const Accelerator& current, const std::string& bytes, const Json& spec) {
-  if (Status s = ValidateSpec(spec); !s.ok()) return s;
-  Accelerator next = current;
-  next.spec = spec.dump();
-  next.spec_bytes = bytes;
-  if (next.spec == current.spec && next.spec_bytes == current.spec_bytes) return Status::Ok();
-  DeriveColumns(next);
-  return Commit(current, std::move(next), Attr::kSpec);
+Result<Service::Change> Service::Detach(int64_t id, const Request& request) {
+  return Modify(id, "attach", request, [&](const Locked& locked) { return ApplyDetach(*locked.current, request); });
 }
 
 // An attach to the target the record has is a no-op, unless the record is in
 // the error state: then it is attached again through the driver (a failed
 // restore retried, a pending detach cancelled).
-Status Service::ApplyAttach(const Accelerator& current, std::string_view bytes) {
-  auto parsed = ParseAttach(bytes);
-  if (!parsed.ok()) return parsed.status();
-  if (!*parsed) return Detach(current);
-  AttachTarget target = **parsed;
+Result<Service::Change> Service::ApplyAttach(const Accelerator& current, const AttachTarget& wanted,
+                                             std::optional<std::string> bytes, const Request& request) {
+  AttachTarget target = wanted;
   target.spec = current.spec;
+  if (bytes == target.ToString() + "\n") bytes.reset();  // the canonical text: nothing to keep
   Accelerator next = current;
-  next.attach_bytes = std::string(bytes);
+  next.attach_bytes = std::move(bytes);
   const bool same = current.attachment == target.ToString();
   if (same && current.state != State::kError) {
-    return next.attach_bytes == current.attach_bytes ? Status::Ok() : Commit(current, std::move(next), Attr::kAttach);
+    if (next.attach_bytes == current.attach_bytes) return Unchanged(FindById(current.id));
+    return Commit(current, std::move(next), request, Attr::kAttach);
   }
   if (!same && !current.attachment.empty()) {
     return Status::Busy("attached to " + current.attachment + "; detach it first (echo > attach)");
@@ -393,15 +342,15 @@ Status Service::ApplyAttach(const Accelerator& current, std::string_view bytes) 
   }
   if (Status s = Transition(next, Event::kAttach, &target, handle); !s.ok()) return s;
   std::string memory = next.driver_memory;
-  Status committed = Commit(current, std::move(next), Attr::kAttach);
+  auto committed = Commit(current, std::move(next), request, Attr::kAttach);
   if (!committed.ok() && driver && !same) (void)driver->Detach(current.driver_address, memory);  // host side back
   return committed;
 }
 
 // A detach the driver fails is committed as the error state (detaching: a
 // rescan retries it) and returned; the attachment is kept until it works.
-Status Service::Detach(const Accelerator& current) {
-  if (current.attachment.empty()) return Status::Ok();
+Result<Service::Change> Service::ApplyDetach(const Accelerator& current, const Request& request) {
+  if (current.attachment.empty()) return Unchanged(FindById(current.id));
   Accelerator next = current;
   Driver* driver = current.state == State::kOffline ? nullptr : DriverOf(current);
   if (driver) {
@@ -410,35 +359,36 @@ Status Service::Detach(const Accelerator& current) {
     if (!detached.ok()) {
       detached = detached.Prefixed("driver " + driver->Name());
       if (Status s = Transition(next, Event::kDetachFailed); !s.ok()) return s;
-      if (Status s = Commit(current, std::move(next)); !s.ok()) {
-        spdlog::error("accelerator {}: recording the failed detach failed: {}", current.uuid, s.message());
-        return Status::IoError(detached.message() + "; recording it failed too: " + s.message());
+      if (auto c = Commit(current, std::move(next), request); !c.ok()) {
+        spdlog::error("accelerator {}: recording the failed detach failed: {}", current.uuid, c.status().message());
+        return Status::IoError(detached.message() + "; recording it failed too: " + c.status().message());
       }
       return detached;
     }
   }
   if (Status s = Transition(next, Event::kDetach); !s.ok()) return s;
-  return Commit(current, std::move(next), Attr::kAttach);
+  return Commit(current, std::move(next), request, Attr::kAttach);
 }
 
 // --- removing ----------------------------------------------------------------
 
-Status Service::Remove(int64_t id) {
-  auto locked = Lock(id);
-  if (!locked.ok()) return locked.status();
-  const Accelerator& current = *locked->current;
-  if (!current.attachment.empty()) {
-    return Reject(*locked, "rmdir",
-                  Status::Busy("attached to " + current.attachment + "; detach it first (echo > attach)"));
-  }
-  if (!current.driver.empty() && current.state != State::kOffline) {
-    return Reject(*locked, "rmdir",
-                  Status::Busy("still reported by driver " + current.driver + "; only offline records can be removed"));
-  }
-  if (Status s = store_.Remove(id); !s.ok()) return s;
-  Unpublish(locked->current);
-  audit::Changed(current.uuid, "rmdir", current.name, "");
-  return Status::Ok();
+Result<Service::Change> Service::Remove(int64_t id, const Request& request) {
+  return Modify(id, "rmdir", request, [&](const Locked& locked) -> Result<Change> {
+    const Accelerator& current = *locked.current;
+    if (!current.attachment.empty()) {
+      return Status::Busy("attached to " + current.attachment + "; detach it first (echo > attach)");
+    }
+    if (!current.driver.empty() && current.state != State::kOffline) {
+      return Status::Busy("still reported by driver " + current.driver + "; only offline records can be removed");
+    }
+    if (Status s = store_.Remove(id); !s.ok()) return s;
+    Unpublish(locked.current, request.origin);
+    audit::Changed(request.caller, current.uuid, request.label.empty() ? "rmdir" : request.label, current.name, "");
+    Change change;
+    change.before = locked.current;
+    for (const AttrInfo& info : Attributes()) change.files.push_back(info.attr);
+    return change;
+  });
 }
 
 // --- reconciling with drivers ------------------------------------------------
@@ -451,7 +401,7 @@ Status Service::Start() {
     by_name_.reserve(count);
   }
   if (Status s = store_.Load([&](Accelerator a) { Publish(std::move(a)); }); !s.ok()) return s;
-  return Rescan();
+  return Rescan({});
 }
 
 namespace {
@@ -620,7 +570,7 @@ void Service::RunHostStep(const RescanPlan::Update& update, Accelerator& next) {
   RefreshFacts(driver, next);
 }
 
-Status Service::ApplyPlan(const RescanPlan& plan) {
+Status Service::ApplyPlan(const RescanPlan& plan, const Caller& who) {
   using Step = RescanPlan::Step;
   // The records the plan changes, locked in id order.
   std::vector<int64_t> ids;
@@ -671,7 +621,7 @@ Status Service::ApplyPlan(const RescanPlan& plan) {
                  current->driver_address);
     changes.push_back({current, std::move(next), *current});
   }
-  for (const auto& [from, to] : host_only) AuditChange(from, to, std::nullopt);
+  for (const auto& [from, to] : host_only) AuditChange(who, from, to, std::nullopt);
   std::vector<Accelerator> adopted;
   for (const auto& adopt : plan.adopt) {
     Accelerator a;
@@ -703,20 +653,20 @@ Status Service::ApplyPlan(const RescanPlan& plan) {
   if (!stored.ok()) return stored;
   for (size_t k = 0; k < adopted.size(); ++k) {
     if (!inserted[k]) continue;
-    audit::Changed(adopted[k].uuid, "adopted by driver " + plan.adopt[k].driver->Name(), "", adopted[k].name);
+    audit::Changed(who, adopted[k].uuid, "adopted by driver " + plan.adopt[k].driver->Name(), "", adopted[k].name);
     Publish(std::move(adopted[k]));
   }
   for (Change& c : changes) {
-    AuditChange(c.audited_from, c.next, std::nullopt);
+    AuditChange(who, c.audited_from, c.next, std::nullopt);
     Publish(std::move(c.next));
   }
   return Status::Ok();
 }
 
-Status Service::Rescan() {
+Status Service::Rescan(const Request& request) {
   std::lock_guard rescanning(rescan_mu_);
   const RescanPlan plan = PlanRescan();
-  const Status applied = ApplyPlan(plan);
+  const Status applied = ApplyPlan(plan, request.caller);
   spdlog::info("rescan: {} devices reported, {} records: {} adopted, {} changed, {} offline{}", plan.reported,
                plan.records, plan.adopt.size(), plan.update.size(), plan.offline.size(),
                applied.ok() ? "" : "; not applied: " + applied.message());
@@ -751,11 +701,6 @@ std::string Service::DriversReport() const {
   return RenderJson(report);
 }
 
-Status Service::WriteRescan(std::string_view data) {
-  if (StripNewline(data) != "1") return Status::Invalid("rescan: write 1 to rescan the drivers");
-  return Rescan().Prefixed("rescan");
-}
-
 void Service::StartRescans(std::chrono::milliseconds interval) {
   if (interval.count() <= 0 || rescanner_.joinable()) return;
   {
@@ -767,7 +712,7 @@ void Service::StartRescans(std::chrono::milliseconds interval) {
     while (!rescanner_cv_.wait_for(lock, interval, [this] { return stop_rescans_; })) {
       lock.unlock();
       try {
-        if (Status s = Rescan(); !s.ok()) spdlog::error("periodic rescan failed: {}", s.message());
+        if (Status s = Rescan({}); !s.ok()) spdlog::error("periodic rescan failed: {}", s.message());
       } catch (const std::exception& e) {  // never let a rescan end the daemon
         spdlog::error("periodic rescan failed: internal error: {}", e.what());
       }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cyborgfs/audit.h"
+#include "cyborgfs/values.h"
 #include "nodes.h"
 #include "replies.h"
 
@@ -19,19 +20,19 @@ namespace {
 
 Filesystem& Self(fuse_req_t req) { return *static_cast<Filesystem*>(fuse_req_userdata(req)); }
 
-// The file this thread's WRITE request is changing, while the Service runs it.
-thread_local fuse_ino_t being_written = 0;
-// The accelerator folder this thread's MKDIR request is making, while the
-// Service runs it: the kernel makes its entry from the reply.
-thread_local const char* being_made = nullptr;
+// Who sent `req`. The kernel's write-back of a shared mapping's dirty pages
+// comes with pid 0 and no credentials.
+Caller CallerOf(fuse_req_t req) {
+  const fuse_ctx* context = fuse_req_ctx(req);
+  if (context->pid == 0) return Caller{Caller::Kind::kKernelWriteback};
+  return Caller::Process(context->uid, context->gid, context->pid);
+}
 
 // Runs one request's handler. An exception must not cross into libfuse's C
 // code: it is logged and the request fails with EIO; the daemon stays up.
 template <typename Handler>
 void Guarded(fuse_req_t req, Op op, fuse_ino_t about, Handler&& handler) {
   Self(req).Count(op, about);
-  const fuse_ctx* context = fuse_req_ctx(req);
-  CallerScope caller({context->uid, context->pid});  // named by the audit trail
   try {
     handler();
   } catch (const std::exception& e) {
@@ -141,12 +142,13 @@ const fuse_lowlevel_ops kOperations = [] {
 
 Filesystem::Filesystem(Service& service, gid_t admin_group, size_t scratch_limit)
     : service_(service),
+      writes_(service, this),
       scratch_(scratch_limit),
       uid_(geteuid()),
       admin_group_(admin_group),
       mounted_at_(std::time(nullptr)) {
-  service_.SetListener(
-      [this](const Service::Snapshot& before, const Service::Snapshot& after) { OnChange(before, after); });
+  service_.AddListener(
+      this, [this](const Service::Snapshot& before, const Service::Snapshot& after) { Invalidate(before, after); });
 }
 
 const fuse_lowlevel_ops& Filesystem::Operations() { return kOperations; }
@@ -181,7 +183,7 @@ void Filesystem::ReplyEntry(fuse_req_t req, fuse_ino_t parent, fuse_ino_t ino) {
 }
 
 // A name that is not there, cached as such: whatever makes it appear either
-// goes through the kernel (mkdir, mknod, rename) or is invalidated (OnChange,
+// goes through the kernel (mkdir, mknod, rename) or is invalidated (Invalidate,
 // for the names in accelerators/ and by-name/ that were told absent:
 // `cacheable` says the name was recorded so, before it was looked for).
 void Filesystem::ReplyNoEntry(fuse_req_t req, fuse_ino_t parent, bool cacheable) {
@@ -338,9 +340,10 @@ void Filesystem::SetAttr(fuse_req_t req, fuse_ino_t ino, const struct stat& attr
     if (AttributeInfo(node.attr).write == WriteKind::kReadOnly) {
       return ReplyStatus(req, Status::AccessDenied(std::string(AttributeInfo(node.attr).name) + " is read-only"));
     }
-    Status truncated = service_.Truncate(node.id, node.attr, static_cast<uint64_t>(attr.st_size));
+    auto truncated = writes_.Truncate(node.id, node.attr, static_cast<uint64_t>(attr.st_size), CallerOf(req));
+    if (truncated.ok()) Invalidate(truncated->before, truncated->after, ino);
     notifier_.AwaitStale();
-    if (!truncated.ok()) return ReplyStatus(req, truncated);
+    if (!truncated.ok()) return ReplyStatus(req, truncated.status());
   } else if ((to_set & FUSE_SET_ATTR_SIZE) && (node.kind == NodeKind::kDrivers || node.kind == NodeKind::kStats)) {
     return ReplyStatus(req, Status::AccessDenied("the file is read-only"));
   }
@@ -361,11 +364,17 @@ void Filesystem::MakeDir(fuse_req_t req, fuse_ino_t parent, const char* name, mo
     return made.ok() ? ReplyScratchEntry(req, *made) : ReplyStatus(req, made.status());
   }
   if (Decode(parent).kind != NodeKind::kAccelerators) return ReplyStatus(req, NotHere("mkdir"));
-  being_made = name;
-  Status created = service_.CreateWithUuid(name);
-  being_made = nullptr;
+  // A folder's name is its uuid, in the one form a path can take.
+  if (!IsCanonicalUuid(name)) {
+    const Status why =
+        Status::Invalid("\"" + std::string(name) + "\" is not a lowercase canonical uuid (8-4-4-4-12 hex digits)");
+    audit::Refused(CallerOf(req), name, "mkdir", why);
+    return ReplyStatus(req, why);
+  }
+  auto created = service_.Create(CreateRequest{name, std::string(name)}, {CallerOf(req), this, "mkdir"});
+  if (!created.ok()) return ReplyStatus(req, created.status());  // the Service audited the refusal
+  Invalidate(nullptr, created->after, 0, name);
   notifier_.AwaitStale();
-  if (!created.ok()) return ReplyStatus(req, created);  // the Service audited the refusal
   Lookup(req, parent, name);
 }
 
@@ -380,10 +389,14 @@ void Filesystem::RemoveDir(fuse_req_t req, fuse_ino_t parent, const char* name) 
     if (!scratch_.Empty(a->id)) {
       return ReplyStatus(req, Status::NotEmpty(std::string(name) + " holds scratch files; remove them first"));
     }
-    Status removed = service_.Remove(a->id);
-    if (removed.ok()) scratch_.DropFolder(a->id);
+    auto removed = service_.Remove(a->id, {CallerOf(req), this, "rmdir"});
+    if (removed.ok()) {
+      scratch_.DropFolder(a->id);
+      writes_.Forget(a->id);
+      Invalidate(removed->before, nullptr);
+    }
     notifier_.AwaitStale();
-    return ReplyStatus(req, removed);
+    return ReplyStatus(req, removed.status());
   }
   if (Listed(node, name)) {
     const bool folder = node.kind == NodeKind::kRoot && FindRootEntry(name)->folder;
@@ -433,7 +446,7 @@ void Filesystem::Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fus
                                                                                "accelerator folders only)"));
   }
   if (FindAttribute(new_name)) {
-    const Status committed = CommitScratch(from, name, to, new_name, flags);
+    const Status committed = CommitScratch(from, name, to, new_name, flags, CallerOf(req));
     notifier_.AwaitStale();
     return ReplyStatus(req, committed);
   }
@@ -573,40 +586,38 @@ void Filesystem::Write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t 
     Status written = append ? scratch->Append(bytes) : scratch->Write(static_cast<uint64_t>(offset), bytes);
     return written.ok() ? (void)fuse_reply_write(req, size) : ReplyStatus(req, written);
   }
-  // The revision before: a write that publishes nothing leaves its bytes in the
-  // page cache with the old mtime, so the kernel would not drop them itself.
-  const Service::Snapshot before = node.kind == NodeKind::kAttribute ? service_.FindById(node.id) : nullptr;
   const uint64_t entries_before = notifier_.EntriesQueued();
-  being_written = ino;
-  Status written;
+  const Caller caller = CallerOf(req);
+  Result<Service::Change> written = Service::Change{};
   switch (node.kind) {
     case NodeKind::kCreate:
-      written = service_.WriteCreate(static_cast<uint64_t>(offset), bytes);
+      written = writes_.WriteCreate(static_cast<uint64_t>(offset), bytes, caller);
       break;
     case NodeKind::kRescan:
-      written = service_.WriteRescan(bytes);
+      if (Status s = writes_.WriteRescan(bytes, caller); !s.ok()) written = s;
       break;
     case NodeKind::kAttribute:
-      written = service_.Write(node.id, node.attr, static_cast<uint64_t>(offset), bytes);
+      written = writes_.Write(node.id, node.attr, static_cast<uint64_t>(offset), bytes, caller);
       break;
     default:
       written = Status::AccessDenied("the file is read-only");
   }
-  being_written = 0;
+  // The file written is not marked stale: the kernel does it once the write is answered.
+  if (written.ok()) Invalidate(written->before, written->after, ino);
   notifier_.AwaitStale();  // the files this changed (error too, if refused) are read afresh
   if (!written.ok()) {
-    if (node.kind == NodeKind::kCreate || node.kind == NodeKind::kRescan)
-      spdlog::warn("refused: {}", written.message());
-    return ReplyStatus(req, written);
+    if (node.kind == NodeKind::kCreate || node.kind == NodeKind::kRescan) {
+      spdlog::warn("refused: {}", written.status().message());
+    }
+    return ReplyStatus(req, written.status());
   }
   // Names this write made or changed are seen once it returns (unless their
   // folder's lock is held by someone else: then soon after).
   if (notifier_.EntriesQueued() != entries_before) notifier_.Drain();
-  // A write that published nothing left its bytes in the page cache with the
-  // old mtime (an unfinished document, `echo > attach` when detached, create):
-  // a new mtime makes the kernel drop them before the next read.
-  const Service::Snapshot after = before ? service_.FindById(node.id) : nullptr;
-  if (!after || after->revision == before->revision) kernel_.PagesAreStale(ino);
+  // A write that changed no value left its bytes in the page cache with the
+  // old mtime (an unfinished document, `echo > attach` when detached, create,
+  // rescan): a new mtime makes the kernel drop them before the next read.
+  if (node.kind != NodeKind::kAttribute || !written->changed()) kernel_.PagesAreStale(ino);
   fuse_reply_write(req, size);
 }
 
@@ -614,11 +625,13 @@ void Filesystem::Write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t 
 
 // Only what the kernel can hold is invalidated: a new name it was told is
 // absent, an old by-name link it holds.
-void Filesystem::OnChange(const Service::Snapshot& before, const Service::Snapshot& after) {
+void Filesystem::Invalidate(const Service::Snapshot& before, const Service::Snapshot& after, fuse_ino_t written,
+                            std::string_view made) {
+  if (before == after) return;  // nothing changed
   const Accelerator& any = after ? *after : *before;
   for (const AttrInfo& info : Attributes()) {
     const fuse_ino_t ino = AttrIno(any.id, info.attr);
-    if (ino == being_written) continue;  // the kernel marks it stale itself once the write is answered
+    if (ino == written) continue;
     const uint64_t told = kernel_.WhatWasTold(ino);
     if (told != 0 && (!after || told != KernelInodes::Fingerprint(info.render(*after)))) notifier_.Stale(ino);
   }
@@ -626,13 +639,10 @@ void Filesystem::OnChange(const Service::Snapshot& before, const Service::Snapsh
   ++listing_revision_;
   notifier_.Stale(kAcceleratorsIno);
   notifier_.Stale(kByNameIno);
-  if (!before) {
-    // A mkdir's own name: the kernel makes that entry from the reply, holding
-    // the folder's lock, which a notification would wait for.
-    const bool made_here = being_made && after->uuid == being_made;
-    if (negative_.Take(kAcceleratorsIno, after->uuid) && !made_here) {
-      notifier_.ForgetEntry(kAcceleratorsIno, after->uuid);
-    }
+  // The uuid a mkdir makes: the kernel makes that entry from the reply,
+  // holding the folder's lock, which a notification would wait for.
+  if (!before && negative_.Take(kAcceleratorsIno, after->uuid) && after->uuid != made) {
+    notifier_.ForgetEntry(kAcceleratorsIno, after->uuid);
   }
   if (before && kernel_.Holds(LinkIno(before->id))) notifier_.ForgetEntry(kByNameIno, before->name);
   if (after && negative_.Take(kByNameIno, after->name)) notifier_.ForgetEntry(kByNameIno, after->name);

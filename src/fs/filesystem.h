@@ -11,7 +11,8 @@
 // FUSE_CAP_NO_OPENDIR_SUPPORT), file content is kept in the page cache,
 // symlink targets and folder listings too (a folder opened without the
 // daemon caches its listing). A warm stat or read costs no request. What keeps it
-// fresh: every change reaches OnChange() (the Service's listener) or a
+// fresh: every change reaches Invalidate() (from the Change a verb returns,
+// or from the Service's listener for the others) or a
 // request of the kernel's own, and the Notifier's threads invalidate what the
 // kernel holds; a request that changed something waits for its attributes
 // to be marked stale before it replies (entries too, for a WRITE); every
@@ -23,13 +24,18 @@
 // Writes are per file and offset, not per open file (see the README): the
 // daemon never learns of opens and closes.
 //
+// Writes go through FileWrites (the write(2) protocol over the Service's
+// verbs), and each change a request makes comes back from the verb: the
+// adapter invalidates what the kernel holds of it. The Service's listener
+// tells of the others (rescans, other front ends).
+//
 // In an accelerator folder, a name that is not a listed file is a scratch
 // file (see scratch.h); rename(2) of a scratch file over a listed file
-// commits its content through Service::Replace. The callbacks of the tree
+// commits its content through FileWrites::Replace. The callbacks of the tree
 // are in filesystem.cc, those only scratch files have in scratch_files.cc.
 //
 // Thread safety: the callbacks run on libfuse's worker threads concurrently;
-// OnChange on any thread that changes the Service.
+// the listener on any thread that changes the Service.
 #pragma once
 
 #include <fuse_lowlevel.h>
@@ -37,12 +43,13 @@
 #include <atomic>
 #include <string>
 
-#include "cyborgfs/scratch.h"
 #include "cyborgfs/service.h"
+#include "file_writes.h"
 #include "kernel_inodes.h"
 #include "nodes.h"
 #include "notifier.h"
 #include "request_counters.h"
+#include "scratch.h"
 
 namespace cyborgfs::fs {
 
@@ -118,12 +125,18 @@ class Filesystem {
   // A new scratch file or folder `name` in folder `parent`, owned by the caller.
   Result<ScratchSpace::Entry> MakeScratch(fuse_req_t req, fuse_ino_t parent, const char* name, bool is_folder,
                                           mode_t mode);
-  Status CommitScratch(const Node& from, const char* name, const Node& to, const char* new_name, unsigned flags);
+  Status CommitScratch(const Node& from, const char* name, const Node& to, const char* new_name, unsigned flags,
+                       const Caller& caller);
   void SetScratchAttr(fuse_req_t req, fuse_ino_t ino, const struct stat& attr, int to_set);
-  // The Service's listener: invalidates what the kernel holds of a change.
-  void OnChange(const Service::Snapshot& before, const Service::Snapshot& after);
+  // Invalidates what the kernel holds of a change from `before` to `after`
+  // (a verb's Change, or one the Service's listener tells of): but the file
+  // `written` (the kernel marks it stale itself once its write is answered)
+  // and the uuid `made` by a mkdir (the kernel makes that entry itself).
+  void Invalidate(const Service::Snapshot& before, const Service::Snapshot& after, fuse_ino_t written = 0,
+                  std::string_view made = {});
 
   Service& service_;
+  FileWrites writes_;
   ScratchSpace scratch_;
   KernelInodes kernel_;
   NegativeEntries negative_{std::chrono::seconds(static_cast<int>(kCacheSeconds))};

@@ -7,7 +7,7 @@
 //   as long as it holds it, after the file was unlinked or renamed too;
 // - for a file, a fingerprint (a 64-bit hash) of the content whose size and
 //   mtime the kernel was last told in an attribute reply: a change marks stale
-//   only the held files whose content now differs from it (OnChange);
+//   only the held files whose content now differs from it (Invalidate);
 // - for a file, how often its pages were found not to be its value (a write
 //   that left the value as it was, or an unfinished document): added to its
 //   mtime, so the kernel, which asks for the attributes after every write,
@@ -26,7 +26,7 @@
 #include <string_view>
 #include <unordered_map>
 
-#include "cyborgfs/scratch.h"
+#include "scratch.h"
 
 namespace cyborgfs::fs {
 

@@ -93,11 +93,14 @@ Result<ScratchSpace::Entry> Filesystem::MakeScratch(fuse_req_t req, fuse_ino_t p
 }
 
 Status Filesystem::CommitScratch(const Node& from, const char* name, const Node& to, const char* new_name,
-                                 unsigned flags) {
+                                 unsigned flags, const Caller& caller) {
   if (flags & RENAME_NOREPLACE) return Status::Exists(std::string(new_name) + " exists");
   const Attr attr = FindAttribute(new_name)->attr;
-  return scratch_.Commit(from.id, name,
-                         [&](const std::string& content) { return service_.Replace(to.id, attr, content, name); });
+  return scratch_.Commit(from.id, name, [&](const std::string& content) {
+    auto replaced = writes_.Replace(to.id, attr, content, name, caller);
+    if (replaced.ok()) Invalidate(replaced->before, replaced->after);
+    return replaced.status();
+  });
 }
 
 }  // namespace cyborgfs::fs

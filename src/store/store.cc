@@ -438,10 +438,6 @@ Status Store::Migrate() {
   return Status::Ok();
 }
 
-namespace {
-thread_local int transactions_on_this_thread = 0;  // InTransaction() bodies running
-}  // namespace
-
 struct Store::Change {
   const std::function<Status()>* run;
   Status result;
@@ -453,9 +449,9 @@ Status Store::InTransaction(const std::function<Status()>& body) {
   if (!sqlite3_get_autocommit(db_)) return body();  // joins the enclosing transaction
   if (Status s = StillAtItsPath(); !s.ok()) return s;
   if (Status s = Run("BEGIN IMMEDIATE"); !s.ok()) return s.Prefixed("database: begin");
-  ++transactions_on_this_thread;
+  transaction_thread_ = std::this_thread::get_id();
   Status result = body();
-  --transactions_on_this_thread;
+  transaction_thread_ = std::thread::id();
   if (result.ok()) result = Run("COMMIT");
   if (!result.ok() && !sqlite3_get_autocommit(db_)) (void)Exec("ROLLBACK");
   if (result.ok()) {
@@ -474,7 +470,7 @@ uint64_t Store::Commits() const {
 // queued by then, then wakes their callers; changes queued meanwhile wait for
 // the next leader, which is one of them.
 Status Store::Commit(const std::function<Status()>& change) {
-  if (transactions_on_this_thread > 0) return change();
+  if (transaction_thread_ == std::this_thread::get_id()) return change();  // inside its InTransaction() body
   Change mine{&change, Status::Ok()};
   std::unique_lock lock(queue_mu_);
   queue_.push_back(&mine);

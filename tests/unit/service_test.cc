@@ -103,7 +103,25 @@ class ServiceTest : public ::testing::Test {
   }
   Service::Snapshot Driven(size_t index) { return service_->List().at(index); }
   std::string Render(const Service::Snapshot& a, Attr attr) { return AttributeInfo(attr).render(*a); }
-  Status Write(int64_t id, Attr attr, const std::string& text) { return service_->Write(id, attr, 0, text); }
+  // The verbs, as a front end calls them: attach from "vm <uuid>" (an empty
+  // line detaches), a spec from its text, a name from its text.
+  Result<Service::Change> Attach(int64_t id, const std::string& line) {
+    auto target = ParseAttach(line);
+    if (!target.ok()) return target.status();
+    if (!*target) return service_->Detach(id, request_);
+    return service_->Attach(id, **target, std::nullopt, request_);
+  }
+  Result<Service::Change> SetSpec(int64_t id, const std::string& text, std::optional<int64_t> expected = std::nullopt) {
+    return service_->SetSpec(id, Json::parse(text), text, expected, request_);
+  }
+  Result<Service::Change> Rename(int64_t id, const std::string& text) {
+    return service_->Rename(id, std::string(StripNewline(text)), text, request_);
+  }
+  Result<Service::Change> Create(const std::string& name, std::optional<std::string> uuid = std::nullopt) {
+    return service_->Create(CreateRequest{name, uuid}, request_);
+  }
+
+  Service::Request request_{Caller::Process(0, 0, 1), nullptr, ""};
 
   TempDir db_;
   std::unique_ptr<Store> store_;
@@ -128,45 +146,42 @@ TEST_F(ServiceTest, UnreportedDevicesGoOfflineKeepingTheirRecord) {
   const int64_t last = Driven(3)->id;
   Open(3);
   EXPECT_EQ(service_->FindById(last)->state, State::kOffline);
-  EXPECT_EQ(Write(last, Attr::kAttach, kVm1).code(), Code::kNoDevice);
-  EXPECT_TRUE(service_->Remove(last).ok());
+  EXPECT_EQ(Attach(last, kVm1).status().code(), Code::kNoDevice);
+  EXPECT_TRUE(service_->Remove(last, request_).ok());
   EXPECT_EQ(service_->List().size(), 3u);
 }
 
-TEST_F(ServiceTest, CreateWithUuidChecksFormAndUniqueness) {
+TEST_F(ServiceTest, CreateChecksTheNameAndUniqueness) {
   Open(0);
-  EXPECT_TRUE(service_->CreateWithUuid(kU1).ok());
-  EXPECT_EQ(service_->CreateWithUuid(kU1).code(), Code::kExists);
-  EXPECT_EQ(service_->CreateWithUuid("8E45A2EA-5364-4B0D-A252-BF8BECAA606E").code(), Code::kInvalid);
+  auto made = Create("IPSec Card", std::string(kU1));
+  ASSERT_TRUE(made.ok()) << made.status().message();
+  EXPECT_FALSE(made->before);
+  EXPECT_EQ(made->after->uuid, kU1);
+  EXPECT_EQ(made->files.size(), Attributes().size());
+  EXPECT_EQ(Create("other", std::string(kU1)).status().code(), Code::kExists);
+  EXPECT_EQ(Create("IPSec Card").status().code(), Code::kExists);
+  EXPECT_EQ(Create("a/b").status().code(), Code::kInvalid);
+  auto random = Create("no uuid given");
+  ASSERT_TRUE(random.ok());
+  EXPECT_TRUE(IsCanonicalUuid(random->after->uuid));
   auto a = service_->FindByUuid(kU1);
   ASSERT_TRUE(a);
-  EXPECT_EQ(a->name, kU1);
+  EXPECT_EQ(a->name, "IPSec Card");
   EXPECT_EQ(Render(a, Attr::kSpec), "{}\n");
   EXPECT_EQ(a->state, State::kAvailable);
 }
 
-TEST_F(ServiceTest, CreateFileTakesABodyInPieces) {
-  Open(0);
-  ASSERT_TRUE(service_->WriteCreate(0, "{\"name\": \"IPSec").ok());
-  EXPECT_TRUE(service_->List().empty());
-  ASSERT_TRUE(service_->WriteCreate(15, " Card\"}").ok());
-  ASSERT_TRUE(service_->FindByName("IPSec Card"));
-  EXPECT_TRUE(service_->WriteCreate(22, "\n").ok());  // a repeat, not a second create
-  EXPECT_EQ(service_->List().size(), 1u);
-  EXPECT_EQ(service_->WriteCreate(0, "{\"name\": \"IPSec Card\"}").code(), Code::kExists);
-}
-
 TEST_F(ServiceTest, SpecWritesApplyDeriveAndRejectWithoutChange) {
   Open(0);
-  ASSERT_TRUE(service_->CreateWithUuid(kU1).ok());
+  ASSERT_TRUE(Create(kU1, std::string(kU1)).ok());
   const int64_t id = service_->FindByUuid(kU1)->id;
-  ASSERT_TRUE(Write(id, Attr::kSpec, R"({"device_type": "CRYPTO", "remote": 1, "acc_capability": {"num": 2}})").ok());
+  ASSERT_TRUE(SetSpec(id, R"({"device_type": "CRYPTO", "remote": 1, "acc_capability": {"num": 2}})").ok());
   auto a = service_->FindById(id);
   EXPECT_EQ(a->device_type, "CRYPTO");
   EXPECT_TRUE(a->remotable);
   EXPECT_EQ(a->acc_capability, R"({"num":2})");
   const int64_t generation = a->generation;
-  Status bad = Write(id, Attr::kSpec, R"({"num": 0})");
+  Status bad = SetSpec(id, R"({"num": 0})").status();
   EXPECT_EQ(bad.code(), Code::kInvalid);
   a = service_->FindById(id);
   EXPECT_EQ(a->generation, generation);
@@ -177,39 +192,39 @@ TEST_F(ServiceTest, SpecWritesApplyDeriveAndRejectWithoutChange) {
 
 TEST_F(ServiceTest, RewritingTheSameBytesStoresNothing) {
   Open(0);
-  ASSERT_TRUE(service_->CreateWithUuid(kU1).ok());
+  ASSERT_TRUE(Create(kU1, std::string(kU1)).ok());
   const int64_t id = service_->FindByUuid(kU1)->id;
-  ASSERT_TRUE(Write(id, Attr::kName, "card\n").ok());
+  ASSERT_TRUE(Rename(id, "card\n").ok());
   const int64_t generation = service_->FindById(id)->generation;
-  ASSERT_TRUE(Write(id, Attr::kName, "card\n").ok());
+  ASSERT_TRUE(Rename(id, "card\n").ok());
   EXPECT_EQ(service_->FindById(id)->generation, generation);
-  ASSERT_TRUE(Write(id, Attr::kName, "card").ok());  // same meaning, other bytes
+  ASSERT_TRUE(Rename(id, "card").ok());  // same meaning, other bytes
   EXPECT_EQ(Render(service_->FindById(id), Attr::kName), "card");
 }
 
 TEST_F(ServiceTest, AttachDetachThroughTheDriver) {
   Open();
   const int64_t id = Driven(0)->id;
-  ASSERT_TRUE(Write(id, Attr::kAttach, kVm1).ok());
+  ASSERT_TRUE(Attach(id, kVm1).ok());
   auto a = service_->FindById(id);
   EXPECT_EQ(a->state, State::kAttached);
   EXPECT_NE(a->attach_handle.find("TEST_PCI"), std::string::npos);
-  EXPECT_TRUE(Write(id, Attr::kAttach, kVm1).ok());
-  EXPECT_EQ(Write(id, Attr::kAttach, kVm2).code(), Code::kBusy);
-  EXPECT_EQ(service_->Remove(id).code(), Code::kBusy);
-  ASSERT_TRUE(Write(id, Attr::kAttach, "\n").ok());
+  EXPECT_TRUE(Attach(id, kVm1).ok());
+  EXPECT_EQ(Attach(id, kVm2).status().code(), Code::kBusy);
+  EXPECT_EQ(service_->Remove(id, request_).status().code(), Code::kBusy);
+  ASSERT_TRUE(Attach(id, "\n").ok());
   a = service_->FindById(id);
   EXPECT_EQ(a->state, State::kAvailable);
   EXPECT_EQ(Render(a, Attr::kAttach), "");
   EXPECT_EQ(Render(a, Attr::kAttachHandle), "");
-  EXPECT_TRUE(Write(id, Attr::kAttach, "").ok());
+  EXPECT_TRUE(Attach(id, "").ok());
 }
 
 TEST_F(ServiceTest, AFailedDriverAttachChangesNothing) {
   FlakyDriver* driver = OpenFlaky();
   const int64_t id = Driven(0)->id;
   driver->fail_attach = true;
-  Status s = Write(id, Attr::kAttach, kVm1);
+  Status s = Attach(id, kVm1).status();
   EXPECT_EQ(s.code(), Code::kIoError);
   EXPECT_NE(s.message().find("vfio-pci"), std::string::npos);
   EXPECT_EQ(service_->FindById(id)->state, State::kAvailable);
@@ -219,13 +234,13 @@ TEST_F(ServiceTest, AFailedDriverAttachChangesNothing) {
 TEST_F(ServiceTest, AFailedDriverDetachIsTheErrorStateAndCanBeRetried) {
   FlakyDriver* driver = OpenFlaky();
   const int64_t id = Driven(0)->id;
-  ASSERT_TRUE(Write(id, Attr::kAttach, kVm1).ok());
+  ASSERT_TRUE(Attach(id, kVm1).ok());
   driver->fail_detach = true;
-  EXPECT_EQ(Write(id, Attr::kAttach, "\n").code(), Code::kIoError);
+  EXPECT_EQ(Attach(id, "\n").status().code(), Code::kIoError);
   EXPECT_EQ(service_->FindById(id)->state, State::kError);
   EXPECT_EQ(service_->FindById(id)->attachment, "vm 11111111-2222-4333-8444-555555555555");
   driver->fail_detach = false;
-  ASSERT_TRUE(Write(id, Attr::kAttach, "\n").ok());
+  ASSERT_TRUE(Attach(id, "\n").ok());
   EXPECT_EQ(service_->FindById(id)->state, State::kAvailable);
 }
 
@@ -233,11 +248,11 @@ TEST_F(ServiceTest, RacingAttachesLetExactlyOneWin) {
   Open(0);
   for (int round = 0; round < 50; ++round) {
     const std::string uuid = RandomUuid();
-    ASSERT_TRUE(service_->CreateWithUuid(uuid).ok());
+    ASSERT_TRUE(Create(uuid, uuid).ok());
     const int64_t id = service_->FindByUuid(uuid)->id;
     std::atomic<int> wins{0}, busy{0};
     auto attach = [&](const char* target) {
-      Status s = Write(id, Attr::kAttach, target);
+      Status s = Attach(id, target).status();
       (s.ok() ? wins : busy)++;
       EXPECT_TRUE(s.ok() || s.code() == Code::kBusy) << s.message();
     };
@@ -249,71 +264,64 @@ TEST_F(ServiceTest, RacingAttachesLetExactlyOneWin) {
   }
 }
 
-TEST_F(ServiceTest, ReportedAcceleratorsAreNotRemovable) {
-  Open();
-  Status s = service_->Remove(Driven(0)->id);
-  EXPECT_EQ(s.code(), Code::kBusy);
-  EXPECT_NE(service_->FindById(Driven(0)->id)->last_error.find("still reported"), std::string::npos);
+TEST_F(ServiceTest, SetSpecWithAnExpectedGenerationRefusesAnotherOne) {
+  Open(0);
+  ASSERT_TRUE(Create(kU1, std::string(kU1)).ok());
+  const int64_t id = service_->FindByUuid(kU1)->id;
+  const int64_t generation = service_->FindById(id)->generation;
+  ASSERT_TRUE(SetSpec(id, R"({"num": 1})", generation).ok());
+  Status stale = SetSpec(id, R"({"num": 2})", generation).status();  // another change came first
+  EXPECT_EQ(stale.code(), Code::kBusy);
+  EXPECT_NE(stale.message().find("changed the accelerator meanwhile"), std::string::npos);
+  EXPECT_EQ(Render(service_->FindById(id), Attr::kSpec), R"({"num": 1})");
 }
 
-TEST_F(ServiceTest, ReadOnlyFilesRefuseWrites) {
+TEST_F(ServiceTest, AChangeSaysWhichFilesChanged) {
   Open();
-  EXPECT_EQ(Write(Driven(0)->id, Attr::kStatus, "offline").code(), Code::kAccessDenied);
-  EXPECT_EQ(Write(999, Attr::kSpec, "{}").code(), Code::kNotFound);
+  auto attached = Attach(Driven(0)->id, kVm1);
+  ASSERT_TRUE(attached.ok());
+  std::set<Attr> files(attached->files.begin(), attached->files.end());
+  EXPECT_TRUE(files.count(Attr::kAttach) && files.count(Attr::kStatus) && files.count(Attr::kAttachHandle) &&
+              files.count(Attr::kDriver));
+  EXPECT_FALSE(files.count(Attr::kSpec) || files.count(Attr::kName));
+  auto again = Attach(Driven(0)->id, kVm1);
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(again->changed());
+  EXPECT_TRUE(again->files.empty());
+}
+
+TEST_F(ServiceTest, AListenerIsToldOfOthersChangesNotOfItsOwn) {
+  Open();
+  int mine = 0, theirs = 0;
+  const int fs_origin = 0, api_origin = 0;  // two front ends, told apart by address
+  service_->AddListener(&fs_origin, [&](const Service::Snapshot&, const Service::Snapshot&) { ++mine; });
+  service_->AddListener(&api_origin, [&](const Service::Snapshot&, const Service::Snapshot&) { ++theirs; });
+  const int64_t id = Driven(0)->id;
+  ASSERT_TRUE(service_->Attach(id, *ParseAttach(kVm1).value(), std::nullopt, {Caller::Daemon(), &fs_origin, ""}).ok());
+  EXPECT_EQ(mine, 0);  // the change came back to it from the verb
+  EXPECT_EQ(theirs, 1);
+  ASSERT_TRUE(service_->Detach(id, {Caller::Daemon(), &api_origin, ""}).ok());
+  EXPECT_EQ(mine, 1);
+  EXPECT_EQ(theirs, 1);
+}
+
+TEST_F(ServiceTest, ReportedAcceleratorsAreNotRemovable) {
+  Open();
+  Status s = service_->Remove(Driven(0)->id, request_).status();
+  EXPECT_EQ(s.code(), Code::kBusy);
+  EXPECT_NE(service_->FindById(Driven(0)->id)->last_error.find("still reported"), std::string::npos);
 }
 
 TEST_F(ServiceTest, CommittedChangesSurviveANewProcess) {
   Open();
   const int64_t id = Driven(1)->id;
-  ASSERT_TRUE(Write(id, Attr::kSpec, "{\"num\": 4}").ok());
-  ASSERT_TRUE(Write(id, Attr::kAttach, "host testhost").ok());
+  ASSERT_TRUE(SetSpec(id, "{\"num\": 4}").ok());
+  ASSERT_TRUE(Attach(id, "host testhost").ok());
   Open();
   auto a = service_->FindById(id);
   EXPECT_EQ(Render(a, Attr::kSpec), "{\"num\": 4}");
   EXPECT_EQ(a->state, State::kAttached);
-  EXPECT_EQ(Render(a, Attr::kAttach), "host testhost");
-}
-
-TEST_F(ServiceTest, ReplaceCommitsAWholeValueLikeOneWrite) {
-  Open();
-  const int64_t id = Driven(0)->id;
-  ASSERT_TRUE(service_->Replace(id, Attr::kSpec, "{\"num\": 2}", "sedAb12").ok());
-  EXPECT_EQ(Render(service_->FindById(id), Attr::kSpec), "{\"num\": 2}");
-  ASSERT_TRUE(service_->Replace(id, Attr::kAttach, kVm1, ".attach.x").ok());
-  EXPECT_EQ(service_->FindById(id)->state, State::kAttached);
-  const int64_t generation = service_->FindById(id)->generation;
-  ASSERT_TRUE(service_->Replace(id, Attr::kAttach, kVm1, ".attach.y").ok());  // the same value: no change
-  EXPECT_EQ(service_->FindById(id)->generation, generation);
-  EXPECT_EQ(service_->Replace(id, Attr::kAttach, kVm2, ".attach.z").code(), Code::kBusy);
-}
-
-TEST_F(ServiceTest, ReplaceRefusesInvalidIncompleteAndOversizedValuesAsInvalid) {
-  Open();
-  const int64_t id = Driven(0)->id;
-  const Service::Snapshot before = service_->FindById(id);
-  for (const std::string& bad : {std::string("{\"num\": 1"), std::string(""), std::string("{\"num\": 0}"),
-                                 "{\"blob\": \"" + std::string(kMaxDocumentBytes, 'x') + "\"}"}) {
-    Status s = service_->Replace(id, Attr::kSpec, bad, "sedAb12");
-    EXPECT_EQ(s.code(), Code::kInvalid) << bad.substr(0, 20);
-    EXPECT_NE(service_->FindById(id)->last_error.find("renamed from sedAb12"), std::string::npos);
-  }
-  EXPECT_EQ(service_->Replace(id, Attr::kStatus, "available\n", "x").code(), Code::kAccessDenied);
-  EXPECT_EQ(service_->FindById(id)->generation, before->generation);
-  EXPECT_EQ(Render(service_->FindById(id), Attr::kSpec), Render(before, Attr::kSpec));
-}
-
-TEST_F(ServiceTest, TruncateCompletesADocumentBeingWrittenAndAloneChangesNothing) {
-  Open();
-  const int64_t id = Driven(0)->id;
-  ASSERT_TRUE(service_->Truncate(id, Attr::kSpec, 1).ok());
-  EXPECT_EQ(Render(service_->FindById(id), Attr::kSpec), "{}\n");
-  ASSERT_TRUE(service_->Write(id, Attr::kSpec, 0, "{\"num\": 3}xx").code() == Code::kInvalid);
-  ASSERT_TRUE(service_->Write(id, Attr::kSpec, 0, "{\"num\": 3").ok());
-  ASSERT_TRUE(service_->Truncate(id, Attr::kSpec, 9).ok());
-  ASSERT_TRUE(service_->Write(id, Attr::kSpec, 9, "}\n").ok());
-  EXPECT_EQ(Render(service_->FindById(id), Attr::kSpec), "{\"num\": 3}\n");
-  EXPECT_TRUE(service_->Truncate(id, Attr::kName, 0).ok());
-  EXPECT_EQ(Render(service_->FindById(id), Attr::kName), Driven(0)->name + "\n");
+  EXPECT_EQ(Render(a, Attr::kAttach), "host testhost\n");  // given to the verb without bytes: canonical
 }
 
 // --- the lifecycle through the service (issue: a rescan never undoes a detach) ---
@@ -322,16 +330,16 @@ TEST_F(ServiceTest, AFailedDetachIsRetriedByARescanNeverUndone) {
   FlakyDriver* driver = OpenFlaky();
   const Service::Snapshot gpu = Driven(0);
   const int64_t id = gpu->id;
-  ASSERT_TRUE(Write(id, Attr::kAttach, kVm1).ok());
+  ASSERT_TRUE(Attach(id, kVm1).ok());
   driver->fail_detach = true;
-  EXPECT_EQ(Write(id, Attr::kAttach, "\n").code(), Code::kIoError);
-  ASSERT_TRUE(service_->Rescan().ok());  // the driver still fails: still error, still detaching
+  EXPECT_EQ(Attach(id, "\n").status().code(), Code::kIoError);
+  ASSERT_TRUE(service_->Rescan({}).ok());  // the driver still fails: still error, still detaching
   auto a = service_->FindById(id);
   EXPECT_EQ(a->state, State::kError);
   EXPECT_TRUE(a->detaching);
   EXPECT_FALSE(driver->host().Agrees(*driver->host().Describe(gpu->driver_address), nullptr, "{}"));
   driver->fail_detach = false;
-  ASSERT_TRUE(service_->Rescan().ok());  // the rescan retries the detach the user asked for
+  ASSERT_TRUE(service_->Rescan({}).ok());  // the rescan retries the detach the user asked for
   a = service_->FindById(id);
   EXPECT_EQ(a->state, State::kAvailable);
   EXPECT_EQ(a->attachment, "");
@@ -344,9 +352,9 @@ TEST_F(ServiceTest, AFailedDetachIsRetriedByARescanNeverUndone) {
 TEST_F(ServiceTest, AFailedDetachIsRecordedAndSurvivesARestart) {
   FlakyDriver* driver = OpenFlaky();
   const int64_t id = Driven(0)->id;
-  ASSERT_TRUE(Write(id, Attr::kAttach, kVm1).ok());
+  ASSERT_TRUE(Attach(id, kVm1).ok());
   driver->fail_detach = true;
-  EXPECT_EQ(Write(id, Attr::kAttach, "\n").code(), Code::kIoError);
+  EXPECT_EQ(Attach(id, "\n").status().code(), Code::kIoError);
   const Accelerator stored = store_->LoadAll()->front();
   EXPECT_EQ(stored.state, State::kError);
   EXPECT_TRUE(stored.detaching);
@@ -357,48 +365,48 @@ TEST_F(ServiceTest, AFailedDetachIsRecordedAndSurvivesARestart) {
 TEST_F(ServiceTest, WritingTheAttachmentAgainInTheErrorStateAttachesIt) {
   FlakyDriver* driver = OpenFlaky();
   const int64_t id = Driven(0)->id;
-  ASSERT_TRUE(Write(id, Attr::kAttach, kVm1).ok());
+  ASSERT_TRUE(Attach(id, kVm1).ok());
   driver->fail_detach = true;
-  EXPECT_EQ(Write(id, Attr::kAttach, "\n").code(), Code::kIoError);
-  ASSERT_TRUE(Write(id, Attr::kAttach, kVm1).ok());  // the user changed their mind
+  EXPECT_EQ(Attach(id, "\n").status().code(), Code::kIoError);
+  ASSERT_TRUE(Attach(id, kVm1).ok());  // the user changed their mind
   auto a = service_->FindById(id);
   EXPECT_EQ(a->state, State::kAttached);
   EXPECT_FALSE(a->detaching);
-  ASSERT_TRUE(service_->Rescan().ok());
+  ASSERT_TRUE(service_->Rescan({}).ok());
   EXPECT_EQ(service_->FindById(id)->state, State::kAttached);
-  EXPECT_EQ(Write(id, Attr::kAttach, kVm2).code(), Code::kBusy);
+  EXPECT_EQ(Attach(id, kVm2).status().code(), Code::kBusy);
 }
 
 TEST_F(ServiceTest, AFailedRestoreIsTheErrorStateAndALaterRescanRestoresIt) {
   FlakyDriver* driver = OpenFlaky();
   const int64_t id = Driven(0)->id;
-  ASSERT_TRUE(Write(id, Attr::kAttach, kVm1).ok());
+  ASSERT_TRUE(Attach(id, kVm1).ok());
   std::string memory = "{}";
   ASSERT_TRUE(driver->host().Detach(Driven(0)->driver_address, memory).ok());  // a reboot forgot the binding
   driver->fail_attach = true;
-  ASSERT_TRUE(service_->Rescan().ok());
+  ASSERT_TRUE(service_->Rescan({}).ok());
   auto a = service_->FindById(id);
   EXPECT_EQ(a->state, State::kError);
   EXPECT_FALSE(a->detaching);
   EXPECT_EQ(a->attachment, "vm 11111111-2222-4333-8444-555555555555");
   driver->fail_attach = false;
-  ASSERT_TRUE(service_->Rescan().ok());
+  ASSERT_TRUE(service_->Rescan({}).ok());
   EXPECT_EQ(service_->FindById(id)->state, State::kAttached);
 }
 
 TEST_F(ServiceTest, AnOfflineDetachingRecordFinishesItsDetachWhenItComesBack) {
   FlakyDriver* driver = OpenFlaky();
   const Service::Snapshot gpu = Driven(0);
-  ASSERT_TRUE(Write(gpu->id, Attr::kAttach, kVm1).ok());
+  ASSERT_TRUE(Attach(gpu->id, kVm1).ok());
   driver->fail_detach = true;
-  EXPECT_EQ(Write(gpu->id, Attr::kAttach, "\n").code(), Code::kIoError);
+  EXPECT_EQ(Attach(gpu->id, "\n").status().code(), Code::kIoError);
   driver->hidden.insert(gpu->driver_address);
-  ASSERT_TRUE(service_->Rescan().ok());
+  ASSERT_TRUE(service_->Rescan({}).ok());
   EXPECT_EQ(service_->FindById(gpu->id)->state, State::kOffline);
   EXPECT_TRUE(service_->FindById(gpu->id)->detaching);
   driver->hidden.clear();
   driver->fail_detach = false;
-  ASSERT_TRUE(service_->Rescan().ok());
+  ASSERT_TRUE(service_->Rescan({}).ok());
   EXPECT_EQ(service_->FindById(gpu->id)->state, State::kAvailable);
 }
 
@@ -406,11 +414,11 @@ TEST_F(ServiceTest, AnOfflineDetachingRecordFinishesItsDetachWhenItComesBack) {
 
 TEST_F(ServiceTest, ARescanWithNothingToChangeCallsNoDriverStepAndCommitsNothing) {
   FlakyDriver* driver = OpenFlaky(64);
-  ASSERT_TRUE(Write(Driven(0)->id, Attr::kAttach, kVm1).ok());
+  ASSERT_TRUE(Attach(Driven(0)->id, kVm1).ok());
   const int steps = driver->steps;
   const uint64_t commits = store_->Commits();
   EXPECT_TRUE(service_->PlanRescan().empty());
-  ASSERT_TRUE(service_->Rescan().ok());
+  ASSERT_TRUE(service_->Rescan({}).ok());
   EXPECT_EQ(driver->steps, steps);
   EXPECT_EQ(store_->Commits(), commits);
 }
@@ -432,7 +440,7 @@ TEST_F(ServiceTest, ThePlanSaysWhatEachDifferenceNeeds) {
   FlakyDriver* driver = OpenFlaky(4, {"0000:f0:00.3"});
   ASSERT_EQ(service_->List().size(), 3u);
   const Service::Snapshot restored = Driven(0), repaired = Driven(1), gone = Driven(2);
-  ASSERT_TRUE(Write(restored->id, Attr::kAttach, kVm1).ok());
+  ASSERT_TRUE(Attach(restored->id, kVm1).ok());
   std::string memory = "{}";
   ASSERT_TRUE(driver->host().Detach(restored->driver_address, memory).ok());  // the host let go of it
   AttachTarget vm{AttachTarget::Kind::kVm, "66666666-7777-4888-9999-aaaaaaaaaaaa"};
@@ -450,7 +458,7 @@ TEST_F(ServiceTest, ThePlanSaysWhatEachDifferenceNeeds) {
   EXPECT_EQ(plan.reported, 3u);
   EXPECT_EQ(plan.records, 3u);
   const uint64_t commits = store_->Commits();
-  ASSERT_TRUE(service_->Rescan().ok());
+  ASSERT_TRUE(service_->Rescan({}).ok());
   EXPECT_EQ(store_->Commits(), commits + 1);  // the whole plan, one transaction
   EXPECT_TRUE(service_->PlanRescan().empty());
   EXPECT_EQ(service_->FindById(restored->id)->state, State::kAttached);
@@ -464,13 +472,13 @@ TEST_F(ServiceTest, EveryTransitionTheDaemonMakesIsAudited) {
   FlakyDriver* driver = OpenFlaky();
   const Service::Snapshot gpu = Driven(0);
   driver->hidden = {gpu->driver_address};
-  ASSERT_TRUE(service_->Rescan().ok());
+  ASSERT_TRUE(service_->Rescan({}).ok());
   driver->hidden.clear();
-  ASSERT_TRUE(service_->Rescan().ok());
+  ASSERT_TRUE(service_->Rescan({}).ok());
   std::string memory = "{}";
   AttachTarget vm{AttachTarget::Kind::kVm, "66666666-7777-4888-9999-aaaaaaaaaaaa"};
   ASSERT_TRUE(driver->host().Attach(gpu->driver_address, vm, memory).ok());
-  ASSERT_TRUE(service_->Rescan().ok());  // repaired: given back to nvidia
+  ASSERT_TRUE(service_->Rescan({}).ok());  // repaired: given back to nvidia
   const std::string who = "uid=- pid=- command=\"cyborgfs\" accelerator=\"" + gpu->uuid + "\"";
   const std::string text = audit.text();
   EXPECT_NE(text.find(who + " file=\"status\" old=\"available\\n\" new=\"offline\\n\""), std::string::npos) << text;
@@ -499,12 +507,13 @@ TEST_F(ServiceTest, ARefusalRacingAChangePublishesNothingOlder) {
   std::vector<std::thread> refusers;
   for (int t = 0; t < 3; ++t) {
     refusers.emplace_back([&] {
-      while (!stop) (void)service_->Replace(id, Attr::kStatus, "available\n", "tmp");
+      const Service::Request refusal{Caller::Process(0, 0, 2), nullptr, "status (renamed from tmp)"};
+      while (!stop) (void)service_->Refuse(id, Status::AccessDenied("the file is read-only"), refusal);
     });
   }
   for (int i = 0; i < 1000; ++i) {
     const std::string value = "{\"num\": " + std::to_string(i + 1) + "}";
-    Status s = Write(id, Attr::kSpec, value);
+    Status s = SetSpec(id, value).status();
     ASSERT_TRUE(s.ok()) << i << ": " << s.message();
     ASSERT_EQ(Render(service_->FindById(id), Attr::kSpec), value) << i;
   }

@@ -11,6 +11,7 @@ Status TooLarge() { return Status::TooLarge("document over " + std::to_string(kM
 
 Status DocumentBuffer::Refuse(Status why) {
   bytes_.clear();
+  uses_old_value_ = false;
   incomplete_.reset();
   complete_.reset();
   refused_ = why;
@@ -26,6 +27,7 @@ Status DocumentBuffer::Resize(uint64_t size, std::string_view old_value) {
                              std::to_string(old_value.size()) + ")");
     }
     bytes_.append(old_value.substr(bytes_.size(), size - bytes_.size()));
+    uses_old_value_ = true;
   }
   bytes_.resize(size);
   return Status::Ok();
@@ -62,6 +64,7 @@ DocumentBuffer::Outcome DocumentBuffer::Add(uint64_t offset, std::string_view da
     patched.replace(offset, data.size(), data);
     if (ParseJsonDocument(patched, keys_).state == DocumentState::kComplete) {
       bytes_ = std::move(patched);
+      uses_old_value_ = true;
       return Evaluate();
     }
   }
@@ -103,7 +106,9 @@ DocumentBuffer::Outcome DocumentBuffer::Evaluate() {
   complete_ = parsed.value;
   std::string bytes = std::move(bytes_);
   bytes_.clear();  // later writes land on the value this document becomes
-  return std::optional<Completed>(Completed{std::move(bytes), std::move(parsed.value), repeat});
+  const bool uses_old_value = uses_old_value_;
+  uses_old_value_ = false;
+  return std::optional<Completed>(Completed{std::move(bytes), std::move(parsed.value), repeat, uses_old_value});
 }
 
 std::optional<Status> DocumentBuffer::Pending() const {
@@ -114,6 +119,7 @@ std::optional<Status> DocumentBuffer::Pending() const {
 
 void DocumentBuffer::Drop() {
   bytes_.clear();
+  uses_old_value_ = false;
   refused_.reset();
   incomplete_.reset();
   complete_.reset();

@@ -56,6 +56,9 @@ class DocumentBuffer {
     std::string bytes;  // the whole document as written
     Json document;
     bool repeat = false;  // the same document as the previous Add() returned
+    // Some of its bytes are the old value's (a patch, skipped bytes): it is
+    // the document only as long as the old value is the file's value.
+    bool uses_old_value = false;
   };
   using Outcome = Result<std::optional<Completed>>;
 
@@ -87,6 +90,7 @@ class DocumentBuffer {
   std::optional<Status> refused_;     // set while continuations are refused
   std::optional<Status> incomplete_;  // set while the bytes are a prefix
   std::optional<Json> complete_;      // the last document Add() returned
+  bool uses_old_value_ = false;       // bytes_ holds some of the old value's bytes
   // Where the bytes of a value forgotten unfinished ended, until a new value
   // starts or one is completed: a write there continues it.
   std::optional<uint64_t> forgotten_end_;

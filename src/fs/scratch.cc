@@ -1,4 +1,4 @@
-#include "cyborgfs/scratch.h"
+#include "scratch.h"
 
 #include <algorithm>
 
