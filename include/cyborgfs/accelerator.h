@@ -9,6 +9,8 @@
 #include <optional>
 #include <string>
 
+#include "cyborgfs/host_facts.h"
+
 namespace cyborgfs {
 
 // The lifecycle states; cyborgfs/lifecycle.h documents the transitions.
@@ -45,9 +47,8 @@ struct Accelerator {
   std::string driver_address;  // the driver's own key, e.g. a PCI address
   std::string driver_device_type;
   std::string driver_acc_type;
-  // The rest of the driver's facts (DiscoveredDevice), a compact JSON object
-  // with the keys kernel_driver, model, numa_node, iommu_group, physfn.
-  std::string host_facts = "{}";
+  // The rest of what the driver said of the device (DiscoveredDevice::facts).
+  HostFacts facts;
   // What the driver keeps about the device between calls (Driver: memory).
   std::string driver_memory = "{}";
 

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "cyborgfs/host_facts.h"
 #include "cyborgfs/status.h"
 
 namespace cyborgfs {
@@ -28,22 +29,7 @@ struct DiscoveredDevice {
   std::string vendor_id;   // 4 lowercase hex digits
   std::string product_id;  // 4 lowercase hex digits
 
-  // What the host says of the device; informational, shown in files.
-  std::string kernel_driver;         // the kernel driver bound to it now, e.g. "nvidia"; empty if none
-  std::string model;                 // vendor and device name, e.g. "NVIDIA Corporation GH100 [H100 SXM5 80GB]"
-  int numa_node = -1;                // -1: unknown or not a NUMA machine
-  std::string iommu_group;           // e.g. "12"; empty if none
-  std::string physfn;                // an SR-IOV virtual function's parent, by address; empty otherwise
-  std::vector<std::string> virtfns;  // an SR-IOV parent's virtual functions, by address
-  int sriov_totalvfs = -1;           // an SR-IOV parent's VF counts; -1 otherwise
-  int sriov_numvfs = -1;
-  std::string subsystem_id;  // "<vendor>:<device>" of the board, e.g. "10de:16c1"; empty if none
-  // The vGPU (mediated device) types the device offers, by type id.
-  struct MdevType {
-    std::string name;  // e.g. "GRID T4-1B"
-    int available_instances = 0;
-  };
-  std::map<std::string, MdevType> mdev_types;
+  HostFacts facts;  // what the host says of it
 };
 
 // Where an accelerator is attached. Parsed from the `attach` file.

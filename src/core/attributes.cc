@@ -21,37 +21,29 @@ std::string RenderAccType(const Accelerator& a) { return Line(a.acc_type); }
 std::string RenderVendorId(const Accelerator& a) { return Line(a.vendor_id); }
 std::string RenderProductId(const Accelerator& a) { return Line(a.product_id); }
 std::string RenderRemotable(const Accelerator& a) { return a.remotable ? "1\n" : "0\n"; }
-// A fact the driver reported (Accelerator::host_facts); null when absent.
-Json FactValue(const Accelerator& a, const char* key) {
-  const Json facts = Json::parse(a.host_facts);
-  auto it = facts.find(key);
-  return it == facts.end() ? Json() : *it;
-}
+std::string Count(int value) { return value < 0 ? std::string() : std::to_string(value) + "\n"; }
 
-// A fact as one line; empty when absent.
-std::string Fact(const Accelerator& a, const char* key) {
-  const Json value = FactValue(a, key);
-  if (value.is_null()) return {};
-  return Line(value.is_string() ? value.get<std::string>() : value.dump());
-}
-
-std::string RenderDriver(const Accelerator& a) { return Fact(a, "kernel_driver"); }
+std::string RenderDriver(const Accelerator& a) { return Line(a.facts.kernel_driver); }
 std::string RenderReportedBy(const Accelerator& a) { return Line(a.driver); }
-std::string RenderModel(const Accelerator& a) { return Fact(a, "model"); }
-std::string RenderNumaNode(const Accelerator& a) { return Fact(a, "numa_node"); }
-std::string RenderIommuGroup(const Accelerator& a) { return Fact(a, "iommu_group"); }
-std::string RenderPhysfn(const Accelerator& a) { return Fact(a, "physfn"); }
-std::string RenderSriovTotalvfs(const Accelerator& a) { return Fact(a, "sriov_totalvfs"); }
-std::string RenderSriovNumvfs(const Accelerator& a) { return Fact(a, "sriov_numvfs"); }
-std::string RenderSubsystemId(const Accelerator& a) { return Fact(a, "subsystem_id"); }
+std::string RenderModel(const Accelerator& a) { return Line(a.facts.model); }
+std::string RenderNumaNode(const Accelerator& a) { return Count(a.facts.numa_node); }
+std::string RenderIommuGroup(const Accelerator& a) { return Line(a.facts.iommu_group); }
+std::string RenderPhysfn(const Accelerator& a) { return Line(a.facts.physfn); }
+std::string RenderSriovTotalvfs(const Accelerator& a) { return Count(a.facts.sriov_totalvfs); }
+std::string RenderSriovNumvfs(const Accelerator& a) { return Count(a.facts.sriov_numvfs); }
+std::string RenderSubsystemId(const Accelerator& a) { return Line(a.facts.subsystem_id); }
 std::string RenderVirtfns(const Accelerator& a) {
   std::string lines;
-  for (const Json& vf : FactValue(a, "virtfns")) lines += vf.get<std::string>() + "\n";
+  for (const std::string& vf : a.facts.virtfns) lines += vf + "\n";
   return lines;
 }
 std::string RenderMdevTypes(const Accelerator& a) {
-  const Json types = FactValue(a, "mdev_types");
-  return types.is_null() ? std::string() : RenderJson(types);
+  if (a.facts.mdev_types.empty()) return {};
+  Json types = Json::object();
+  for (const auto& [type, offer] : a.facts.mdev_types) {
+    types[type] = {{"name", offer.name}, {"available_instances", offer.available_instances}};
+  }
+  return RenderJson(types);
 }
 std::string RenderAttachHandle(const Accelerator& a) {
   return a.attach_handle.empty() ? std::string() : RenderJson(Json::parse(a.attach_handle));

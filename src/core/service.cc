@@ -416,23 +416,7 @@ void TakeDriverFacts(const Driver& driver, const DiscoveredDevice& device, Accel
   a.driver_acc_type = device.acc_type;
   a.vendor_id = device.vendor_id;
   a.product_id = device.product_id;
-  Json facts = Json::object();
-  auto fact = [&](const char* key, const std::string& value) {
-    if (!value.empty()) facts[key] = value;
-  };
-  fact("kernel_driver", device.kernel_driver);
-  fact("model", device.model);
-  if (device.numa_node >= 0) facts["numa_node"] = device.numa_node;
-  fact("iommu_group", device.iommu_group);
-  fact("physfn", device.physfn);
-  if (!device.virtfns.empty()) facts["virtfns"] = device.virtfns;
-  if (device.sriov_totalvfs >= 0) facts["sriov_totalvfs"] = device.sriov_totalvfs;
-  if (device.sriov_numvfs >= 0) facts["sriov_numvfs"] = device.sriov_numvfs;
-  fact("subsystem_id", device.subsystem_id);
-  for (const auto& [type, offer] : device.mdev_types) {
-    facts["mdev_types"][type] = {{"name", offer.name}, {"available_instances", offer.available_instances}};
-  }
-  a.host_facts = facts.dump();
+  a.facts = device.facts;
   if (types_changed) DeriveColumns(a);
 }
 
@@ -440,7 +424,7 @@ void TakeDriverFacts(const Driver& driver, const DiscoveredDevice& device, Accel
 auto Stored(const Accelerator& a) {
   return std::tie(a.uuid, a.name, a.spec, a.device_type, a.acc_type, a.acc_capability, a.vendor_id, a.product_id,
                   a.remotable, a.state, a.attachment, a.attach_handle, a.detaching, a.driver, a.driver_address,
-                  a.driver_device_type, a.driver_acc_type, a.host_facts, a.driver_memory, a.name_bytes, a.spec_bytes,
+                  a.driver_device_type, a.driver_acc_type, a.facts, a.driver_memory, a.name_bytes, a.spec_bytes,
                   a.attach_bytes);
 }
 

@@ -42,10 +42,10 @@ class FakeDriver final : public Driver {
       d.acc_type = model.acc_type;
       d.vendor_id = model.vendor_id;
       d.product_id = model.product_id;
-      d.kernel_driver = model.kernel_driver;
-      d.model = model.name;
-      d.numa_node = i % 2;
-      d.iommu_group = std::to_string(kFirstIommuGroup + i);
+      d.facts.kernel_driver = model.kernel_driver;
+      d.facts.model = model.name;
+      d.facts.numa_node = i % 2;
+      d.facts.iommu_group = std::to_string(kFirstIommuGroup + i);
       by_address_.emplace(d.address, devices_.size());
       devices_.push_back(d);
     }
@@ -106,7 +106,7 @@ class FakeDriver final : public Driver {
   // REQUIRES: mu_
   void Bind(DiscoveredDevice& d) const {
     auto it = bound_.find(d.address);
-    if (it != bound_.end() && it->second.rfind("vm ", 0) == 0) d.kernel_driver = "vfio-pci";
+    if (it != bound_.end() && it->second.rfind("vm ", 0) == 0) d.facts.kernel_driver = "vfio-pci";
   }
 
   const std::string host_;

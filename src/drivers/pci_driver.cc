@@ -95,28 +95,28 @@ std::optional<DiscoveredDevice> PciDriver::Read(const std::string& address, std:
   d.vendor_id = Hex4(static_cast<uint16_t>(*vendor));
   d.product_id = Hex4(static_cast<uint16_t>(*product));
   d.acc_type = kind->acc_type.empty() ? "pci-" + d.vendor_id + "-" + d.product_id : kind->acc_type;
-  d.kernel_driver = sysfs_.LinkName(dir + "driver").value_or("");
-  d.model = names_->Model(static_cast<uint16_t>(*vendor), static_cast<uint16_t>(*product));
-  d.numa_node = ParseSysfsCount(sysfs_.Read(dir + "numa_node"));
-  d.iommu_group = sysfs_.LinkName(dir + "iommu_group").value_or("");
-  d.physfn = sysfs_.LinkName(dir + "physfn").value_or("");
+  d.facts.kernel_driver = sysfs_.LinkName(dir + "driver").value_or("");
+  d.facts.model = names_->Model(static_cast<uint16_t>(*vendor), static_cast<uint16_t>(*product));
+  d.facts.numa_node = ParseSysfsCount(sysfs_.Read(dir + "numa_node"));
+  d.facts.iommu_group = sysfs_.LinkName(dir + "iommu_group").value_or("");
+  d.facts.physfn = sysfs_.LinkName(dir + "physfn").value_or("");
   for (const std::string& entry : sysfs_.List(dir)) {
     if (entry.rfind("virtfn", 0) == 0) {
-      if (auto vf = sysfs_.LinkName(dir + entry)) d.virtfns.push_back(*vf);
+      if (auto vf = sysfs_.LinkName(dir + entry)) d.facts.virtfns.push_back(*vf);
     }
   }
-  std::sort(d.virtfns.begin(), d.virtfns.end());
-  d.sriov_totalvfs = ParseSysfsCount(sysfs_.Read(dir + "sriov_totalvfs"));
-  d.sriov_numvfs = ParseSysfsCount(sysfs_.Read(dir + "sriov_numvfs"));
+  std::sort(d.facts.virtfns.begin(), d.facts.virtfns.end());
+  d.facts.sriov_totalvfs = ParseSysfsCount(sysfs_.Read(dir + "sriov_totalvfs"));
+  d.facts.sriov_numvfs = ParseSysfsCount(sysfs_.Read(dir + "sriov_numvfs"));
   const auto sub_vendor = ParseSysfsHex(sysfs_.Read(dir + "subsystem_vendor"));
   const auto sub_device = ParseSysfsHex(sysfs_.Read(dir + "subsystem_device"));
   if (sub_vendor && sub_device && (*sub_vendor || *sub_device)) {
-    d.subsystem_id = Hex4(static_cast<uint16_t>(*sub_vendor)) + ":" + Hex4(static_cast<uint16_t>(*sub_device));
+    d.facts.subsystem_id = Hex4(static_cast<uint16_t>(*sub_vendor)) + ":" + Hex4(static_cast<uint16_t>(*sub_device));
   }
   for (const std::string& type : sysfs_.List(dir + "mdev_supported_types")) {
     const std::string t = dir + "mdev_supported_types/" + type + "/";
-    d.mdev_types[type] = {sysfs_.Read(t + "name").value_or(type),
-                          std::max(0, ParseSysfsCount(sysfs_.Read(t + "available_instances")))};
+    d.facts.mdev_types[type] = {sysfs_.Read(t + "name").value_or(type),
+                                std::max(0, ParseSysfsCount(sysfs_.Read(t + "available_instances")))};
   }
   return d;
 }
@@ -284,7 +284,7 @@ std::optional<std::string> PciDriver::VgpuPresent(const std::string& memory) con
 }
 
 bool PciDriver::Agrees(const DiscoveredDevice& observed, const AttachTarget* target, const std::string& memory) {
-  const std::string& bound = observed.kernel_driver;
+  const std::string& bound = observed.facts.kernel_driver;
   const std::string native = NativeDriver(memory);
   const auto vgpu = VgpuPresent(memory);
   if (!target) {

@@ -15,6 +15,8 @@
 #include <filesystem>
 #include <string>
 
+#include "cyborgfs/values.h"
+
 namespace cyborgfs {
 namespace {
 
@@ -154,6 +156,66 @@ Status WriteError(sqlite3* db, const Accelerator& a, const std::string& what) {
   return DatabaseError(db, what);
 }
 
+// The host facts as the host_facts column holds them: a JSON object whose
+// keys are the fields, absent where a field is empty (or -1).
+std::string FactsToJson(const HostFacts& f) {
+  Json facts = Json::object();
+  auto text = [&](const char* key, const std::string& value) {
+    if (!value.empty()) facts[key] = value;
+  };
+  auto count = [&](const char* key, int value) {
+    if (value >= 0) facts[key] = value;
+  };
+  text("kernel_driver", f.kernel_driver);
+  text("model", f.model);
+  count("numa_node", f.numa_node);
+  text("iommu_group", f.iommu_group);
+  text("physfn", f.physfn);
+  if (!f.virtfns.empty()) facts["virtfns"] = f.virtfns;
+  count("sriov_totalvfs", f.sriov_totalvfs);
+  count("sriov_numvfs", f.sriov_numvfs);
+  text("subsystem_id", f.subsystem_id);
+  for (const auto& [type, offer] : f.mdev_types) {
+    facts["mdev_types"][type] = {{"name", offer.name}, {"available_instances", offer.available_instances}};
+  }
+  return facts.dump();
+}
+
+// A column that does not parse, or a field of the wrong type, reads as absent.
+HostFacts FactsFromJson(const std::string& text) {
+  HostFacts f;
+  const Json facts = Json::parse(text, nullptr, false);
+  if (!facts.is_object()) return f;
+  auto text_of = [&](const char* key) {
+    auto it = facts.find(key);
+    return it != facts.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  auto count_of = [&](const char* key) {
+    auto it = facts.find(key);
+    return it != facts.end() && it->is_number_integer() ? it->get<int>() : -1;
+  };
+  f.kernel_driver = text_of("kernel_driver");
+  f.model = text_of("model");
+  f.numa_node = count_of("numa_node");
+  f.iommu_group = text_of("iommu_group");
+  f.physfn = text_of("physfn");
+  if (auto it = facts.find("virtfns"); it != facts.end() && it->is_array()) {
+    for (const Json& vf : *it) {
+      if (vf.is_string()) f.virtfns.push_back(vf.get<std::string>());
+    }
+  }
+  f.sriov_totalvfs = count_of("sriov_totalvfs");
+  f.sriov_numvfs = count_of("sriov_numvfs");
+  f.subsystem_id = text_of("subsystem_id");
+  if (auto it = facts.find("mdev_types"); it != facts.end() && it->is_object()) {
+    for (const auto& [type, offer] : it->items()) {
+      if (!offer.is_object()) continue;
+      f.mdev_types[type] = {offer.value("name", type), offer.value("available_instances", 0)};
+    }
+  }
+  return f;
+}
+
 void BindColumns(Statement& s, const Accelerator& a) {
   int i = 1;
   s.Bind(i++, a.uuid);
@@ -178,7 +240,7 @@ void BindColumns(Statement& s, const Accelerator& a) {
   s.Bind(i++, a.generation);
   s.Bind(i++, a.created_at);
   s.Bind(i++, a.updated_at);
-  s.Bind(i++, a.host_facts);
+  s.Bind(i++, FactsToJson(a.facts));
   s.Bind(i++, a.driver_memory);
   s.Bind(i++, int64_t{a.detaching});
 }
@@ -209,7 +271,7 @@ Accelerator ReadColumns(const Statement& s) {
   a.generation = s.Int(i++);
   a.created_at = s.Int(i++);
   a.updated_at = s.Int(i++);
-  a.host_facts = s.Text(i++);
+  a.facts = FactsFromJson(s.Text(i++));
   a.driver_memory = s.Text(i++);
   a.detaching = s.Int(i++) != 0;
   return a;

@@ -46,11 +46,11 @@ TEST_F(PciDriverTest, DiscoversTheAcceleratorsOnly) {
   EXPECT_FALSE(by_address.count("0000:00:01.0"));  // bridge
   const DiscoveredDevice& qat = by_address.at("0000:5e:00.0");
   EXPECT_EQ(qat.device_type, "CRYPTO");
-  EXPECT_EQ(qat.kernel_driver, "c6xx");
-  EXPECT_EQ(qat.virtfns, (std::vector<std::string>{"0000:5e:01.0", "0000:5e:01.1"}));
-  EXPECT_EQ(by_address.at("0000:5e:01.0").physfn, "0000:5e:00.0");
-  EXPECT_EQ(by_address.at("0000:86:00.0").numa_node, 1);
-  EXPECT_EQ(by_address.at("0000:d8:00.0").mdev_types.at("nvidia-222").available_instances, 16);
+  EXPECT_EQ(qat.facts.kernel_driver, "c6xx");
+  EXPECT_EQ(qat.facts.virtfns, (std::vector<std::string>{"0000:5e:01.0", "0000:5e:01.1"}));
+  EXPECT_EQ(by_address.at("0000:5e:01.0").facts.physfn, "0000:5e:00.0");
+  EXPECT_EQ(by_address.at("0000:86:00.0").facts.numa_node, 1);
+  EXPECT_EQ(by_address.at("0000:d8:00.0").facts.mdev_types.at("nvidia-222").available_instances, 16);
   EXPECT_EQ(by_address.at("0000:17:00.0").uuid, NameBasedUuid("testhost/pci/0000:17:00.0"));
   EXPECT_TRUE(driver.Health().empty());
 }

@@ -55,7 +55,10 @@ TEST(Store, KeepsEveryFieldAcrossReopening) {
   a.driver = "fake";
   a.vendor_id = "8086";
   a.remotable = true;
-  a.host_facts = R"({"kernel_driver":"nvidia","numa_node":1})";
+  a.facts.kernel_driver = "nvidia";
+  a.facts.numa_node = 1;
+  a.facts.virtfns = {"0000:3b:00.4"};
+  a.facts.mdev_types["nvidia-222"] = {"GRID T4-1B", 16};
   {
     auto store = Store::Open(dir.File("db"));
     ASSERT_TRUE(store.ok());
@@ -77,7 +80,7 @@ TEST(Store, KeepsEveryFieldAcrossReopening) {
   EXPECT_EQ(b.attach_handle, a.attach_handle);
   EXPECT_TRUE(b.remotable);
   EXPECT_EQ(b.vendor_id, "8086");
-  EXPECT_EQ(b.host_facts, a.host_facts);
+  EXPECT_EQ(b.facts, a.facts);
 }
 
 TEST(Store, MigratesAVersion1FileKeepingItsRows) {
@@ -103,7 +106,7 @@ TEST(Store, MigratesAVersion1FileKeepingItsRows) {
   ASSERT_TRUE(all.ok());
   ASSERT_EQ(all->size(), 1u);
   EXPECT_EQ(all->front().name, "old");
-  EXPECT_EQ(all->front().host_facts, "{}");
+  EXPECT_EQ(all->front().facts, HostFacts{});
 }
 
 TEST(Store, MigratesTheErrorStateOfVersion2AsAFailedDetach) {
