@@ -14,7 +14,8 @@ mkdir -p demo/mnt
 if mountpoint -q demo/mnt; then
   echo "cyborgfs is already mounted on $PWD/demo/mnt"
 else
-  ./build/cyborgfs --db demo/cyborgfs.db --log-file demo/cyborgfs.log --drivers fake --fake-devices 4 demo/mnt
+  ./build/cyborgfs --db demo/cyborgfs.db --log-file demo/cyborgfs.log --drivers fake --fake-devices 4 \
+    --api-socket demo/api.sock demo/mnt
 fi
 echo
 echo "cyborgfs is mounted on $PWD/demo/mnt:"

@@ -10,6 +10,8 @@ packages=(
   nlohmann-json3-dev libspdlog-dev libfmt-dev
   libgtest-dev googletest
   libcli11-dev uuid-dev libpci-dev pci.ids libsystemd-dev
+  # the REST API (issue 13), and curl its tests drive it with
+  libcpp-httplib-dev curl
   # the man page test renders cyborgfs(8); setpriv runs tests as another user
   groff-base util-linux
   # scripts/fuzz.sh: libFuzzer with clang

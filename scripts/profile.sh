@@ -33,7 +33,7 @@ cleanup() {
 }
 trap cleanup EXIT
 mkdir "$work/mnt"
-build-profile/cyborgfs -f --drivers none --log-level error --db "$work/db" "$work/mnt" &
+build-profile/cyborgfs -f --drivers none --log-level error --db "$work/db" --api-socket none "$work/mnt" &
 daemon=$!
 for _ in $(seq 100); do mountpoint -q "$work/mnt" && break; sleep 0.05; done
 mountpoint -q "$work/mnt" || { echo "cyborgfs did not mount" >&2; exit 1; }

@@ -76,7 +76,6 @@ class Service {
   // daemon's own (rescans, adoptions) and those of other front ends. It runs
   // on the changing thread, possibly with that accelerator's op lock held, so
   // it must not block nor call back into the Service's changing methods.
-  // `origin` is the front end whose request made it (null: the daemon's).
   using Listener = std::function<void(const Snapshot& before, const Snapshot& after)>;
 
   // `host` is this host's name: the only host a driver can attach to.
@@ -159,6 +158,19 @@ class Service {
   std::vector<Snapshot> List() const;  // ordered by id
   // At most `limit` accelerators with an id above `after_id`, ordered by id.
   std::vector<Snapshot> ListAfter(int64_t after_id, size_t limit) const;
+
+  // Published changes since the start: any change of any record (its error
+  // file included) and every create and remove make it grow.
+  uint64_t Revision() const { return revisions_.load(); }
+  // GET /accelerators: ListBody (records.h) of every accelerator, rendered
+  // once per revision and shared by every reader until the next change. Its
+  // records are at least as new as `revision`.
+  struct Listing {
+    uint64_t revision = 0;
+    int64_t rendered_at = 0;  // unix seconds
+    std::string body;
+  };
+  std::shared_ptr<const Listing> ListDocument() const;
 
   // --- the changes ------------------------------------------------------------
   // Where a verb takes `bytes`, they are the value as the user wrote it (kept
@@ -276,7 +288,9 @@ class Service {
 
   std::vector<std::pair<const void*, Listener>> listeners_;
   std::atomic<uint64_t> revisions_{0};
-  mutable std::shared_mutex mu_;  // guards the three indexes
+  mutable std::mutex listing_mu_;                   // one rendering at a time
+  mutable std::shared_ptr<const Listing> listing_;  // REQUIRES: listing_mu_
+  mutable std::shared_mutex mu_;                    // guards the three indexes
   std::map<int64_t, Entry> by_id_;
   // Keyed by views of the published snapshot's uuid and name (by_id_ holds it).
   std::unordered_map<std::string_view, int64_t> by_uuid_;

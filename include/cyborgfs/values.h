@@ -81,10 +81,19 @@ std::optional<size_t> FirstNonUtf8(std::string_view text);
 // "vm <instance-uuid>" or "host <hostname>" attach, "" detaches (nullopt).
 Result<std::optional<AttachTarget>> ParseAttach(std::string_view text);
 
+// A VM by its instance uuid (any case, kept lowercase), a host by its name
+// (an RFC 1123 host name, kept lowercase); kInvalid otherwise.
+Result<AttachTarget> VmTarget(std::string_view instance_uuid);
+Result<AttachTarget> HostTarget(std::string_view host);
+
 // --- small text helpers ----------------------------------------------------
 
 // `text` with ASCII letters in lower case.
 std::string Lowercase(std::string text);
+
+// `text` without the spaces and tabs it starts and ends with (an HTTP
+// header's value).
+std::string_view TrimSpaces(std::string_view text);
 
 // A 16-bit id as 4 lowercase hex digits ("10de"), as sysfs and lspci show it.
 std::string Hex4(uint16_t value);

@@ -13,6 +13,8 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -21,14 +23,16 @@
 #include <climits>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <thread>
 
-#include "filesystem.h"
+#include "api.h"
 #include "cyborgfs/drivers.h"
 #include "cyborgfs/service.h"
 #include "cyborgfs/store.h"
+#include "filesystem.h"
 #include "logging.h"
 #include "mountpoint.h"
 #include "options.h"
@@ -72,6 +76,45 @@ Result<std::string> DatabasePath(const std::string& path) {
                            " does not exist");
   }
   return absolute.string();
+}
+
+// The token of --api-token-file: its content without trailing whitespace. A
+// file others may read, or a token shorter than 16 bytes, is refused.
+Result<std::string> ApiToken(const std::string& path) {
+  std::ifstream file(path);
+  struct stat st {};
+  if (!file || ::stat(path.c_str(), &st) != 0) {
+    return Status::NotFound("--api-token-file: cannot read " + path + ": " + std::strerror(errno));
+  }
+  if (st.st_mode & S_IROTH) {
+    return Status::AccessDenied("--api-token-file: " + path + " is readable by everyone: chmod o-r " + path);
+  }
+  std::string token((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+  if (token.size() < 16 || token.find_first_of(" \t\r\n") != std::string::npos) {
+    return Status::Invalid("--api-token-file: " + path +
+                           " must hold one token of at least 16 characters (openssl rand -hex 32 makes one)");
+  }
+  return token;
+}
+
+// The REST API's listening sockets (before the fork; served from Start).
+Status ListenApi(api::HttpServer& http, const Options& options) {
+  if (options.api_socket != "none") {
+    if (Status s = http.ListenUnix(std::filesystem::absolute(options.api_socket).string()); !s.ok()) return s;
+  }
+  if (!options.api_listen.empty()) return http.ListenTcp(options.api_listen);
+  return Status::Ok();
+}
+
+// Lets the daemon hold as many descriptors as it may: each API connection
+// takes one (the soft limit is often 1 024; LimitNOFILE= sets the hard one).
+void RaiseDescriptorLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
 }
 
 // The FUSE command line for `options`. libfuse may grow and free the argument
@@ -175,8 +218,9 @@ class Reloader {
 
 // Mounts `fs` on `mountpoint` and serves requests until unmounted or
 // signalled. Returns the process exit code.
-int Serve(fs::Filesystem& fs, Service& service, Store& store, Reloader& reloader, const Options& options,
-          const std::string& mountpoint, const std::string& database, const std::string& logging_to) {
+int Serve(fs::Filesystem& fs, Service& service, Store& store, Reloader& reloader, api::HttpServer* http,
+          const Options& options, const std::string& mountpoint, const std::string& database,
+          const std::string& logging_to) {
   fuse_args args = FuseArgs(options, database);
   fuse_session* session = fuse_session_new(&args, &fs::Filesystem::Operations(), sizeof(fuse_lowlevel_ops), &fs);
   fuse_opt_free_args(&args);
@@ -195,6 +239,13 @@ int Serve(fs::Filesystem& fs, Service& service, Store& store, Reloader& reloader
     service.StartRescans(std::chrono::seconds(options.rescan_interval));
     store.StartCheckpoints(kCheckpointInterval);
     reloader.Start();
+    if (http) {
+      http->Start();
+      spdlog::info("serving the REST API on {}{}", options.api_socket == "none" ? "" : options.api_socket,
+                   options.api_listen.empty()
+                       ? ""
+                       : " and TCP " + options.api_listen + " (port " + std::to_string(http->TcpPort()) + ")");
+    }
     fuse_loop_config* config = fuse_loop_cfg_create();
     // Writes wait for the notifier, which may wait for lookups: keep workers free.
     fuse_loop_cfg_set_max_threads(config, kMaxWorkers);
@@ -203,6 +254,7 @@ int Serve(fs::Filesystem& fs, Service& service, Store& store, Reloader& reloader
     const int served = fuse_session_loop_mt(session, config);
     sd_notify(0, "STOPPING=1");
     fuse_loop_cfg_destroy(config);
+    if (http) http->Stop();  // the requests in flight are answered first
     reloader.Stop();
     service.StopRescans();
     fs.Unmounting();
@@ -236,6 +288,12 @@ int Run(int argc, char** argv) {
   if (!drivers.ok()) return Fail(drivers.status().message(), kUsageError);
   auto mountpoint = AbsoluteMountpoint(options.mountpoint);
   if (!mountpoint.ok()) return Fail(mountpoint.status().message());
+  std::string token;
+  if (!options.api_token_file.empty()) {
+    auto read = ApiToken(options.api_token_file);
+    if (!read.ok()) return Fail(read.status().message(), kUsageError);
+    token = *read;
+  }
 
   // --check changes nothing but a dead mount it clears: no database is made or migrated.
   const Store::Sync sync = options.sync == "full" ? Store::Sync::kFull : Store::Sync::kNormal;
@@ -255,9 +313,19 @@ int Run(int argc, char** argv) {
   if (Status s = service.Start(); !s.ok()) return Fail(s.message());
 
   fs::Filesystem fs(service, *admin_group, static_cast<size_t>(options.scratch_limit) << 20);
+  std::unique_ptr<api::Api> rest;
+  std::unique_ptr<api::HttpServer> http;
+  if (options.api_socket != "none" || !options.api_listen.empty()) {
+    rest = std::make_unique<api::Api>(service, api::Api::Options{*admin_group, token, [&fs] { fs.Settle(); }});
+    http = std::make_unique<api::HttpServer>([&rest](const api::Peer& peer, const httplib::Request& req,
+                                                     httplib::Response& res) { rest->Handle(peer, req, res); },
+                                             &api::Api::ErrorBody);
+    RaiseDescriptorLimit();
+    if (Status s = ListenApi(*http, options); !s.ok()) return Fail(s.message());
+  }
   Reloader reloader(argc, argv, service, options);
   spdlog::info("logging to {}", *logging_to);
-  return Serve(fs, service, **store, reloader, options, *mountpoint, *database, *logging_to);
+  return Serve(fs, service, **store, reloader, http.get(), options, *mountpoint, *database, *logging_to);
 }
 
 }  // namespace

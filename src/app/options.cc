@@ -44,6 +44,11 @@ Options ParseOptions(int argc, char** argv, int& exit_code) {
   cli.add_option("--scratch-limit", o.scratch_limit, "MiB all scratch files may hold together")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 20));
+  cli.add_option("--api-socket", o.api_socket, "unix socket of the REST API (\"none\": no REST API)")
+      ->capture_default_str();
+  cli.add_option("--api-listen", o.api_listen, "also serve the REST API over TCP on ADDR:PORT (off by default)");
+  cli.add_option("--api-token-file", o.api_token_file,
+                 "file holding the bearer token TCP clients must send (required with --api-listen)");
   cli.add_flag("--check", o.check,
                "check the options, the database and the mountpoint (clearing a dead cyborgfs mount), then exit; "
                "changes nothing else")
@@ -65,6 +70,10 @@ Options ParseOptions(int argc, char** argv, int& exit_code) {
     exit_code = kUsageError;
   } catch (const CLI::ParseError& e) {
     std::cerr << "cyborgfs: " << e.what() << " (see cyborgfs --help)\n";
+    exit_code = kUsageError;
+  }
+  if (exit_code < 0 && !o.api_listen.empty() && o.api_token_file.empty()) {
+    std::cerr << "cyborgfs: --api-listen needs --api-token-file: over TCP every request must show the token\n";
     exit_code = kUsageError;
   }
   if (exit_code < 0 && o.mountpoint.empty()) {

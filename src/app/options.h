@@ -9,6 +9,7 @@ namespace cyborgfs::app {
 inline constexpr const char* kVersion = "0.1.0";
 inline constexpr const char* kDefaultDatabase = "/var/lib/cyborgfs/cyborgfs.db";
 inline constexpr const char* kDefaultConfig = CYBORGFS_CONFIG;  // set by CMakeLists.txt
+inline constexpr const char* kDefaultApiSocket = "/run/cyborgfs/api.sock";
 
 struct Options {
   std::string mountpoint;
@@ -28,7 +29,10 @@ struct Options {
   std::string audit_log;   // a file the audit lines also go to; empty: none
   std::string log_file;    // a file the log goes to; empty: stderr, or syslog once detached (see logging.h)
   int scratch_limit = 64;  // MiB all scratch files may hold together
-  bool check = false;      // check everything a start needs, then exit
+  std::string api_socket = kDefaultApiSocket;  // the REST API's unix socket; "none": off
+  std::string api_listen;                      // ADDR:PORT the REST API also serves over TCP; empty: none
+  std::string api_token_file;                  // the bearer token TCP clients must show
+  bool check = false;                          // check everything a start needs, then exit
 };
 
 // The exit status of a command line or config file cyborgfs cannot take (a

@@ -16,6 +16,7 @@
 
 #include "cyborgfs/audit.h"
 #include "cyborgfs/lifecycle.h"
+#include "cyborgfs/records.h"
 #include "cyborgfs/values.h"
 
 namespace cyborgfs {
@@ -91,6 +92,15 @@ std::vector<Service::Snapshot> Service::ListAfter(int64_t after_id, size_t limit
   return some;
 }
 
+std::shared_ptr<const Service::Listing> Service::ListDocument() const {
+  std::lock_guard lock(listing_mu_);
+  const uint64_t revision = Revision();  // before the list: a change meanwhile is rendered again next time
+  if (!listing_ || listing_->revision != revision) {
+    listing_ = std::make_shared<const Listing>(Listing{revision, Now(), ListBody(List())});
+  }
+  return listing_;
+}
+
 Result<Service::Locked> Service::Lock(int64_t id) {
   std::shared_ptr<Slot> slot;
   {
@@ -152,6 +162,7 @@ void Service::Unpublish(const Snapshot& accelerator, const void* origin) {
     by_uuid_.erase(accelerator->uuid);
     by_name_.erase(accelerator->name);
     by_id_.erase(accelerator->id);
+    ++revisions_;
   }
   Tell(origin, accelerator, nullptr);
 }

@@ -246,6 +246,7 @@ Result<std::string> Filesystem::Content(fuse_ino_t ino) const {
   const Node node = Decode(ino);
   if (node.kind == NodeKind::kCreate || node.kind == NodeKind::kRescan) return std::string();
   if (node.kind == NodeKind::kDrivers) return service_.DriversReport();
+  if (node.kind == NodeKind::kList) return service_.ListDocument()->body;
   if (node.kind == NodeKind::kStats) {
     Json stats = counters_.Counts();
     stats["store_commits"] = service_.StoreCommits();
@@ -289,6 +290,14 @@ Result<Filesystem::Described> Filesystem::Describe(fuse_ino_t ino) const {
     case NodeKind::kRescan:
       st.st_mtim = st.st_ctim = At(mounted_at_, kernel_.MtimeBumps(ino));
       return file(0200, "");
+    case NodeKind::kList: {  // marked stale at every change: its mtime is the revision's
+      const auto listing = service_.ListDocument();
+      st.st_mode = S_IFREG | 0444;
+      st.st_size = static_cast<off_t>(listing->body.size());
+      st.st_mtim = st.st_ctim = At(listing->rendered_at, listing->revision);
+      d.told = listing->revision + 1;
+      return d;
+    }
     case NodeKind::kDrivers:
     case NodeKind::kStats:  // change without telling: never cached, always a new mtime
       d.timeout = 0;
@@ -344,7 +353,8 @@ void Filesystem::SetAttr(fuse_req_t req, fuse_ino_t ino, const struct stat& attr
     if (truncated.ok()) Invalidate(truncated->before, truncated->after, ino);
     notifier_.AwaitStale();
     if (!truncated.ok()) return ReplyStatus(req, truncated.status());
-  } else if ((to_set & FUSE_SET_ATTR_SIZE) && (node.kind == NodeKind::kDrivers || node.kind == NodeKind::kStats)) {
+  } else if ((to_set & FUSE_SET_ATTR_SIZE) &&
+             (node.kind == NodeKind::kDrivers || node.kind == NodeKind::kStats || node.kind == NodeKind::kList)) {
     return ReplyStatus(req, Status::AccessDenied("the file is read-only"));
   }
   ReplyAttr(req, ino);
@@ -568,6 +578,12 @@ void Filesystem::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset)
     const std::string data = scratch->Read(static_cast<uint64_t>(offset), size);
     return (void)fuse_reply_buf(req, data.data(), data.size());
   }
+  if (Decode(ino).kind == NodeKind::kList) {  // megabytes at 10 000 accelerators: not copied per READ
+    const auto listing = service_.ListDocument();
+    const std::string& body = listing->body;
+    const size_t start = std::min(static_cast<size_t>(offset), body.size());
+    return (void)fuse_reply_buf(req, body.data() + start, std::min(size, body.size() - start));
+  }
   auto content = Content(ino);
   if (!content.ok()) return ReplyStatus(req, content.status());
   const size_t start = std::min(static_cast<size_t>(offset), content->size());
@@ -628,6 +644,7 @@ void Filesystem::Write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t 
 void Filesystem::Invalidate(const Service::Snapshot& before, const Service::Snapshot& after, fuse_ino_t written,
                             std::string_view made) {
   if (before == after) return;  // nothing changed
+  if (kernel_.WhatWasTold(kListIno) != 0) notifier_.Stale(kListIno);
   const Accelerator& any = after ? *after : *before;
   for (const AttrInfo& info : Attributes()) {
     const fuse_ino_t ino = AttrIno(any.id, info.attr);

@@ -20,6 +20,8 @@
 // dropped by the kernel at the next stat or read (AUTO_INVAL_DATA). READs
 // are answered with the current content.
 // Scratch files, `stats` and `drivers` are not cached (timeouts 0).
+// `accelerators.json` (the body of GET /accelerators) is marked stale at
+// every change of any accelerator; a new revision is a new mtime.
 //
 // Writes are per file and offset, not per open file (see the README): the
 // daemon never learns of opens and closes.
@@ -77,6 +79,15 @@ class Filesystem {
   // fuse_daemonize: it starts the notifier's threads) to Unmounting().
   void Mounted(fuse_session* session) { notifier_.Start(session); }
   void Unmounting() { notifier_.Stop(); }
+
+  // Returns once what the kernel holds of every change made so far is
+  // invalidated (or the notifier has waited its bound): a front end calls it
+  // after a change, before it replies, so that the change is seen through
+  // the mount at once. It must not be called with an op lock held.
+  void Settle() {
+    notifier_.AwaitStale();
+    notifier_.Drain();
+  }
 
   // Called by the callbacks (public so the C callbacks can reach them).
   // Counts a request about inode `about` (0: none in particular). Those

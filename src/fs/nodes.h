@@ -25,6 +25,7 @@ enum class NodeKind {
   kRescan,
   kDrivers,
   kStats,
+  kList,
   kAcceleratorDir,
   kAttribute,
   kLink,
@@ -45,6 +46,7 @@ inline constexpr fuse_ino_t kCreateIno = 4;
 inline constexpr fuse_ino_t kRescanIno = 5;
 inline constexpr fuse_ino_t kDriversIno = 6;
 inline constexpr fuse_ino_t kStatsIno = 7;
+inline constexpr fuse_ino_t kListIno = 8;
 inline constexpr fuse_ino_t kBlock = 32;
 inline constexpr fuse_ino_t kLinkSlot = kBlock - 1;
 inline constexpr fuse_ino_t kScratchBase = fuse_ino_t{1} << 62;
@@ -63,6 +65,7 @@ inline constexpr RootEntry kRootEntries[] = {
     {"rescan", kRescanIno, NodeKind::kRescan, false},
     {"drivers", kDriversIno, NodeKind::kDrivers, false},
     {"stats", kStatsIno, NodeKind::kStats, false},
+    {"accelerators.json", kListIno, NodeKind::kList, false},
 };
 inline const RootEntry* FindRootEntry(std::string_view name) {
   for (const RootEntry& entry : kRootEntries) {

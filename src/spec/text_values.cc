@@ -42,6 +42,12 @@ std::string Lowercase(std::string text) {
   return text;
 }
 
+std::string_view TrimSpaces(std::string_view text) {
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
+  return text;
+}
+
 std::string Hex4(uint16_t value) {
   char text[8];
   std::snprintf(text, sizeof text, "%04x", value);
@@ -112,16 +118,20 @@ Result<std::optional<AttachTarget>> ParseAttach(std::string_view text) {
     return Status::Invalid("expected \"vm <instance-uuid>\", \"host <hostname>\" or an empty line, got \"" +
                            std::string(text) + "\"");
   }
-  AttachTarget target;
-  if (words[0] == "vm") {
-    auto uuid = NormalizeUuid(words[1]);
-    if (!uuid) return Status::Invalid("\"" + words[1] + "\" is not an instance uuid");
-    target = {AttachTarget::Kind::kVm, *uuid};
-  } else {
-    if (!IsHostName(words[1])) return Status::Invalid("\"" + words[1] + "\" is not a host name");
-    target = {AttachTarget::Kind::kHost, Lowercase(words[1])};
-  }
-  return std::optional<AttachTarget>(target);
+  auto target = words[0] == "vm" ? VmTarget(words[1]) : HostTarget(words[1]);
+  if (!target.ok()) return target.status();
+  return std::optional<AttachTarget>(*target);
+}
+
+Result<AttachTarget> VmTarget(std::string_view instance_uuid) {
+  auto uuid = NormalizeUuid(instance_uuid);
+  if (!uuid) return Status::Invalid("\"" + std::string(instance_uuid) + "\" is not an instance uuid");
+  return AttachTarget{AttachTarget::Kind::kVm, *uuid};
+}
+
+Result<AttachTarget> HostTarget(std::string_view host) {
+  if (!IsHostName(host)) return Status::Invalid("\"" + std::string(host) + "\" is not a host name");
+  return AttachTarget{AttachTarget::Kind::kHost, Lowercase(std::string(host))};
 }
 
 }  // namespace cyborgfs

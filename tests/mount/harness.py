@@ -106,9 +106,11 @@ class Mount:
             os.mkdir(self.mnt)
         except FileExistsError:  # also a dead mount, which isdir() cannot see
             pass
+        self.api_socket = os.path.join(workdir, "api.sock")
         drivers = [] if "--drivers" in extra_args else ["--drivers", "fake"]
+        api = [] if "--api-socket" in extra_args else ["--api-socket", self.api_socket]
         args = [BIN, "-f", "--db", self.db, "--host", HOST, "--fake-devices", str(fake_devices),
-                "--log-level", "debug", *drivers, *extra_args, self.mnt]
+                "--log-level", "debug", *drivers, *api, *extra_args, self.mnt]
         self.log = open(self.log_path, "ab")
         self.notifications = Notifications(workdir)  # the daemon says READY=1 when its mount is live
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -178,7 +180,9 @@ class BackgroundMount:
     def __init__(self, mnt, db, *extra_args):
         self.mnt, self.db = mnt, db
         os.makedirs(mnt, exist_ok=True)
-        self.args = [BIN, "--db", db, "--host", HOST, "--drivers", "fake", *extra_args, mnt]
+        self.api_socket = mnt.rstrip("/") + ".api.sock"
+        api = [] if "--api-socket" in extra_args else ["--api-socket", self.api_socket]
+        self.args = [BIN, "--db", db, "--host", HOST, "--drivers", "fake", *api, *extra_args, mnt]
         r = subprocess.run(self.args, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
         self.start_stderr = r.stderr
         if r.returncode != 0:

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import unittest
@@ -56,6 +57,8 @@ class InstallTest(unittest.TestCase):
         self.assertEqual(service["Type"], "notify")
         self.assertEqual(service["Restart"], "on-failure")
         self.assertIn("--check", service["ExecStartPre"])
+        # /run/cyborgfs, where the default REST API socket is, is made by systemd
+        self.assertEqual(service["RuntimeDirectory"], "cyborgfs")
         for command in ("ExecStartPre", "ExecStart"):
             self.assertEqual(service[command].split()[0], binary[len(self.root):])
 
@@ -84,6 +87,12 @@ class InstallTest(unittest.TestCase):
         wait_for(lambda: "READY=1" in notify.received() or main.poll() is not None, what="READY=1")
         self.assertIn("STATUS=serving %s" % self.mnt, notify.received())
         self.assertTrue(is_served(self.mnt))  # live when READY=1 came
+        # the REST API is served from the config file's socket, 0666
+        sock = os.path.join(self.workdir, "api.sock")
+        self.assertEqual(stat.S_IMODE(os.stat(sock).st_mode), 0o666)
+        got = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket", sock,
+                              "http://localhost/accelerators"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(got.stdout, "200")
 
         # reload: the log level and the audit file follow the config file
         audit = os.path.join(self.workdir, "audit.log")
@@ -133,7 +142,7 @@ class InstallTest(unittest.TestCase):
         shutil.copy(self.installed("cyborgfs.conf"), path)
         self.config = path
         self.edit_config(mountpoint='"%s"' % self.mnt, db='"%s"' % os.path.join(self.workdir, "cyborgfs.db"),
-                         drivers='"fake"')
+                         drivers='"fake"', **{"api-socket": '"%s"' % os.path.join(self.workdir, "api.sock")})
         return path
 
     def edit_config(self, **values):

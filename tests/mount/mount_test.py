@@ -474,7 +474,8 @@ class RefusalTest(MountTest):
         for script in ["touch newfile", "touch accelerators/newfile", "mkdir newdir", "echo x > by-name/x",
                        "mkdir by-name/x", "ln -s a b", "mkfifo accelerators/fifo"]:
             self.fails(script, "Permission denied")
-        self.assertEqual(sorted(os.listdir(self.fs.mnt)), ["accelerators", "by-name", "create", "drivers", "rescan", "stats"])
+        self.assertEqual(sorted(os.listdir(self.fs.mnt)),
+                         ["accelerators", "accelerators.json", "by-name", "create", "drivers", "rescan", "stats"])
         self.assertEqual(sorted(os.listdir(self.fs.path("accelerators"))), self.uuids())
         self.assertEqual(len(self.uuids()), 4)
         # In an accelerator folder only regular scratch files can be made: EPERM.
@@ -654,7 +655,8 @@ class CommandTest(MountTest):
     def test_without_foreground_the_parent_exits_once_the_mount_is_live(self):
         mnt = os.path.join(self.workdir, "bg")
         os.makedirs(mnt)
-        r = self.run_bin("--db", os.path.join(self.workdir, "bg.db"), "--host", HOST, "--drivers", "fake", mnt)
+        r = self.run_bin("--db", os.path.join(self.workdir, "bg.db"), "--host", HOST, "--drivers", "fake",
+                         "--api-socket", os.path.join(self.workdir, "bg.sock"), mnt)
         self.assertEqual(r.returncode, 0, r.stderr)
         try:
             self.assertTrue(is_mounted(mnt))
