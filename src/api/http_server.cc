@@ -335,6 +335,9 @@ class HttpServer::Worker : public httplib::Server {
     set_keep_alive_max_count(1000000);
     set_error_handler(HandlerWithResponse([this](const httplib::Request& req, httplib::Response& res) {
       if (!res.body.empty()) return HandlerResponse::Unhandled;  // the Handler worded it
+      // httplib's own refusal (a request line or head it cannot read): what
+      // follows on the connection cannot be trusted to be a request.
+      close_after_ = true;
       if (res.status == 400 && (req.method == "TRACE" || req.method == "CONNECT")) res.status = 405;
       const std::string message =
           res.status == 405 ? "the method " + req.method + " is not served here" : TransportMessage(res.status);
@@ -358,15 +361,17 @@ class HttpServer::Worker : public httplib::Server {
   // Answers the one request in `stream`; false if the connection must close.
   bool Serve(ConnectionStream& stream, const Peer& peer, bool last) {
     peer_ = &peer;
+    close_after_ = false;
     bool closed = false;
     const bool ok = process_request(stream, last, closed, nullptr);
     peer_ = nullptr;
-    return stream.Flush() && ok && !closed && !last;
+    return stream.Flush() && ok && !closed && !last && !close_after_;
   }
 
  private:
   HttpServer& server_;
   const Peer* peer_ = nullptr;
+  bool close_after_ = false;
 };
 
 HttpServer::HttpServer(Handler handler, ErrorBody error_body, Limits limits)

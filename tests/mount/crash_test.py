@@ -1,7 +1,8 @@
 """kill -9 of the daemon: what was acknowledged survives, the dead mount is replaced.
 
 The crash test runs writer threads against the pci driver on a fake sysfs tree
-(answered by tests/sysfs/fake_kernel.py), kills the daemon at random moments,
+(answered by tests/sysfs/fake_kernel.py), half of them through the files and
+half through the REST API, kills the daemon at random moments,
 restarts it over its dead mount and checks every acknowledged change, the
 database's integrity and the sysfs bindings.
 """
@@ -20,7 +21,8 @@ import time
 import unittest
 import uuid as uuidlib
 
-from harness import BIN, HOST, BackgroundMount, MountTest, echo_into, is_mounted, is_served, wait_for
+from harness import (BIN, HOST, BackgroundMount, MountTest, UnixHTTPConnection, echo_into, http_request, is_mounted,
+                     is_served, wait_for)
 from pci_test import KernelTestBase
 
 VM = "11111111-2222-4333-8444-555555555555"
@@ -256,15 +258,26 @@ class Writer(threading.Thread):
     # lose one. Writers change their devices one at a time.
     device_lock = threading.Lock()
 
-    def __init__(self, mnt, index, state, owned, killed):
+    def __init__(self, mnt, index, state, owned, killed, api_socket=None):
         super().__init__(daemon=True)
         self.mnt, self.index, self.state, self.owned, self.killed = mnt, index, state, owned, killed
         self.pending = None
         self.failure = None
         self.acknowledged = 0
+        # Through the REST API (one keep-alive connection) instead of the files.
+        self.conn = UnixHTTPConnection(api_socket) if api_socket else None
 
     def path(self, *parts):
         return os.path.join(self.mnt, "accelerators", *parts)
+
+    def request(self, method, path, body=None):
+        """An HTTP change, acknowledged by a 2xx; a failure raises OSError as a file write does."""
+        try:
+            r = http_request(self.conn, method, path, body)
+        except Exception as e:  # the connection died with the daemon
+            raise OSError(errno.ECONNRESET, str(e)) from e
+        if r.status // 100 != 2:
+            raise OSError(errno.EIO, "%s %s: %r" % (method, path, r))
 
     def apply(self, uuid, file, value, action):
         try:
@@ -281,20 +294,45 @@ class Writer(threading.Thread):
             self.state[uuid][file] = value
 
     def write(self, uuid, file, value):
-        """echo VALUE > file; an empty value is written as a newline (reads back as empty)."""
-        self.apply(uuid, file, value, lambda: echo_into(self.path(uuid, file), value or "\n"))
+        """echo VALUE > file (an empty value is written as a newline: it reads back as empty),
+        or the REST request that sets the same value."""
+        if not self.conn:
+            return self.apply(uuid, file, value, lambda: echo_into(self.path(uuid, file), value or "\n"))
+        route = "/accelerators/" + uuid
+        if file == "spec":
+            action = lambda: self.request("PUT", route + "/acc_specs", {"acc_specs": json.loads(value)})  # noqa: E731
+        elif file == "name":
+            action = lambda: self.request("PUT", route + "/name", {"name": value.strip()})  # noqa: E731
+        elif value == "":
+            action = lambda: self.request("DELETE", route)  # noqa: E731
+        else:
+            kind, target = value.split()
+            body = {"instance_uuid": target} if kind == "vm" else {"host": target}
+            action = lambda: self.request("PUT", route, body)  # noqa: E731
+        self.apply(uuid, file, value, action)
+
+    def make(self, u):
+        if self.conn:
+            self.apply(u, "exists", True, lambda: self.request("POST", "/accelerators/" + u, {"name": u}))
+        else:
+            self.apply(u, "exists", True, lambda: os.mkdir(self.path(u)))
+
+    def remove(self, u):
+        if self.conn:
+            self.apply(u, "exists", False, lambda: self.request("DELETE", "/accelerators/%s/record" % u))
+        else:
+            self.apply(u, "exists", False, lambda: os.rmdir(self.path(u)))
 
     def step(self, rng):
         mine = [u for u, s in self.state.items() if s is not None]
         choice = rng.random()
         if choice < 0.15 and len(mine) < 12 or not mine:
-            u = str(uuidlib.UUID(int=rng.getrandbits(128), version=4))
-            self.apply(u, "exists", True, lambda: os.mkdir(self.path(u)))
+            self.make(str(uuidlib.UUID(int=rng.getrandbits(128), version=4)))
             return
         u = rng.choice(mine)
         device = u in self.owned
         if choice < 0.25 and not device and self.state[u]["attach"] == "":
-            self.apply(u, "exists", False, lambda: os.rmdir(self.path(u)))
+            self.remove(u)
         elif choice < 0.5:
             spec = {"num": rng.randint(1, 9)}
             if not device:  # a device's type is what the hardware is
@@ -316,6 +354,9 @@ class Writer(threading.Thread):
             pass
         except BaseException as e:  # reported by the test
             self.failure = e
+        finally:
+            if self.conn:
+                self.conn.close()
 
 
 class CrashTest(KernelTestBase):
@@ -333,10 +374,11 @@ class CrashTest(KernelTestBase):
             mine = [addresses[a] for a in self.DEVICES[i::self.WRITERS]]
             states.append({u: {f: self.acc(u, f) for f in ("spec", "name", "attach")} for u in mine})
             owned.append(set(mine))
-        acknowledged = 0
+        acknowledged = by_http = 0
         for number in range(self.ROUNDS):
             killed = threading.Event()
-            writers = [Writer(self.fs.mnt, i, states[i], owned[i], killed) for i in range(self.WRITERS)]
+            writers = [Writer(self.fs.mnt, i, states[i], owned[i], killed, self.fs.api_socket if i % 2 else None)
+                       for i in range(self.WRITERS)]
             for w in writers:
                 w.start()
             time.sleep(random.uniform(0.2, 1.2))
@@ -349,6 +391,7 @@ class CrashTest(KernelTestBase):
                 if w.failure:
                     raise w.failure
                 acknowledged += w.acknowledged
+                by_http += w.acknowledged if w.conn else 0
             for w in writers:
                 self.check(w, "round %d, writer %d" % (number, w.index))
             with sqlite3.connect("file:%s?mode=ro" % self.fs.db, uri=True) as db:
@@ -357,9 +400,11 @@ class CrashTest(KernelTestBase):
                 wait_for(lambda: self.bindings_agree(addresses, native), timeout=15, what="sysfs bindings")
             except AssertionError:
                 self.fail("round %d: sysfs disagrees with the database:\n%s" % (number, self.disagreement(addresses)))
-        self.assertGreater(acknowledged, 10 * self.ROUNDS)
-        print("\n%d rounds, %d acknowledged changes; %d daemons died stuck on their mount and were ended"
-              % (self.ROUNDS, acknowledged, self.fs.log_text().count("died stuck on its mount")), file=sys.stderr)
+        self.assertGreater(acknowledged - by_http, 10 * self.ROUNDS)
+        self.assertGreater(by_http, 10 * self.ROUNDS)
+        print("\n%d rounds, %d acknowledged changes (%d over HTTP); %d daemons died stuck on their mount and were ended"
+              % (self.ROUNDS, acknowledged, by_http, self.fs.log_text().count("died stuck on its mount")),
+              file=sys.stderr)
 
     def check(self, w, where):
         """Every acknowledged change is there; the interrupted one is all there or not at all.
@@ -375,7 +420,11 @@ class CrashTest(KernelTestBase):
             for file in ("spec", "name", "attach"):
                 got = self.acc(u, file)
                 allowed = {acked[file]} | ({pending[1]} if pending and pending[0] == file else set())
-                self.assertIn(got, allowed, "%s: %s %s" % (where, u, file))
+                if file == "spec":  # as written to the file, or as the API shows a spec it was sent
+                    allowed = {json.dumps(json.loads(v), sort_keys=True) for v in allowed}
+                    self.assertIn(json.dumps(json.loads(got), sort_keys=True), allowed, "%s: %s spec" % (where, u))
+                else:
+                    self.assertIn(got, allowed, "%s: %s %s" % (where, u, file))
                 acked[file] = got
             self.assert_consistent(u, acked, where)
 

@@ -3,6 +3,8 @@
 Every Mount is unmounted and its daemon stopped (by its pid) when the test ends,
 whether it passed or not.
 """
+import http.client
+import json
 import os
 import shutil
 import signal
@@ -92,6 +94,52 @@ class Notifications:
     def close(self):
         self.socket.close()
         os.unlink(self.path)
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """http.client over a unix socket (the REST API's)."""
+
+    def __init__(self, path, timeout=30):
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.socket_path)
+
+
+class Reply:
+    """An HTTP response read whole: status, headers (lowercase names), body bytes."""
+
+    def __init__(self, response):
+        self.status = response.status
+        self.headers = {k.lower(): v for k, v in response.getheaders()}
+        self.body = response.read()
+
+    def json(self):
+        return json.loads(self.body)
+
+    def error(self):
+        """The message of an error body, checking its shape on the way."""
+        assert self.headers.get("content-type") == "application/json", self.headers
+        body = self.json()
+        assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+        assert body["error"]["code"] == self.status, body
+        return body["error"]["message"]
+
+    def __repr__(self):
+        return "<%d %r>" % (self.status, self.body[:300])
+
+
+def http_request(conn, method, path, body=None, headers=None):
+    """One request on `conn`; a dict or list body is sent as JSON. Returns a Reply."""
+    headers = dict(headers or {})
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body)
+        headers.setdefault("Content-Type", "application/json")
+    conn.request(method, path, body=body, headers=headers)
+    return Reply(conn.getresponse())
 
 
 class Mount:
@@ -240,6 +288,31 @@ class MountTest(unittest.TestCase):
             self.assertEqual(self.fs.stop(), 0, self.fs.log_text())
         self.fs = self.start(*args, db=self.fs.db, **kwargs)
         return self.fs
+
+    def api(self, method, path, body=None, headers=None, sock=None):
+        """One request to the daemon's REST API (a fresh connection); a Reply."""
+        conn = UnixHTTPConnection(sock or self.fs.api_socket)
+        try:
+            return http_request(conn, method, path, body, headers)
+        finally:
+            conn.close()
+
+    def curl(self, *args, sock=None, setpriv=None):
+        """curl on the API socket (or, with a URL of http://127.0.0.1:PORT, over TCP if `sock`
+        is ""): (the final HTTP status, its head's text, the body's text). `setpriv`: the
+        arguments of setpriv(1) to run it as another user ("--reuid", "nobody", ...)."""
+        where = ["--unix-socket", sock or self.fs.api_socket] if sock != "" else []
+        command = ["curl", "-sS", "-i", *where, *args]
+        if setpriv:
+            command = ["setpriv", *setpriv, *command]
+        r = subprocess.run(command, capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = r.stdout.decode()
+        while True:  # past any 100 Continue
+            head, _, out = out.partition("\r\n\r\n")
+            status = int(head.split()[1])
+            if status != 100:
+                return status, head + "\r\n", out
 
     def sh(self, script, shell="bash"):
         """Runs `script` in the mount; returns (exit status, stdout, stderr)."""

@@ -244,6 +244,15 @@ class PciAttachTest(KernelTestBase):
         self.assertEqual(self.bound(), "nvidia")
         self.assertEqual(self.acc(self.gpu, "status"), "available\n")
 
+    def test_a_driver_failure_over_http_is_500_with_its_message(self):
+        with open(os.path.join(self.tree, ".fail"), "w") as f:
+            f.write("unbind nvidia 0000:17:00.0\n")
+        r = self.api("PUT", "/accelerators/" + self.gpu, {"instance_uuid": self.VM})
+        self.assertEqual(r.status, 500)
+        self.assertIn("unbind from nvidia failed: the device is still bound to nvidia", r.error())
+        self.assertEqual(r.error() + "\n", self.acc(self.gpu, "error"))  # the error file's words
+        self.assertEqual(self.acc(self.gpu, "status"), "available\n")
+
     def test_detach_falls_back_to_drivers_probe_when_bind_is_refused(self):
         self.ok("echo vm %s > accelerators/%s/attach" % (self.VM, self.gpu))
         with open(os.path.join(self.tree, ".fail"), "w") as f:
