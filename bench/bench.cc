@@ -2,6 +2,7 @@
 //
 //   cyborgfs_bench --bin build/cyborgfs [--sizes 10,1000,10000,100000] [--rounds 5] [--ops 2000]
 //                  [--out DIR] [--rescan-sizes 100,1000,10000] [--rescans-only 1]
+//                  [--api-sizes 10000,100000] [--api-only 1]
 //
 // For each size N it fills one SQLite file with N accelerators, then drives
 //   mount  the real cyborgfs mount of that file (--drivers none),
@@ -19,7 +20,11 @@
 // run twice: with --sync normal and with --sync full. Last, the core alone
 // (no mount): a start that adopts N fake devices and a rescan that finds
 // nothing to change, at each --rescan-sizes, with the time per device and
-// its growth from the smallest size to the largest. Not a test: it asserts
+// its growth from the smallest size to the largest. Then the REST API (issue
+// 13), at each --api-sizes: GET /accelerators/{uuid} over the unix socket
+// with keep-alive beside the REST peer and the daemon's own TCP port, GET
+// /accelerators whole, attach+detach over HTTP beside the same through the
+// attach file, and the daemon's resident memory. Not a test: it asserts
 // nothing, it measures.
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -28,8 +33,10 @@
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -68,6 +75,8 @@ struct Options {
   std::string out = "bench/results";
   std::vector<int> rescan_sizes = {100, 1000, 10000};
   bool rescans_only = false;
+  std::vector<int> api_sizes = {10000, 100000};
+  bool api_only = false;
 };
 
 double Micros(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
@@ -139,16 +148,23 @@ long ResidentKib(pid_t pid) {
   return 0;
 }
 
-Daemon StartDaemon(const Options& o, const std::string& db, const std::string& mnt, const char* sync = "normal") {
+Daemon StartDaemon(const Options& o, const std::string& db, const std::string& mnt, const char* sync = "normal",
+                   std::vector<std::string> extra = {"--api-socket", "none"}) {
   Daemon d;
   const auto begin = Clock::now();
+  std::vector<std::string> words = {o.bin, "-f",          "--drivers", "none",   "--db",
+                                    db,    "--log-level", "error",     "--sync", sync};
+  words.insert(words.end(), extra.begin(), extra.end());
+  words.push_back(mnt);
+  std::vector<char*> argv;
+  for (std::string& w : words) argv.push_back(w.data());
+  argv.push_back(nullptr);
   d.pid = fork();
   if (d.pid == 0) {
     const int null = open("/dev/null", O_WRONLY);
     dup2(null, 1);
     dup2(null, 2);
-    execl(o.bin.c_str(), o.bin.c_str(), "-f", "--drivers", "none", "--db", db.c_str(), "--log-level", "error", "--sync",
-          sync, mnt.c_str(), static_cast<char*>(nullptr));
+    execv(o.bin.c_str(), argv.data());
     _exit(127);
   }
   while (!Mounted(mnt)) {
@@ -203,10 +219,10 @@ Peer StartPeer(const Options& o, const std::string& db) {
   return p;
 }
 
-// One keep-alive HTTP/1.1 connection to the peer.
+// One keep-alive HTTP/1.1 connection: to a TCP port on 127.0.0.1, or a unix socket.
 class HttpClient {
  public:
-  explicit HttpClient(int port) {
+  explicit HttpClient(int port, std::string authorization = "") : authorization_(std::move(authorization)) {
     fd_ = socket(AF_INET, SOCK_STREAM, 0);
     const int one = 1;
     setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -214,31 +230,53 @@ class HttpClient {
     addr.sin_family = AF_INET;
     addr.sin_port = htons(static_cast<uint16_t>(port));
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) Die("connect to the REST peer");
+    if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+      Die("connect to port " + std::to_string(port));
+  }
+  explicit HttpClient(const std::string& unix_path) {
+    fd_ = socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", unix_path.c_str());
+    if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) Die("connect to " + unix_path);
   }
   ~HttpClient() { close(fd_); }
 
   // GET `path`; returns the body.
-  std::string Get(const std::string& path) {
-    const std::string request = "GET " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n";
-    if (write(fd_, request.data(), request.size()) != static_cast<ssize_t>(request.size())) Die("write to peer");
+  std::string Get(const std::string& path) { return Send("GET", path, ""); }
+
+  // A request; returns the body (its status in `status`).
+  std::string Send(const std::string& method, const std::string& path, const std::string& body, int* status = nullptr) {
+    std::string request = method + " " + path + " HTTP/1.1\r\nHost: localhost\r\n" + authorization_;
+    if (!body.empty()) {
+      request += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+    }
+    request += "\r\n" + body;
+    if (write(fd_, request.data(), request.size()) != static_cast<ssize_t>(request.size())) Die("write to a server");
     std::string data;
     size_t header_end = std::string::npos, length = 0;
-    char buffer[8192];
+    char buffer[65536];
     while (header_end == std::string::npos || data.size() < header_end + 4 + length) {
       const ssize_t got = read(fd_, buffer, sizeof buffer);
-      if (got <= 0) Die("read from peer");
+      if (got <= 0) Die("read from a server");
       data.append(buffer, static_cast<size_t>(got));
       if (header_end == std::string::npos && (header_end = data.find("\r\n\r\n")) != std::string::npos) {
         const auto at = data.find("Content-Length: ");
-        length = at == std::string::npos ? 0 : std::stoul(data.substr(at + 16));
+        length = at == std::string::npos || at > header_end ? 0 : std::stoul(data.substr(at + 16));
       }
+    }
+    const int code = std::atoi(data.c_str() + 9);  // "HTTP/1.1 200"
+    if (status) {
+      *status = code;
+    } else if (code >= 400) {
+      Die(method + " " + path + ": " + data.substr(0, 200));
     }
     return data.substr(header_end + 4);
   }
 
  private:
   int fd_ = -1;
+  std::string authorization_;  // a header line, or empty
 };
 
 // --- workloads ------------------------------------------------------------------
@@ -475,13 +513,15 @@ Options Parse(int argc, char** argv) {
       o.ops = std::max(10, std::stoi(value));
     } else if (flag == "--out") {
       o.out = value;
-    } else if (flag == "--sizes" || flag == "--rescan-sizes") {
-      std::vector<int>& sizes = flag == "--sizes" ? o.sizes : o.rescan_sizes;
+    } else if (flag == "--sizes" || flag == "--rescan-sizes" || flag == "--api-sizes") {
+      std::vector<int>& sizes = flag == "--sizes" ? o.sizes : flag == "--api-sizes" ? o.api_sizes : o.rescan_sizes;
       sizes.clear();
       std::stringstream list(value);
       for (std::string n; std::getline(list, n, ',');) sizes.push_back(std::stoi(n));
     } else if (flag == "--rescans-only") {
       o.rescans_only = value == "1";
+    } else if (flag == "--api-only") {
+      o.api_only = value == "1";
     } else {
       Die("unknown option " + flag);
     }
@@ -589,6 +629,192 @@ void PrintGoals(const std::vector<Goal>& goals, cyborgfs::Json& report) {
   }
 }
 
+// --- the REST API (issue 13) ----------------------------------------------------
+
+// A free TCP port on 127.0.0.1 (free when asked).
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof addr;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length) != 0) {
+    Die("no free port");
+  }
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// The machine's floor for a request and its answer from another process: a
+// child that waits in epoll_wait on a unix socket and answers each message
+// with as many bytes as a record has, and does nothing else. No daemon can
+// answer faster here.
+class EchoFloor {
+ public:
+  EchoFloor() {
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sockets_);
+    child_ = fork();
+    if (child_ == 0) {
+      close(sockets_[0]);
+      const int ep = epoll_create1(0);
+      epoll_event e{};
+      e.events = EPOLLIN;
+      epoll_ctl(ep, EPOLL_CTL_ADD, sockets_[1], &e);
+      char buffer[4096] = {};
+      for (;;) {
+        epoll_event got{};
+        epoll_wait(ep, &got, 1, -1);
+        if (recv(sockets_[1], buffer, sizeof buffer, 0) <= 0) _exit(0);
+        if (send(sockets_[1], buffer, 600, 0) <= 0) _exit(0);
+      }
+    }
+    close(sockets_[1]);
+  }
+  ~EchoFloor() {
+    close(sockets_[0]);
+    waitpid(child_, nullptr, 0);
+  }
+  void RoundTrip() {
+    char buffer[4096] = {};
+    if (send(sockets_[0], buffer, 100, 0) != 100) Die("echo floor");
+    for (size_t got = 0; got < 600;) {
+      const ssize_t n = recv(sockets_[0], buffer, sizeof buffer, 0);
+      if (n <= 0) Die("echo floor");
+      got += static_cast<size_t>(n);
+    }
+  }
+
+ private:
+  int sockets_[2] = {-1, -1};
+  pid_t child_ = -1;
+};
+
+double MedianOf(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  return values[values.size() / 2];
+}
+
+// At each --api-sizes: the daemon with its unix socket and a TCP port, the
+// REST peer on the same file; GET one record on each, side by side; the
+// whole list; attach+detach over HTTP and through the file; memory.
+void MeasureApi(const Options& o, cyborgfs::Json& report) {
+  std::printf("\n%-50s %7s %10s %10s %10s %9s\n", "REST API (keep-alive, one client)", "N", "mean us", "p50 us",
+              "p99 us", "x first");
+  Goal one{"GET /accelerators/{uuid}, unix socket, p50 us", 50, true},
+      peer{"GET /accelerators/{uuid}: the REST peer's time / ours, x", 2, false},
+      list{"GET /accelerators at 10 000, a change before each, median ms", 30, true},
+      pair{"attach+detach over HTTP / through the file, p50 x", 1.0, true};
+  const std::string token = "bench-token-0123456789abcdef";
+  for (int n : o.api_sizes) {
+    std::cerr << "REST API at " << n << " accelerators\n";
+    const std::string work = fs::temp_directory_path() / ("cyborgfs-bench-api-" + std::to_string(getpid()));
+    fs::remove_all(work);
+    fs::create_directories(work + "/mnt");
+    const std::string db = work + "/bench.db", mnt = work + "/mnt", sock = work + "/api.sock";
+    std::ofstream(work + "/token") << token << "\n";
+    fs::permissions(work + "/token", fs::perms::owner_read | fs::perms::owner_write);
+    Populate(db, n);
+    const int port = FreePort();
+    Daemon daemon = StartDaemon(o, db, mnt, "normal",
+                                {"--api-socket", sock, "--api-listen", "127.0.0.1:" + std::to_string(port),
+                                 "--api-token-file", work + "/token"});
+    Undo().push_back([&] { StopDaemon(daemon, mnt); });
+    Peer rest = StartPeer(o, db);
+    Undo().push_back([&] {
+      kill(rest.pid, SIGTERM);
+      waitpid(rest.pid, nullptr, 0);
+    });
+    HttpClient unix_client(sock), tcp_client(port, "Authorization: Bearer " + token + "\r\n"), peer_client(rest.port);
+    auto path = [&](int i) { return "/accelerators/" + Uuid(i % n); };
+    auto print = [&](const std::string& what, const Result& r) {
+      std::printf("%-50s %7d %10.2f %10.2f %10.2f %9.2f\n", what.c_str(), n, r.median_us, r.p50_us, r.p99_us,
+                  r.ratio_to_first);
+      report["api"].push_back({{"workload", what},
+                               {"size", n},
+                               {"mean_us", r.median_us},
+                               {"p50_us", r.p50_us},
+                               {"p99_us", r.p99_us},
+                               {"x_first", r.ratio_to_first}});
+    };
+    const std::string at = " at " + std::to_string(n);
+
+    EchoFloor floor;
+    auto gets = Measure(o, o.ops,
+                        {{"unix", 1, [&](int, int i) { unix_client.Get(path(i)); }},
+                         {"tcp", 1, [&](int, int i) { tcp_client.Get(path(i)); }},
+                         {"peer", 1, [&](int, int i) { peer_client.Get(path(i)); }},
+                         {"floor", 1, [&](int, int) { floor.RoundTrip(); }}});
+    print("GET /accelerators/{uuid}, unix socket", gets["unix"]);
+    print("GET /accelerators/{uuid}, TCP with the token", gets["tcp"]);
+    print("GET /accelerators/{uuid}, the REST peer (Python)", gets["peer"]);
+    print("the floor: another process's bare echo, unix socket", gets["floor"]);
+    Consider(one, gets["unix"].p50_us, "unix socket" + at);
+    Consider(peer, gets["peer"].ratio_to_first, "vs unix socket" + at);
+
+    // The whole list: rendered again after a change, or as cached.
+    std::vector<double> fresh, cached, file;
+    const int lists = std::max(3, std::min(o.ops / 10, 2000000 / std::max(n, 1)));
+    for (int r = 0; r < lists; ++r) {
+      unix_client.Send("PUT", "/accelerators/" + Uuid(1 % n) + "/acc_specs",
+                       "{\"acc_specs\": {\"num\": " + std::to_string(r % 7 + 1) + "}}");
+      auto t = Clock::now();
+      unix_client.Get("/accelerators");
+      fresh.push_back(Micros(Clock::now() - t) / 1000);
+      t = Clock::now();
+      unix_client.Get("/accelerators");
+      cached.push_back(Micros(Clock::now() - t) / 1000);
+      t = Clock::now();
+      ReadFile(mnt + "/accelerators.json");
+      file.push_back(Micros(Clock::now() - t) / 1000);
+    }
+    const size_t bytes = unix_client.Get("/accelerators").size();
+    std::printf(
+        "%-50s %7d %10.2f ms after a change, %.2f ms unchanged, %.2f ms to read accelerators.json; %zu "
+        "bytes\n",
+        "GET /accelerators (the whole list)", n, MedianOf(fresh), MedianOf(cached), MedianOf(file), bytes);
+    report["api"].push_back({{"workload", "GET /accelerators"},
+                             {"size", n},
+                             {"after_a_change_ms", MedianOf(fresh)},
+                             {"unchanged_ms", MedianOf(cached)},
+                             {"accelerators_json_ms", MedianOf(file)},
+                             {"bytes", bytes}});
+    if (n == 10000) Consider(list, MedianOf(fresh), "after a change" + at);
+
+    // attach then detach: two files writes, or two requests; on two accelerators.
+    const std::string vm = "11111111-2222-4333-8444-555555555555";
+    const std::string attach_file = mnt + "/accelerators/" + Uuid(2 % n) + "/attach";
+    const std::string http_target = "/accelerators/" + Uuid(3 % n);
+    auto pairs = Measure(o, std::max(20, o.ops / 4),
+                         {{"file", 1,
+                           [&](int, int) {
+                             WriteFile(attach_file, "vm " + vm + "\n");
+                             WriteFile(attach_file, "\n");
+                           }},
+                          {"http", 1, [&](int, int) {
+                             unix_client.Send("PUT", http_target, "{\"instance_uuid\": \"" + vm + "\"}");
+                             unix_client.Send("DELETE", http_target, "");
+                           }}});
+    print("attach+detach through the attach file", pairs["file"]);
+    print("attach+detach over HTTP (PUT, DELETE)", pairs["http"]);
+    Consider(pair, pairs["http"].p50_us / pairs["file"].p50_us, "p50" + at);
+
+    const long rss = ResidentKib(daemon.pid);
+    std::printf("%-50s %7d %10.1f MiB resident after the above (%.1f MiB at ready)\n", "daemon", n,
+                static_cast<double>(rss) / 1024, static_cast<double>(daemon.rss_kib) / 1024);
+    report["api"].push_back(
+        {{"workload", "resident memory"}, {"size", n}, {"rss_kib", rss}, {"rss_ready_kib", daemon.rss_kib}});
+    for (auto it = Undo().rbegin(); it != Undo().rend(); ++it) (*it)();
+    Undo().clear();
+    fs::remove_all(work);
+  }
+  std::vector<Goal> goals;
+  for (Goal* g : {&one, &peer, &list, &pair}) {
+    if (g->found) goals.push_back(*g);
+  }
+  PrintGoals(goals, report);
+}
+
 }  // namespace
 
 // --- rescans (the core alone) -----------------------------------------------------
@@ -649,6 +875,11 @@ int main(int argc, char** argv) {
     MeasureRescans(o, report);
     return 0;
   }
+  if (o.api_only) {
+    MeasureApi(o, report);
+    std::ofstream(o.out + "/results-api.json") << report.dump(2) << "\n";
+    return 0;
+  }
   std::printf("machine: %s\nmedian of %d rounds of mean per-op time; p50 and p99 over all ops\n\n", Machine().c_str(),
               o.rounds);
   std::printf("%-31s %7s %10s %10s %10s %8s %9s %9s %11s\n", "workload", "N", "mount us", "tmpfs us", "rest us",
@@ -687,6 +918,7 @@ int main(int argc, char** argv) {
   }
   PrintGoals(Goals(runs, facts), report);
   MeasureRescans(o, report);
+  MeasureApi(o, report);
   std::ofstream(o.out + "/results.json") << report.dump(2) << "\n";
   std::printf("\nresults: %s/results.json\n", o.out.c_str());
   return 0;

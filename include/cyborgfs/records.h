@@ -20,9 +20,8 @@
 
 namespace cyborgfs {
 
-Json RecordOf(const Accelerator& a);
-// RecordOf(a), compact, with one trailing newline (a byte that is not UTF-8,
-// in a value a user wrote, shown as U+FFFD).
+// The record of `a` as compact JSON with one trailing newline (a byte that
+// is not UTF-8, in a value a user wrote, shown as U+FFFD).
 std::string RecordText(const Accelerator& a);
 
 // The body of GET /accelerators and the content of accelerators.json:

@@ -308,6 +308,7 @@ Framing FrameRequest(std::string_view in, size_t max_head, size_t max_body) {
 // --- connections and workers ------------------------------------------------
 
 struct HttpServer::Connection {
+  uint64_t id = 0;  // what its epoll events carry: never reused, unlike its fd
   int fd = -1;
   Peer peer;
   std::string in;            // what the client sent and no worker answered yet
@@ -471,42 +472,51 @@ Status HttpServer::ListenTcp(const std::string& address) {
 
 // --- serving ----------------------------------------------------------------
 
+namespace {
+
+// What an epoll event is about: these, or a connection's id.
+constexpr uint64_t kWakeEvent = 0;
+constexpr uint64_t kUnixListenerEvent = 1;
+constexpr uint64_t kTcpListenerEvent = 2;
+constexpr uint64_t kFirstConnection = 16;
+constexpr int kSweepMs = 250;
+
+}  // namespace
+
 void HttpServer::Start() {
   epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  for (int fd : {unix_fd_, tcp_fd_, wake_fd_}) {
+  // A listener wakes one worker (EPOLLONESHOT), which accepts what is there
+  // and arms it again; the eventfd wakes them all.
+  for (auto [fd, what] :
+       {std::pair{unix_fd_, kUnixListenerEvent}, {tcp_fd_, kTcpListenerEvent}, {wake_fd_, kWakeEvent}}) {
     if (fd < 0) continue;
     epoll_event e{};
-    e.events = EPOLLIN;
-    e.data.fd = fd;
+    e.events = what == kWakeEvent ? EPOLLIN : EPOLLIN | EPOLLONESHOT;
+    e.data.u64 = what;
     ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &e);
   }
-  {
-    std::lock_guard lock(mu_);
-    stopping_ = false;
-  }
+  stopping_ = false;
   for (size_t i = 0; i < limits_.workers; ++i) workers_.push_back(std::make_unique<Worker>(*this));
-  for (auto& worker : workers_) worker_threads_.emplace_back([this, w = worker.get()] { Work(*w); });
-  poller_ = std::thread([this] { Poll(); });
+  for (auto& worker : workers_) threads_.emplace_back([this, w = worker.get()] { Serve(*w); });
+  threads_.emplace_back([this] { SweepEvery(std::chrono::milliseconds(kSweepMs)); });
 }
 
 void HttpServer::Stop() {
-  if (!poller_.joinable()) return;
+  if (threads_.empty()) return;
   {
-    std::lock_guard lock(mu_);
+    std::lock_guard lock(sweep_mu_);
     stopping_ = true;
   }
+  sweep_cv_.notify_all();
   const uint64_t one = 1;
-  (void)!::write(wake_fd_, &one, sizeof one);
-  poller_.join();
-  ready_cv_.notify_all();
-  for (auto& t : worker_threads_) t.join();
-  worker_threads_.clear();
+  (void)!::write(wake_fd_, &one, sizeof one);  // stays readable: every thread wakes
+  for (auto& t : threads_) t.join();
+  threads_.clear();
   workers_.clear();
   std::lock_guard lock(mu_);
-  for (auto& [fd, connection] : connections_) ::close(fd);
+  for (auto& [id, connection] : connections_) ::close(connection->fd);
   connections_.clear();
-  ready_.clear();
   if (unix_fd_ >= 0) {
     ::close(unix_fd_);
     unix_fd_ = -1;
@@ -523,37 +533,28 @@ size_t HttpServer::Connections() const {
   return connections_.size();
 }
 
-void HttpServer::Poll() {
-  constexpr int kSweepMs = 250;
-  epoll_event events[256];
-  auto last_sweep = Clock::now();
+// Every worker waits on the one epoll set and serves what it is woken for:
+// no thread hands a request to another. The wait has no timeout (arming a
+// timer at every wait is a cost of its own); the sweeper has the clock.
+void HttpServer::Serve(Worker& worker) {
   for (;;) {
-    const int n = ::epoll_wait(epoll_fd_, events, 256, kSweepMs);
-    {
-      std::lock_guard lock(mu_);
-      if (stopping_) return;
-    }
-    for (int i = 0; i < n; ++i) {
-      const int fd = events[i].data.fd;
-      if (fd == wake_fd_) continue;
-      if (fd == unix_fd_ || fd == tcp_fd_) {
-        Accept(fd, fd == tcp_fd_);
-        continue;
-      }
-      Connection* c = nullptr;
-      {
-        std::lock_guard lock(mu_);
-        auto it = connections_.find(fd);
-        if (it != connections_.end() && !it->second->busy) c = it->second.get();
-      }
-      if (c) Receive(*c);
-    }
-    const auto now = Clock::now();
-    if (now - last_sweep >= std::chrono::milliseconds(kSweepMs)) {
-      Sweep(now);
-      last_sweep = now;
+    epoll_event e{};
+    const int n = ::epoll_wait(epoll_fd_, &e, 1, -1);
+    if (stopping_) return;
+    if (n != 1) continue;
+    if (e.data.u64 == kUnixListenerEvent) {
+      Accept(unix_fd_, false);
+    } else if (e.data.u64 == kTcpListenerEvent) {
+      Accept(tcp_fd_, true);
+    } else if (e.data.u64 >= kFirstConnection) {
+      Handle(worker, e.data.u64);
     }
   }
+}
+
+void HttpServer::SweepEvery(std::chrono::milliseconds period) {
+  std::unique_lock lock(sweep_mu_);
+  while (!sweep_cv_.wait_for(lock, period, [this] { return stopping_.load(); })) Sweep(Clock::now());
 }
 
 void HttpServer::Accept(int listener, bool tcp) {
@@ -564,13 +565,11 @@ void HttpServer::Accept(int listener, bool tcp) {
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       if (errno == EMFILE || errno == ENFILE) {
-        // Out of descriptors: accept again when the sweep finds some free.
+        // Out of descriptors: accepting starts again at the next sweep.
         spdlog::warn("api: cannot accept a connection: {}", Errno(errno));
-        epoll_event e{};
-        e.data.fd = listener;
-        ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, listener, &e);
+        return;
       }
-      return;  // EAGAIN: all accepted
+      return ArmListener(listener, tcp);  // EAGAIN: all accepted
     }
     auto c = std::make_unique<Connection>();
     c->fd = fd;
@@ -591,6 +590,7 @@ void HttpServer::Accept(int listener, bool tcp) {
       }
       c->peer.caller = Caller::Process(cred.uid, cred.gid, cred.pid, GroupsOf(cred.pid));
     }
+    uint64_t id;
     {
       std::lock_guard lock(mu_);
       if (connections_.size() >= limits_.max_connections) {
@@ -598,12 +598,70 @@ void HttpServer::Accept(int listener, bool tcp) {
         ::close(fd);
         continue;
       }
-      connections_.emplace(fd, std::move(c));
+      id = next_id_++;
+      c->id = id;
+      connections_.emplace(id, std::move(c));
     }
-    epoll_event e{};
-    e.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
-    e.data.fd = fd;
-    ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &e);
+    Arm(fd, id, EPOLL_CTL_ADD);
+  }
+}
+
+void HttpServer::Arm(int fd, uint64_t id, int op) {
+  epoll_event e{};
+  e.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
+  e.data.u64 = id;
+  ::epoll_ctl(epoll_fd_, op, fd, &e);
+}
+
+void HttpServer::Handle(Worker& worker, uint64_t id) {
+  Connection* c = nullptr;
+  {
+    std::lock_guard lock(mu_);
+    auto it = connections_.find(id);
+    if (it == connections_.end() || it->second->busy) return;  // swept meanwhile
+    c = it->second.get();
+    c->busy = true;
+  }
+  Receive(*c);
+  for (;;) {
+    const Framing f = FrameRequest(c->in, limits_.max_head, limits_.max_body);
+    switch (f.state) {
+      case Framing::State::kIncomplete:
+        if (c->peer_closed) return Close(id);
+        if (f.expect_continue != 0 && c->in.size() == f.head) {
+          // The client waits to be told to send its body: told here (httplib
+          // would tell it only once the body is here), the line is dropped.
+          const size_t line_end = c->in.find("\r\n", f.expect_continue);
+          c->in.erase(f.expect_continue, line_end + 2 - f.expect_continue);
+          static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+          (void)!::send(c->fd, kContinue.data(), kContinue.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        }
+        {
+          std::lock_guard lock(mu_);
+          c->busy = false;
+        }
+        return Arm(c->fd, id, EPOLL_CTL_MOD);
+      case Framing::State::kHeadTooLarge:
+        WriteError(*c, 431, TransportMessage(431), kErrorWait);
+        return Close(id);
+      case Framing::State::kBodyTooLarge:
+        WriteError(*c, 413, "the body is larger than " + std::to_string(limits_.max_body) + " bytes", kErrorWait);
+        return Close(id);
+      case Framing::State::kMalformed:
+        WriteError(*c, 400, "the request's Content-Length or Transfer-Encoding cannot be read", kErrorWait);
+        return Close(id);
+      case Framing::State::kUnsupportedEncoding:
+        WriteError(*c, 415, TransportMessage(415), kErrorWait);
+        return Close(id);
+      case Framing::State::kComplete:
+        break;
+    }
+    ConnectionStream stream(c->fd, std::string_view(c->in).substr(0, f.length), c->peer, limits_.write_time);
+    const bool last = stopping_ || (c->peer_closed && c->in.size() == f.length);
+    const bool keep = worker.Serve(stream, c->peer, last);
+    c->in.erase(0, f.length);
+    if (!keep) return Close(id);
+    if (c->in.empty()) c->since = Clock::now();
   }
 }
 
@@ -615,149 +673,59 @@ void HttpServer::Receive(Connection& c) {
     const ssize_t n = ::recv(c.fd, buffer, sizeof buffer, MSG_DONTWAIT);
     if (n > 0) {
       c.in.append(buffer, static_cast<size_t>(n));
+      // Less than asked for: the socket is empty now (one recv(2) less per
+      // request); what comes later wakes the epoll set again.
+      if (static_cast<size_t>(n) < sizeof buffer) break;
       continue;
     }
-    if (n == 0) {
-      c.peer_closed = true;
-    } else if (errno == EINTR) {
-      continue;
-    } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
-      c.peer_closed = true;
-      c.in.clear();  // reset: nothing to answer
-    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) c.peer_closed = true;
     break;
   }
   if (was_empty && !c.in.empty()) c.since = Clock::now();
-  const Framing f = FrameRequest(c.in, limits_.max_head, limits_.max_body);
-  if (f.state == Framing::State::kIncomplete) {
-    if (c.peer_closed) return Close(c.fd);
-    if (f.expect_continue != 0 && c.in.size() == f.head) {
-      // The client waits to be told to send its body: told here (httplib
-      // would tell it only once the body is here), the line is dropped.
-      const size_t line_end = c.in.find("\r\n", f.expect_continue);
-      c.in.erase(f.expect_continue, line_end + 2 - f.expect_continue);
-      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-      (void)!::send(c.fd, kContinue.data(), kContinue.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-    }
-    return Rearm(c.fd);
-  }
-  {
-    std::lock_guard lock(mu_);
-    c.busy = true;
-    ready_.push_back(&c);
-  }
-  ready_cv_.notify_one();
 }
 
-void HttpServer::Rearm(int fd) {
-  epoll_event e{};
-  e.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
-  e.data.fd = fd;
-  ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &e);
-}
-
-void HttpServer::Close(int fd) {
-  std::unique_ptr<Connection> gone;
+void HttpServer::Close(uint64_t id) {
+  int fd = -1;
   {
     std::lock_guard lock(mu_);
-    auto it = connections_.find(fd);
+    auto it = connections_.find(id);
     if (it == connections_.end()) return;
-    gone = std::move(it->second);
+    fd = it->second->fd;
     connections_.erase(it);
   }
   ::close(fd);
 }
 
 void HttpServer::Sweep(Clock::time_point now) {
-  std::vector<int> expired;
   {
     std::lock_guard lock(mu_);
-    for (auto& [fd, c] : connections_) {
-      if (c->busy) continue;
-      const auto waited = now - c->since;
-      if (c->in.empty() ? waited > limits_.idle_time : waited > limits_.request_time) expired.push_back(fd);
+    for (auto it = connections_.begin(); it != connections_.end();) {
+      Connection& c = *it->second;
+      const auto waited = now - c.since;
+      if (c.busy || (c.in.empty() ? waited <= limits_.idle_time : waited <= limits_.request_time)) {
+        ++it;
+        continue;
+      }
+      if (!c.in.empty()) {
+        spdlog::info("api: dropped a connection whose request did not arrive whole in {} s",
+                     std::chrono::duration_cast<std::chrono::seconds>(limits_.request_time).count());
+        WriteError(c, 408, TransportMessage(408), std::chrono::milliseconds(0));
+      }
+      ::close(c.fd);
+      it = connections_.erase(it);
     }
   }
-  for (int fd : expired) {
-    Connection* c = nullptr;
-    {
-      std::lock_guard lock(mu_);
-      auto it = connections_.find(fd);
-      if (it != connections_.end()) c = it->second.get();
-    }
-    if (c && !c->in.empty()) {
-      spdlog::info("api: dropped a connection whose request did not arrive whole in {} s",
-                   std::chrono::duration_cast<std::chrono::seconds>(limits_.request_time).count());
-      WriteError(*c, 408, TransportMessage(408), std::chrono::milliseconds(0));
-    }
-    Close(fd);
-  }
-  // Accepting again, if it stopped for want of descriptors.
-  for (int fd : {unix_fd_, tcp_fd_}) {
-    if (fd < 0) continue;
-    epoll_event e{};
-    e.events = EPOLLIN;
-    e.data.fd = fd;
-    ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &e);
-  }
+  // Accepting again, if it stopped for want of descriptors (harmless otherwise).
+  if (unix_fd_ >= 0) ArmListener(unix_fd_, false);
+  if (tcp_fd_ >= 0) ArmListener(tcp_fd_, true);
 }
 
-void HttpServer::Work(Worker& worker) {
-  for (;;) {
-    Connection* c = nullptr;
-    {
-      std::unique_lock lock(mu_);
-      ready_cv_.wait(lock, [&] { return stopping_ || !ready_.empty(); });
-      if (stopping_) return;
-      c = ready_.front();
-      ready_.pop_front();
-    }
-    const int fd = c->fd;
-    if (!Answer(worker, *c)) {
-      Close(fd);
-      continue;
-    }
-    {
-      std::lock_guard lock(mu_);
-      c->busy = false;
-      if (c->in.empty()) c->since = Clock::now();
-    }
-    Rearm(fd);  // by number: the poller may close it the moment it is not busy
-  }
-}
-
-bool HttpServer::Answer(Worker& worker, Connection& c) {
-  for (;;) {
-    const Framing f = FrameRequest(c.in, limits_.max_head, limits_.max_body);
-    switch (f.state) {
-      case Framing::State::kIncomplete:
-        return !c.peer_closed;
-      case Framing::State::kHeadTooLarge:
-        WriteError(c, 431, TransportMessage(431), kErrorWait);
-        return false;
-      case Framing::State::kBodyTooLarge:
-        WriteError(c, 413, "the body is larger than " + std::to_string(limits_.max_body) + " bytes", kErrorWait);
-        return false;
-      case Framing::State::kMalformed:
-        WriteError(c, 400, "the request's Content-Length or Transfer-Encoding cannot be read", kErrorWait);
-        return false;
-      case Framing::State::kUnsupportedEncoding:
-        WriteError(c, 415, TransportMessage(415), kErrorWait);
-        return false;
-      case Framing::State::kComplete:
-        break;
-    }
-    bool last;
-    {
-      std::lock_guard lock(mu_);
-      last = stopping_;
-    }
-    ConnectionStream stream(c.fd, std::string_view(c.in).substr(0, f.length), c.peer, limits_.write_time);
-    const bool keep = worker.Serve(stream, c.peer, last || (c.peer_closed && c.in.size() == f.length));
-    c.in.erase(0, f.length);
-    if (!keep) return false;
-    c.since = Clock::now();
-  }
+void HttpServer::ArmListener(int fd, bool tcp) {
+  epoll_event e{};
+  e.events = EPOLLIN | EPOLLONESHOT;
+  e.data.u64 = tcp ? kTcpListenerEvent : kUnixListenerEvent;
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &e);
 }
 
 void HttpServer::WriteError(const Connection& c, int status, const std::string& message,

@@ -2,22 +2,23 @@
 //
 // cpp-httplib parses requests and writes responses; this class owns what it
 // would do with a thread per connection, so that no client can hold the
-// server up:
-// - one poller thread (epoll) accepts on the listening sockets and reads
-//   what clients send, without blocking, until a request is whole: its head
-//   (at most Limits::max_head bytes) and its body (Content-Length or chunked,
-//   at most Limits::max_body bytes). Only whole requests reach a worker, so
-//   a client that sends half a request and stalls holds no worker; it is
-//   dropped Limits::request_time after its first byte. An idle keep-alive
-//   connection costs no thread either, and is closed after Limits::idle_time.
-// - Limits::workers threads answer the requests, each through its own
-//   httplib::Server (a Handler call per request), then hand the connection
-//   back to the poller (or answer the next request already read: pipelining).
-//   A response is written within Limits::write_time or the connection drops.
-// - a head over max_head is answered 431, a body over max_body 413, a
-//   compressed one (Content-Encoding) 415, all with Connection: close,
-//   without reading the rest. A client that expects 100-continue is told to
-//   go on by the poller once the head is whole.
+// server up. Limits::workers threads wait on one epoll set (each connection
+// in it once, EPOLLONESHOT) and each serves what it is woken for: it accepts,
+// or reads what a client sent, without blocking. A request is answered only
+// once it is whole: its head (at most Limits::max_head bytes) and its body
+// (Content-Length or chunked, at most Limits::max_body bytes); until then the
+// connection goes back to the set. So a client that sends half a request and
+// stalls holds no thread; it is dropped Limits::request_time after its first
+// byte. An idle keep-alive connection costs no thread either, and is closed
+// after Limits::idle_time. Each thread answers through its own
+// httplib::Server (one Handler call per request), then answers the next
+// request already read (pipelining) or hands the connection back. A response
+// is written within Limits::write_time or the connection drops.
+//
+// A head over max_head is answered 431, a body over max_body 413, a
+// compressed one (Content-Encoding) 415, all with Connection: close, without
+// reading the rest. A client that expects 100-continue is told to go on once
+// the head is whole.
 //
 // Who is on the other end (a Peer) is known from the socket: on the unix
 // socket the peer's credentials (SO_PEERCRED, read when it connects, and its
@@ -28,10 +29,10 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -119,15 +120,17 @@ class HttpServer {
   class Worker;
   using Clock = std::chrono::steady_clock;
 
-  void Poll();
+  void Serve(Worker& worker);  // a worker thread
   void Accept(int listener, bool tcp);
-  void Receive(Connection& c);  // REQUIRES: c is the poller's (not a worker's)
-  void Rearm(int fd);
-  void Close(int fd);  // REQUIRES: mu_ not held; the connection is the caller's
-  void Sweep(Clock::time_point now);
-  void Work(Worker& worker);
-  // Answers the requests whole in `c`'s buffer; false when it must close.
-  bool Answer(Worker& worker, Connection& c);
+  void Arm(int fd, uint64_t id, int op);  // back into the epoll set
+  void ArmListener(int fd, bool tcp);
+  // Reads what connection `id` sent and answers every whole request in it.
+  void Handle(Worker& worker, uint64_t id);
+  void Receive(Connection& c);  // REQUIRES: c.busy, set by the caller
+  void Close(uint64_t id);      // REQUIRES: mu_ not held
+  // Drops the connections idle or stalled too long, every `period` until Stop.
+  void SweepEvery(std::chrono::milliseconds period);
+  void Sweep(Clock::time_point now);  // REQUIRES: sweep_mu_
   // Writes an error response of the transport's own, waiting at most `wait`.
   void WriteError(const Connection& c, int status, const std::string& message, std::chrono::milliseconds wait);
 
@@ -140,17 +143,18 @@ class HttpServer {
   int tcp_fd_ = -1;
   int tcp_port_ = 0;
   int epoll_fd_ = -1;
-  int wake_fd_ = -1;  // an eventfd: Stop wakes the poller with it
+  int wake_fd_ = -1;  // an eventfd: Stop wakes every thread with it
+  std::atomic<bool> stopping_{false};
 
   mutable std::mutex mu_;
-  std::unordered_map<int, std::unique_ptr<Connection>> connections_;  // REQUIRES: mu_
-  std::deque<Connection*> ready_;                                     // REQUIRES: mu_
-  std::condition_variable ready_cv_;
-  bool stopping_ = false;  // REQUIRES: mu_
+  std::unordered_map<uint64_t, std::unique_ptr<Connection>> connections_;  // REQUIRES: mu_
+  uint64_t next_id_ = 16;                                                  // REQUIRES: mu_
 
-  std::thread poller_;
+  std::mutex sweep_mu_;  // the sweeper's; Stop wakes it with sweep_cv_
+  std::condition_variable sweep_cv_;
+
   std::vector<std::unique_ptr<Worker>> workers_;
-  std::vector<std::thread> worker_threads_;
+  std::vector<std::thread> threads_;
 };
 
 }  // namespace cyborgfs::api

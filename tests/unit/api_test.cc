@@ -199,25 +199,43 @@ TEST(FrameRequest, WholeRequestsOnly) {
 TEST(Records, HaveTheFilesValuesTyped) {
   Accelerator a;
   a.uuid = kVm;
-  a.name = "card";
-  a.spec = "{\"num\":1}";
+  a.name = "card \"one\"\t\x01/é";
+  a.spec = "{\"num\":1,\"device_type\":\"GPU\"}";
   a.state = State::kAttached;
   a.attachment = std::string("vm ") + kVm;
-  a.attach_handle = "{\"type\":\"PCI\"}";
+  a.attach_handle = "{\"type\":\"PCI\",\"address\":\"0000:17:00.0\"}";
   a.facts.numa_node = -1;
-  a.facts.virtfns = {"0000:3b:00.4"};
+  a.facts.sriov_totalvfs = 4;
+  a.facts.virtfns = {"0000:3b:00.4", "0000:3b:00.5"};
+  a.facts.mdev_types = {{"nvidia-222", {"GRID T4-1B", 16}}, {"nvidia-223", {"GRID T4-2B", 8}}};
   a.generation = 7;
-  a.last_error = std::string("bad \xff byte");
-  Json r = RecordOf(a);
-  EXPECT_EQ(r["acc_specs"], Json({{"num", 1}}));
+  const std::string text = RecordText(a);
+  ASSERT_EQ(text.back(), '\n');
+  Json r = Json::parse(text);
+  EXPECT_EQ(text, r.dump() + "\n");  // what a compact dump of the same object is, key for key
+  EXPECT_EQ(r["name"], a.name);
+  EXPECT_EQ(r["acc_specs"], Json::parse(a.spec));
   EXPECT_EQ(r["status"], "attached");
   EXPECT_EQ(r["attach_handle"]["type"], "PCI");
   EXPECT_TRUE(r["numa_node"].is_null());
-  EXPECT_TRUE(r["mdev_types"].is_null());
-  EXPECT_EQ(r["virtfns"], Json::array({"0000:3b:00.4"}));
+  EXPECT_EQ(r["sriov_totalvfs"], 4);
+  EXPECT_EQ(r["mdev_types"]["nvidia-223"]["available_instances"], 8);
+  EXPECT_EQ(r["virtfns"], Json::array({"0000:3b:00.4", "0000:3b:00.5"}));
   EXPECT_EQ(r["generation"], 7);
-  EXPECT_EQ(RecordText(a).back(), '\n');
-  EXPECT_NE(RecordText(a).find("bad \xef\xbf\xbd byte"), std::string::npos);  // not UTF-8: replaced, no throw
+  Accelerator plain;
+  plain.uuid = kVm;
+  r = Json::parse(RecordText(plain));
+  EXPECT_EQ(r["acc_specs"], Json::object());
+  EXPECT_TRUE(r["attach_handle"].is_null());
+  EXPECT_TRUE(r["mdev_types"].is_null());
+  EXPECT_EQ(r["virtfns"], Json::array());
+  plain.last_error = std::string("bad \xff byte");  // not UTF-8: replaced, no throw
+  EXPECT_NE(RecordText(plain).find("bad \xef\xbf\xbd byte"), std::string::npos);
+  const std::string list =
+      ListBody({std::make_shared<const Accelerator>(a), std::make_shared<const Accelerator>(plain)});
+  EXPECT_EQ(Json::parse(list)["accelerator"].size(), 2u);
+  EXPECT_EQ(list, "{\"accelerator\":[" + text.substr(0, text.size() - 1) + "," +
+                      RecordText(plain).substr(0, RecordText(plain).size() - 1) + "]}\n");
 }
 
 }  // namespace
