@@ -313,8 +313,12 @@ struct HttpServer::Connection {
   Peer peer;
   std::string in;            // what the client sent and no worker answered yet
   Clock::time_point since;   // of the first byte of `in`, or of the last answer while `in` is empty
-  bool busy = false;         // a worker has it (REQUIRES: the server's mu_)
+  bool busy = false;         // a worker serves it; else it waits in the epoll set (REQUIRES: the server's mu_)
   bool peer_closed = false;  // the client sends no more
+  // An error was answered and the connection is closing: what the client
+  // still sends (the rest of a body too large) is read and dropped until it
+  // stops or kLinger passes, so that it reads the answer rather than a reset.
+  bool lingering = false;
 };
 
 // A worker thread's httplib::Server: routes every request to the Handler
@@ -480,6 +484,7 @@ constexpr uint64_t kUnixListenerEvent = 1;
 constexpr uint64_t kTcpListenerEvent = 2;
 constexpr uint64_t kFirstConnection = 16;
 constexpr int kSweepMs = 250;
+constexpr auto kLinger = std::chrono::seconds(2);
 
 }  // namespace
 
@@ -623,6 +628,15 @@ void HttpServer::Handle(Worker& worker, uint64_t id) {
     c->busy = true;
   }
   Receive(*c);
+  if (c->lingering) {
+    c->in.clear();
+    if (c->peer_closed) return Close(id);
+    {
+      std::lock_guard lock(mu_);
+      c->busy = false;
+    }
+    return Arm(c->fd, id, EPOLL_CTL_MOD);
+  }
   for (;;) {
     const Framing f = FrameRequest(c->in, limits_.max_head, limits_.max_body);
     switch (f.state) {
@@ -642,17 +656,13 @@ void HttpServer::Handle(Worker& worker, uint64_t id) {
         }
         return Arm(c->fd, id, EPOLL_CTL_MOD);
       case Framing::State::kHeadTooLarge:
-        WriteError(*c, 431, TransportMessage(431), kErrorWait);
-        return Close(id);
+        return Refuse(*c, 431, TransportMessage(431));
       case Framing::State::kBodyTooLarge:
-        WriteError(*c, 413, "the body is larger than " + std::to_string(limits_.max_body) + " bytes", kErrorWait);
-        return Close(id);
+        return Refuse(*c, 413, "the body is larger than " + std::to_string(limits_.max_body) + " bytes");
       case Framing::State::kMalformed:
-        WriteError(*c, 400, "the request's Content-Length or Transfer-Encoding cannot be read", kErrorWait);
-        return Close(id);
+        return Refuse(*c, 400, "the request's Content-Length or Transfer-Encoding cannot be read");
       case Framing::State::kUnsupportedEncoding:
-        WriteError(*c, 415, TransportMessage(415), kErrorWait);
-        return Close(id);
+        return Refuse(*c, 415, TransportMessage(415));
       case Framing::State::kComplete:
         break;
     }
@@ -663,6 +673,19 @@ void HttpServer::Handle(Worker& worker, uint64_t id) {
     if (!keep) return Close(id);
     if (c->in.empty()) c->since = Clock::now();
   }
+}
+
+void HttpServer::Refuse(Connection& c, int status, const std::string& message) {
+  WriteError(c, status, message, kErrorWait);
+  ::shutdown(c.fd, SHUT_WR);  // the answer is all the client gets; what it still sends is dropped
+  c.in.clear();
+  c.lingering = true;
+  c.since = Clock::now();
+  {
+    std::lock_guard lock(mu_);
+    c.busy = false;
+  }
+  Arm(c.fd, c.id, EPOLL_CTL_MOD);
 }
 
 void HttpServer::Receive(Connection& c) {
@@ -703,11 +726,14 @@ void HttpServer::Sweep(Clock::time_point now) {
     for (auto it = connections_.begin(); it != connections_.end();) {
       Connection& c = *it->second;
       const auto waited = now - c.since;
-      if (c.busy || (c.in.empty() ? waited <= limits_.idle_time : waited <= limits_.request_time)) {
+      const auto allowed = c.lingering    ? std::chrono::duration_cast<std::chrono::milliseconds>(kLinger)
+                           : c.in.empty() ? limits_.idle_time
+                                          : limits_.request_time;
+      if (c.busy || waited <= allowed) {
         ++it;
         continue;
       }
-      if (!c.in.empty()) {
+      if (!c.in.empty() && !c.lingering) {
         spdlog::info("api: dropped a connection whose request did not arrive whole in {} s",
                      std::chrono::duration_cast<std::chrono::seconds>(limits_.request_time).count());
         WriteError(c, 408, TransportMessage(408), std::chrono::milliseconds(0));

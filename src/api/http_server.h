@@ -17,7 +17,8 @@
 //
 // A head over max_head is answered 431, a body over max_body 413, a
 // compressed one (Content-Encoding) 415, all with Connection: close, without
-// reading the rest. A client that expects 100-continue is told to go on once
+// reading the rest (what more it sends is read and dropped, for 2 s at
+// most, so that it sees the answer). A client that expects 100-continue is told to go on once
 // the head is whole.
 //
 // Who is on the other end (a Peer) is known from the socket: on the unix
@@ -127,7 +128,10 @@ class HttpServer {
   // Reads what connection `id` sent and answers every whole request in it.
   void Handle(Worker& worker, uint64_t id);
   void Receive(Connection& c);  // REQUIRES: c.busy, set by the caller
-  void Close(uint64_t id);      // REQUIRES: mu_ not held
+  // Answers an error of the transport's own and closes the connection once
+  // the client has stopped sending (lingering). REQUIRES: c.busy.
+  void Refuse(Connection& c, int status, const std::string& message);
+  void Close(uint64_t id);  // REQUIRES: mu_ not held
   // Drops the connections idle or stalled too long, every `period` until Stop.
   void SweepEvery(std::chrono::milliseconds period);
   void Sweep(Clock::time_point now);  // REQUIRES: sweep_mu_

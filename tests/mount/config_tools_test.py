@@ -10,7 +10,7 @@ import re
 import subprocess
 import unittest
 
-from harness import MountTest
+from harness import HOST, MountTest
 
 README = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "README.md")
 README_ACC = "/mnt/cyborg/accelerators/e55ba0d9-3fcb-59e9-97af-5e28e0a6f71a"
@@ -95,6 +95,23 @@ class AnsibleTest(ConfigToolTest):
                          {"num": 1, "device_type": "GPU", "acc_capability": {"memory_gb": 32}})
         self.assertEqual(self.acc(self.u, "attach"), "vm %s\n" % VM1)
         self.assertEqual(self.acc(self.u, "status"), "attached\n")
+
+    def test_the_uri_module_speaks_the_rest_api_on_its_unix_socket(self):
+        url = "http://localhost/accelerators/" + self.u
+        rc, results = self.playbook(self.play(
+            self.task("list", "uri", url="http://localhost/accelerators", unix_socket=self.fs.api_socket),
+            self.task("attach", "uri", url=url, method="PUT", unix_socket=self.fs.api_socket, body_format="json",
+                      body={"instance_uuid": VM1}, status_code=[200]),
+            self.task("attach elsewhere", "uri", url=url, method="PUT", unix_socket=self.fs.api_socket,
+                      body_format="json", body={"host": HOST}, status_code=[409]),
+            self.task("detach", "uri", url=url, method="DELETE", unix_socket=self.fs.api_socket, status_code=[204])))
+        self.assertEqual(rc, 0, results)
+        listed = results["list"]["json"]["accelerator"]
+        self.assertEqual(sorted(r["uuid"] for r in listed), self.uuids())
+        self.assertEqual(results["attach"]["json"]["attach"], "vm " + VM1)
+        self.assertIn("attached to vm", results["attach elsewhere"]["json"]["error"]["message"])
+        self.assertEqual(self.acc(self.u, "status"), "available\n")
+        self.assertIn('file="attach" old="" new="vm %s' % VM1, self.fs.log_text())
 
     def test_copy_template_and_lineinfile_on_spec_attach_and_name(self):
         d = self.acc_dir

@@ -53,6 +53,7 @@ class InstallTest(unittest.TestCase):
         r = subprocess.run(["groff", "-man", "-ww", "-z", page], capture_output=True, text=True)
         self.assertEqual((r.returncode, r.stderr), (0, ""))  # renders without a warning
         self.assertTrue(self.installed("README.md").endswith("/share/doc/cyborgfs/README.md"))
+        self.assertTrue(self.installed("api.md").endswith("/share/doc/cyborgfs/api.md"))  # the man page names it
         service = self.unit["Service"]
         self.assertEqual(service["Type"], "notify")
         self.assertEqual(service["Restart"], "on-failure")
