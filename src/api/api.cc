@@ -341,7 +341,8 @@ void Api::Attach(Call& call) {
   const auto shape =
       Status::Invalid("expected {\"instance_uuid\": \"<uuid>\"} (a VM) or {\"host\": \"<name>\"} (this host)");
   if (!body->is_object() || body->size() != 1) return Refuse(call, a->id, "attach", shape);
-  const auto& [key, value] = *body->items().begin();
+  const std::string& key = body->begin().key();
+  const Json& value = body->begin().value();
   if ((key != "instance_uuid" && key != "host") || !value.is_string()) return Refuse(call, a->id, "attach", shape);
   auto target = key == "host" ? HostTarget(value.get<std::string>()) : VmTarget(value.get<std::string>());
   if (!target.ok()) return Refuse(call, a->id, "attach", target.status());
