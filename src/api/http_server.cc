@@ -329,12 +329,19 @@ class HttpServer::Worker : public httplib::Server {
     const auto route = [this](const httplib::Request& req, httplib::Response& res) {
       server_.handler_(*peer_, req, res);
     };
-    Get(".*", route);
+    // A request without a body is routed before httplib reads one: its
+    // router matches a std::regex per request, a third of its cost. The
+    // others are routed once their body is read.
+    set_pre_routing_handler([route](const httplib::Request& req, httplib::Response& res) {
+      if (req.method != "GET" && req.method != "HEAD" && req.method != "DELETE" && req.method != "OPTIONS") {
+        return HandlerResponse::Unhandled;
+      }
+      route(req, res);
+      return HandlerResponse::Handled;
+    });
     Post(".*", route);
     Put(".*", route);
     Patch(".*", route);
-    Delete(".*", route);
-    Options(".*", route);
     set_payload_max_length(server.limits_.max_body);
     set_keep_alive_timeout(std::chrono::duration_cast<std::chrono::seconds>(server.limits_.idle_time).count());
     set_keep_alive_max_count(1000000);
