@@ -21,16 +21,19 @@
 // (no mount): a start that adopts N fake devices and a rescan that finds
 // nothing to change, at each --rescan-sizes, with the time per device and
 // its growth from the smallest size to the largest. Then the REST API (issue
-// 13), at each --api-sizes: GET /accelerators/{uuid} over the unix socket
-// with keep-alive beside the REST peer and the daemon's own TCP port, GET
-// /accelerators whole, attach+detach over HTTP beside the same through the
-// attach file, and the daemon's resident memory. Not a test: it asserts
-// nothing, it measures.
+// 13), at each --api-sizes and in two placements (the client and the
+// servers on one CPU, then on two: the daemon, the REST peer and the echo on
+// another CPU than the client): GET /accelerators/{uuid} over the unix socket
+// with keep-alive beside the REST peer, the daemon's own TCP port and a bare
+// echo (the floor of that placement), GET /accelerators whole, attach+detach
+// over HTTP beside the same through the attach file, and the daemon's
+// resident memory. Not a test: it asserts nothing, it measures.
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
@@ -148,8 +151,19 @@ long ResidentKib(pid_t pid) {
   return 0;
 }
 
+// Binds the calling thread, and the threads and processes it starts from
+// now on, to `cpu` (-1: leaves it as it is).
+void PinTo(int cpu) {
+  if (cpu < 0) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  if (sched_setaffinity(0, sizeof set, &set) != 0) Die("cannot bind to CPU " + std::to_string(cpu));
+}
+
+// `cpu` (-1: any) is where the daemon and all its threads run.
 Daemon StartDaemon(const Options& o, const std::string& db, const std::string& mnt, const char* sync = "normal",
-                   std::vector<std::string> extra = {"--api-socket", "none"}) {
+                   std::vector<std::string> extra = {"--api-socket", "none"}, int cpu = -1) {
   Daemon d;
   const auto begin = Clock::now();
   std::vector<std::string> words = {o.bin, "-f",          "--drivers", "none",   "--db",
@@ -161,6 +175,7 @@ Daemon StartDaemon(const Options& o, const std::string& db, const std::string& m
   argv.push_back(nullptr);
   d.pid = fork();
   if (d.pid == 0) {
+    PinTo(cpu);
     const int null = open("/dev/null", O_WRONLY);
     dup2(null, 1);
     dup2(null, 2);
@@ -198,12 +213,13 @@ struct Peer {
   int port = 0;
 };
 
-Peer StartPeer(const Options& o, const std::string& db) {
+Peer StartPeer(const Options& o, const std::string& db, int cpu = -1) {
   int out[2];
   if (pipe(out) != 0) Die("pipe");
   Peer p;
   p.pid = fork();
   if (p.pid == 0) {
+    PinTo(cpu);
     dup2(out[1], 1);
     close(out[0]);
     execlp("python3", "python3", o.peer.c_str(), db.c_str(), static_cast<char*>(nullptr));
@@ -647,15 +663,16 @@ int FreePort() {
 }
 
 // The machine's floor for a request and its answer from another process: a
-// child that waits in epoll_wait on a unix socket and answers each message
-// with as many bytes as a record has, and does nothing else. No daemon can
-// answer faster here.
+// child on `cpu` that waits in epoll_wait on a unix socket and answers each
+// message with as many bytes as a record has, and does nothing else. No
+// daemon on that CPU can answer faster here.
 class EchoFloor {
  public:
-  EchoFloor() {
+  explicit EchoFloor(int cpu) {
     socketpair(AF_UNIX, SOCK_STREAM, 0, sockets_);
     child_ = fork();
     if (child_ == 0) {
+      PinTo(cpu);
       close(sockets_[0]);
       const int ep = epoll_create1(0);
       epoll_event e{};
@@ -695,19 +712,45 @@ double MedianOf(std::vector<double> values) {
   return values[values.size() / 2];
 }
 
-// At each --api-sizes: the daemon with its unix socket and a TCP port, the
-// REST peer on the same file; GET one record on each, side by side; the
-// whole list; attach+detach over HTTP and through the file; memory.
+// Where the client and the servers run. Where a wakeup costs much more across
+// CPUs than on one (a virtual machine: an idle virtual CPU is halted, and
+// waking it is an exit to the host), the scheduler's choice decides most of a
+// round trip; so each placement is measured on its own, with its own floor.
+struct Placement {
+  std::string name;
+  int client_cpu;
+  int server_cpu;  // the daemon, the REST peer, the echo
+};
+
+std::vector<Placement> Placements() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  sched_getaffinity(0, sizeof set, &set);
+  std::vector<int> cpus;
+  for (int c = 0; c < CPU_SETSIZE && cpus.size() < 2; ++c) {
+    if (CPU_ISSET(c, &set)) cpus.push_back(c);
+  }
+  std::vector<Placement> placements = {{"one CPU", cpus[0], cpus[0]}};
+  if (cpus.size() > 1) placements.push_back({"two CPUs", cpus[0], cpus[1]});
+  return placements;
+}
+
+// At each --api-sizes and placement: the daemon with its unix socket and a
+// TCP port, the REST peer on the same file; GET one record on each, side by
+// side, and the floor; the whole list; attach+detach over HTTP and through
+// the file; memory.
 void MeasureApi(const Options& o, cyborgfs::Json& report) {
   std::printf("\n%-50s %7s %10s %10s %10s %9s\n", "REST API (keep-alive, one client)", "N", "mean us", "p50 us",
               "p99 us", "x first");
-  Goal one{"GET /accelerators/{uuid}, unix socket, p50 us", 50, true},
-      peer{"GET /accelerators/{uuid}: the REST peer's time / ours, x", 2, false},
-      list{"GET /accelerators at 10 000, a change before each, median ms", 30, true},
-      pair{"attach+detach over HTTP / through the file, p50 x", 1.0, true};
+  struct Goals {
+    Goal one, peer, list, pair;
+  };
+  std::map<std::string, Goals> goals;
+  cpu_set_t everywhere;
+  CPU_ZERO(&everywhere);
+  sched_getaffinity(0, sizeof everywhere, &everywhere);
   const std::string token = "bench-token-0123456789abcdef";
   for (int n : o.api_sizes) {
-    std::cerr << "REST API at " << n << " accelerators\n";
     const std::string work = fs::temp_directory_path() / ("cyborgfs-bench-api-" + std::to_string(getpid()));
     fs::remove_all(work);
     fs::create_directories(work + "/mnt");
@@ -715,104 +758,127 @@ void MeasureApi(const Options& o, cyborgfs::Json& report) {
     std::ofstream(work + "/token") << token << "\n";
     fs::permissions(work + "/token", fs::perms::owner_read | fs::perms::owner_write);
     Populate(db, n);
-    const int port = FreePort();
-    Daemon daemon = StartDaemon(o, db, mnt, "normal",
-                                {"--api-socket", sock, "--api-listen", "127.0.0.1:" + std::to_string(port),
-                                 "--api-token-file", work + "/token"});
-    Undo().push_back([&] { StopDaemon(daemon, mnt); });
-    Peer rest = StartPeer(o, db);
-    Undo().push_back([&] {
-      kill(rest.pid, SIGTERM);
-      waitpid(rest.pid, nullptr, 0);
-    });
-    HttpClient unix_client(sock), tcp_client(port, "Authorization: Bearer " + token + "\r\n"), peer_client(rest.port);
-    auto path = [&](int i) { return "/accelerators/" + Uuid(i % n); };
-    auto print = [&](const std::string& what, const Result& r) {
-      std::printf("%-50s %7d %10.2f %10.2f %10.2f %9.2f\n", what.c_str(), n, r.median_us, r.p50_us, r.p99_us,
-                  r.ratio_to_first);
-      report["api"].push_back({{"workload", what},
+    for (const Placement& place : Placements()) {
+      std::cerr << "REST API at " << n << " accelerators, " << place.name << "\n";
+      const std::string where = " at " + std::to_string(n) + ", " + place.name;
+      if (!goals.count(place.name)) {
+        const std::string on = ", " + place.name;
+        goals[place.name] = {{"GET /accelerators/{uuid}, unix socket, p50 us" + on, 50, true},
+                             {"GET /accelerators/{uuid}: the REST peer's time / ours, x" + on, 2, false},
+                             {"GET /accelerators at 10 000 after a change, median ms" + on, 30, true},
+                             {"attach+detach over HTTP / through the file, p50 x" + on, 1.0, true}};
+      }
+      Goals& g = goals[place.name];
+      const int port = FreePort();
+      Daemon daemon = StartDaemon(o, db, mnt, "normal",
+                                  {"--api-socket", sock, "--api-listen", "127.0.0.1:" + std::to_string(port),
+                                   "--api-token-file", work + "/token"},
+                                  place.server_cpu);
+      Undo().push_back([&] { StopDaemon(daemon, mnt); });
+      Peer rest = StartPeer(o, db, place.server_cpu);
+      Undo().push_back([&] {
+        kill(rest.pid, SIGTERM);
+        waitpid(rest.pid, nullptr, 0);
+      });
+      PinTo(place.client_cpu);  // this thread and the clients Measure starts
+      HttpClient unix_client(sock), tcp_client(port, "Authorization: Bearer " + token + "\r\n"), peer_client(rest.port);
+      auto path = [&](int i) { return "/accelerators/" + Uuid(i % n); };
+      auto print = [&](const std::string& what, const Result& r) {
+        std::printf("%-50s %7d %10.2f %10.2f %10.2f %9.2f\n", (what + ", " + place.name).c_str(), n, r.median_us,
+                    r.p50_us, r.p99_us, r.ratio_to_first);
+        report["api"].push_back({{"workload", what},
+                                 {"placement", place.name},
+                                 {"size", n},
+                                 {"mean_us", r.median_us},
+                                 {"p50_us", r.p50_us},
+                                 {"p99_us", r.p99_us},
+                                 {"x_first", r.ratio_to_first}});
+      };
+
+      EchoFloor floor(place.server_cpu);
+      auto gets = Measure(o, o.ops,
+                          {{"unix", 1, [&](int, int i) { unix_client.Get(path(i)); }},
+                           {"tcp", 1, [&](int, int i) { tcp_client.Get(path(i)); }},
+                           {"peer", 1, [&](int, int i) { peer_client.Get(path(i)); }},
+                           {"floor", 1, [&](int, int) { floor.RoundTrip(); }}});
+      print("GET /accelerators/{uuid}, unix socket", gets["unix"]);
+      print("GET /accelerators/{uuid}, TCP with the token", gets["tcp"]);
+      print("GET /accelerators/{uuid}, the REST peer (Python)", gets["peer"]);
+      print("the floor: a bare echo, unix socket", gets["floor"]);
+      Consider(g.one, gets["unix"].p50_us, "unix socket" + where);
+      Consider(g.peer, gets["peer"].ratio_to_first, "vs unix socket" + where);
+
+      // The whole list: rendered again after a change, or as cached.
+      std::vector<double> fresh, cached, file;
+      const int lists = std::max(3, std::min(o.ops / 10, 2000000 / std::max(n, 1)));
+      for (int r = 0; r < lists; ++r) {
+        unix_client.Send("PUT", "/accelerators/" + Uuid(1 % n) + "/acc_specs",
+                         "{\"acc_specs\": {\"num\": " + std::to_string(r % 7 + 1) + "}}");
+        auto t = Clock::now();
+        unix_client.Get("/accelerators");
+        fresh.push_back(Micros(Clock::now() - t) / 1000);
+        t = Clock::now();
+        unix_client.Get("/accelerators");
+        cached.push_back(Micros(Clock::now() - t) / 1000);
+        t = Clock::now();
+        ReadFile(mnt + "/accelerators.json");
+        file.push_back(Micros(Clock::now() - t) / 1000);
+      }
+      const size_t bytes = unix_client.Get("/accelerators").size();
+      std::printf(
+          "%-50s %7d %10.2f ms after a change, %.2f ms unchanged, %.2f ms to read accelerators.json; %zu "
+          "bytes\n",
+          ("GET /accelerators (the whole list), " + place.name).c_str(), n, MedianOf(fresh), MedianOf(cached),
+          MedianOf(file), bytes);
+      report["api"].push_back({{"workload", "GET /accelerators"},
+                               {"placement", place.name},
                                {"size", n},
-                               {"mean_us", r.median_us},
-                               {"p50_us", r.p50_us},
-                               {"p99_us", r.p99_us},
-                               {"x_first", r.ratio_to_first}});
-    };
-    const std::string at = " at " + std::to_string(n);
+                               {"after_a_change_ms", MedianOf(fresh)},
+                               {"unchanged_ms", MedianOf(cached)},
+                               {"accelerators_json_ms", MedianOf(file)},
+                               {"bytes", bytes}});
+      if (n == 10000) Consider(g.list, MedianOf(fresh), "after a change" + where);
 
-    EchoFloor floor;
-    auto gets = Measure(o, o.ops,
-                        {{"unix", 1, [&](int, int i) { unix_client.Get(path(i)); }},
-                         {"tcp", 1, [&](int, int i) { tcp_client.Get(path(i)); }},
-                         {"peer", 1, [&](int, int i) { peer_client.Get(path(i)); }},
-                         {"floor", 1, [&](int, int) { floor.RoundTrip(); }}});
-    print("GET /accelerators/{uuid}, unix socket", gets["unix"]);
-    print("GET /accelerators/{uuid}, TCP with the token", gets["tcp"]);
-    print("GET /accelerators/{uuid}, the REST peer (Python)", gets["peer"]);
-    print("the floor: another process's bare echo, unix socket", gets["floor"]);
-    Consider(one, gets["unix"].p50_us, "unix socket" + at);
-    Consider(peer, gets["peer"].ratio_to_first, "vs unix socket" + at);
+      // attach then detach: two file writes, or two requests; on two accelerators.
+      const std::string vm = "11111111-2222-4333-8444-555555555555";
+      const std::string attach_file = mnt + "/accelerators/" + Uuid(2 % n) + "/attach";
+      const std::string http_target = "/accelerators/" + Uuid(3 % n);
+      auto pairs = Measure(o, std::max(20, o.ops / 4),
+                           {{"file", 1,
+                             [&](int, int) {
+                               WriteFile(attach_file, "vm " + vm + "\n");
+                               WriteFile(attach_file, "\n");
+                             }},
+                            {"http", 1, [&](int, int) {
+                               unix_client.Send("PUT", http_target, "{\"instance_uuid\": \"" + vm + "\"}");
+                               unix_client.Send("DELETE", http_target, "");
+                             }}});
+      print("attach+detach through the attach file", pairs["file"]);
+      print("attach+detach over HTTP (PUT, DELETE)", pairs["http"]);
+      Consider(g.pair, pairs["http"].p50_us / pairs["file"].p50_us, "p50" + where);
 
-    // The whole list: rendered again after a change, or as cached.
-    std::vector<double> fresh, cached, file;
-    const int lists = std::max(3, std::min(o.ops / 10, 2000000 / std::max(n, 1)));
-    for (int r = 0; r < lists; ++r) {
-      unix_client.Send("PUT", "/accelerators/" + Uuid(1 % n) + "/acc_specs",
-                       "{\"acc_specs\": {\"num\": " + std::to_string(r % 7 + 1) + "}}");
-      auto t = Clock::now();
-      unix_client.Get("/accelerators");
-      fresh.push_back(Micros(Clock::now() - t) / 1000);
-      t = Clock::now();
-      unix_client.Get("/accelerators");
-      cached.push_back(Micros(Clock::now() - t) / 1000);
-      t = Clock::now();
-      ReadFile(mnt + "/accelerators.json");
-      file.push_back(Micros(Clock::now() - t) / 1000);
+      const long rss = ResidentKib(daemon.pid);
+      std::printf("%-50s %7d %10.1f MiB resident after the above (%.1f MiB at ready)\n",
+                  ("daemon, " + place.name).c_str(), n, static_cast<double>(rss) / 1024,
+                  static_cast<double>(daemon.rss_kib) / 1024);
+      report["api"].push_back({{"workload", "resident memory"},
+                               {"placement", place.name},
+                               {"size", n},
+                               {"rss_kib", rss},
+                               {"rss_ready_kib", daemon.rss_kib}});
+      sched_setaffinity(0, sizeof everywhere, &everywhere);
+      for (auto it = Undo().rbegin(); it != Undo().rend(); ++it) (*it)();
+      Undo().clear();
     }
-    const size_t bytes = unix_client.Get("/accelerators").size();
-    std::printf(
-        "%-50s %7d %10.2f ms after a change, %.2f ms unchanged, %.2f ms to read accelerators.json; %zu "
-        "bytes\n",
-        "GET /accelerators (the whole list)", n, MedianOf(fresh), MedianOf(cached), MedianOf(file), bytes);
-    report["api"].push_back({{"workload", "GET /accelerators"},
-                             {"size", n},
-                             {"after_a_change_ms", MedianOf(fresh)},
-                             {"unchanged_ms", MedianOf(cached)},
-                             {"accelerators_json_ms", MedianOf(file)},
-                             {"bytes", bytes}});
-    if (n == 10000) Consider(list, MedianOf(fresh), "after a change" + at);
-
-    // attach then detach: two files writes, or two requests; on two accelerators.
-    const std::string vm = "11111111-2222-4333-8444-555555555555";
-    const std::string attach_file = mnt + "/accelerators/" + Uuid(2 % n) + "/attach";
-    const std::string http_target = "/accelerators/" + Uuid(3 % n);
-    auto pairs = Measure(o, std::max(20, o.ops / 4),
-                         {{"file", 1,
-                           [&](int, int) {
-                             WriteFile(attach_file, "vm " + vm + "\n");
-                             WriteFile(attach_file, "\n");
-                           }},
-                          {"http", 1, [&](int, int) {
-                             unix_client.Send("PUT", http_target, "{\"instance_uuid\": \"" + vm + "\"}");
-                             unix_client.Send("DELETE", http_target, "");
-                           }}});
-    print("attach+detach through the attach file", pairs["file"]);
-    print("attach+detach over HTTP (PUT, DELETE)", pairs["http"]);
-    Consider(pair, pairs["http"].p50_us / pairs["file"].p50_us, "p50" + at);
-
-    const long rss = ResidentKib(daemon.pid);
-    std::printf("%-50s %7d %10.1f MiB resident after the above (%.1f MiB at ready)\n", "daemon", n,
-                static_cast<double>(rss) / 1024, static_cast<double>(daemon.rss_kib) / 1024);
-    report["api"].push_back(
-        {{"workload", "resident memory"}, {"size", n}, {"rss_kib", rss}, {"rss_ready_kib", daemon.rss_kib}});
-    for (auto it = Undo().rbegin(); it != Undo().rend(); ++it) (*it)();
-    Undo().clear();
     fs::remove_all(work);
   }
-  std::vector<Goal> goals;
-  for (Goal* g : {&one, &peer, &list, &pair}) {
-    if (g->found) goals.push_back(*g);
+  std::vector<Goal> all;
+  for (auto& [name, g] : goals) {
+    for (Goal* goal : {&g.one, &g.peer, &g.list, &g.pair}) {
+      if (goal->found) all.push_back(*goal);
+    }
   }
-  PrintGoals(goals, report);
+  PrintGoals(all, report);
 }
 
 }  // namespace
