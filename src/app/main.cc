@@ -7,7 +7,7 @@
 // --foreground); SIGINT, SIGTERM and `fusermount3 -u` unmount and exit 0.
 // With $NOTIFY_SOCKET (systemd's Type=notify) it reports READY=1 once the
 // mount is live and STOPPING=1 when it stops serving; SIGHUP rereads the
-// config file (Reloader). --check does everything before mounting, then exits.
+// config file (Signals). --check does everything before mounting, then exits.
 #include <fuse_lowlevel.h>
 #include <grp.h>
 #include <pthread.h>
@@ -153,23 +153,40 @@ constexpr auto kCheckpointInterval = std::chrono::seconds(1);
 // free worker.
 constexpr unsigned kMaxWorkers = 64;
 
-// SIGHUP: rereads the command line and the config file and applies what can
+// The signals a user sends, taken by a thread of their own with sigwait(2);
+// every other thread blocks them (BlockSignals, before any thread starts).
+//
+// SIGHUP rereads the command line and the config file and applies what can
 // change while serving: the log level, the audit file (reopened: logrotate),
-// the rescan interval. A thread of its own waits for the signal, which every
-// thread blocks (BlockReloadSignal, before any thread starts).
-class Reloader {
+// the rescan interval.
+//
+// SIGTERM and SIGINT end the FUSE loop: its exit flag is set, then the
+// loop's thread is interrupted (SIGUSR1, whose handler does nothing) until
+// the loop has returned. libfuse's own handler only sets the flag and counts
+// on the signal interrupting the loop's wait, which a signal that lands just
+// before the wait begins does not: the loop then slept until the next
+// request (seen in CI: a SIGTERM right after the start, no exit in 15 s).
+class Signals {
  public:
-  Reloader(int argc, char** argv, Service& service, const Options& options)
+  Signals(int argc, char** argv, Service& service, const Options& options)
       : argc_(argc), argv_(argv), service_(service), options_(options) {}
-  ~Reloader() { Stop(); }
+  ~Signals() { Stop(); }
 
-  static void BlockReloadSignal() {
-    const sigset_t hup = ReloadSignal();
-    pthread_sigmask(SIG_BLOCK, &hup, nullptr);
+  static void BlockSignals() {
+    const sigset_t set = Taken();
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
   }
-  void Start() {
+  // From the thread that runs `session`'s loop (it must not block SIGUSR1).
+  void Start(fuse_session* session) {
+    session_ = session;
+    loop_thread_ = pthread_self();
+    struct sigaction nothing {};
+    nothing.sa_handler = [](int) {};
+    sigemptyset(&nothing.sa_mask);
+    sigaction(SIGUSR1, &nothing, nullptr);  // no SA_RESTART: the loop's wait is interrupted
     thread_ = std::thread([this] { Run(); });
   }
+  // Once the loop has returned.
   void Stop() {
     if (!thread_.joinable()) return;
     stopping_ = true;
@@ -178,15 +195,27 @@ class Reloader {
   }
 
  private:
-  static sigset_t ReloadSignal() {
-    sigset_t hup;
-    sigemptyset(&hup);
-    sigaddset(&hup, SIGHUP);
-    return hup;
+  static sigset_t Taken() {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int signal : {SIGHUP, SIGTERM, SIGINT}) sigaddset(&set, signal);
+    return set;
   }
   void Run() {
-    const sigset_t hup = ReloadSignal();
-    for (int signal = 0; sigwait(&hup, &signal) == 0 && !stopping_;) Reload();
+    const sigset_t set = Taken();
+    for (int signal = 0; sigwait(&set, &signal) == 0 && !stopping_;) {
+      if (signal == SIGHUP) {
+        Reload();
+        continue;
+      }
+      spdlog::info("{}: unmounting", signal == SIGTERM ? "SIGTERM" : "SIGINT");
+      fuse_session_exit(session_);
+      while (!stopping_) {
+        pthread_kill(loop_thread_, SIGUSR1);
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      return;
+    }
   }
   void Reload() {
     sd_notify(0, "RELOADING=1");
@@ -212,13 +241,15 @@ class Reloader {
   char** const argv_;
   Service& service_;
   Options options_;
+  fuse_session* session_ = nullptr;
+  pthread_t loop_thread_{};
   std::atomic<bool> stopping_{false};
   std::thread thread_;
 };
 
 // Mounts `fs` on `mountpoint` and serves requests until unmounted or
 // signalled. Returns the process exit code.
-int Serve(fs::Filesystem& fs, Service& service, Store& store, Reloader& reloader, api::HttpServer* http,
+int Serve(fs::Filesystem& fs, Service& service, Store& store, Signals& signals, api::HttpServer* http,
           const Options& options, const std::string& mountpoint, const std::string& database,
           const std::string& logging_to) {
   fuse_args args = FuseArgs(options, database);
@@ -238,7 +269,7 @@ int Serve(fs::Filesystem& fs, Service& service, Store& store, Reloader& reloader
     fs.Mounted(session);  // threads only after the fork
     service.StartRescans(std::chrono::seconds(options.rescan_interval));
     store.StartCheckpoints(kCheckpointInterval);
-    reloader.Start();
+    signals.Start(session);
     if (http) {
       http->Start();
       spdlog::info("serving the REST API on {}{}", options.api_socket == "none" ? "" : options.api_socket,
@@ -252,10 +283,10 @@ int Serve(fs::Filesystem& fs, Service& service, Store& store, Reloader& reloader
     // The mount is live: what comes now is queued until the loop reads it.
     sd_notifyf(0, "READY=1\nSTATUS=serving %s", mountpoint.c_str());
     const int served = fuse_session_loop_mt(session, config);
+    signals.Stop();  // before anything else: it interrupts this thread until the loop has returned
     sd_notify(0, "STOPPING=1");
     fuse_loop_cfg_destroy(config);
     if (http) http->Stop();  // the requests in flight are answered first
-    reloader.Stop();
     service.StopRescans();
     fs.Unmounting();
     code = served < 0 ? 1 : 0;  // > 0: ended by a signal, which is a clean stop
@@ -271,7 +302,7 @@ int Run(int argc, char** argv) {
   int exit_code = -1;
   Options options = ParseOptions(argc, argv, exit_code);
   if (exit_code >= 0) return exit_code;
-  Reloader::BlockReloadSignal();
+  Signals::BlockSignals();
   auto database = DatabasePath(options.database);
   if (!database.ok()) return Fail(database.status().message());
   auto logging_to = SetUpLogging(options, *database);
@@ -323,9 +354,9 @@ int Run(int argc, char** argv) {
     RaiseDescriptorLimit();
     if (Status s = ListenApi(*http, options); !s.ok()) return Fail(s.message());
   }
-  Reloader reloader(argc, argv, service, options);
+  Signals signals(argc, argv, service, options);
   spdlog::info("logging to {}", *logging_to);
-  return Serve(fs, service, **store, reloader, http.get(), options, *mountpoint, *database, *logging_to);
+  return Serve(fs, service, **store, signals, http.get(), options, *mountpoint, *database, *logging_to);
 }
 
 }  // namespace
