@@ -37,6 +37,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -104,6 +105,43 @@ class Store {
   // Runs `body` in one transaction: all of its changes commit, or none do
   // (when it returns an error). Calls of this Store inside `body` join it.
   Status InTransaction(const std::function<Status()>& body);
+
+  // --- The fleet's outbox (src/fleet publishes it) ---
+  // Every change of an accelerator row has a number (one more than the
+  // last's, kept in the file); the outbox holds, per accelerator with a
+  // change not yet published, the number of its latest change: one entry per
+  // accelerator at most, so it stays bounded however long the fleet is away.
+
+  // From now on every change of this Store also records its entry, in the
+  // same statement (so it commits with the change or not at all). Records
+  // this start, `start_id` (random), made at `at` (unix seconds), and returns
+  // its epoch (one more than the last start's) and the file's lineage: the
+  // ids of its last `lineage` starts, this one's last. A copy of the file
+  // made earlier lacks the starts made since.
+  struct OutboxStart {
+    int64_t epoch = 0;
+    int64_t start_id = 0;
+    std::vector<int64_t> lineage;
+  };
+  Result<OutboxStart> StartOutbox(int64_t start_id, int64_t at, size_t lineage = 100);
+  struct Pending {
+    std::string uuid;
+    int64_t seq = 0;                 // its latest change
+    std::optional<Accelerator> now;  // the row as of that change; none: removed
+  };
+  // Up to `limit` entries, oldest change first, each with its row.
+  Result<std::vector<Pending>> PendingChanges(size_t limit);
+  struct Inventory {
+    std::vector<Accelerator> accelerators;
+    int64_t seq = 0;  // the number of the last change they include
+  };
+  // Every accelerator and the number of the last change, read together.
+  Result<Inventory> ReadInventory();
+  // Forgets the entries published: every one whose change number is at most
+  // `up_to`, and each of `entries` whose number is still the one published
+  // (an accelerator changed since keeps its entry).
+  Status Published(const std::vector<std::pair<std::string, int64_t>>& entries, int64_t up_to = 0);
+  uint64_t OutboxDepth();  // how many accelerators have a change to publish
 
  private:
   struct Change;

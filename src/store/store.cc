@@ -65,6 +65,17 @@ const char* const kMigrations[] = {
     R"sql(
     PRAGMA application_id = 1668899430;
     )sql",
+    // The fleet's outbox (src/fleet): the number of the last change and of
+    // the last start, the starts this file made (its lineage), and the
+    // accelerators with a change not yet published, each with the number of
+    // its latest change.
+    R"sql(
+    CREATE TABLE fleet_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    INSERT INTO fleet_meta (key, value) VALUES ('seq', 0), ('epoch', 0);
+    CREATE TABLE fleet_starts (start_id INTEGER PRIMARY KEY, epoch INTEGER NOT NULL, at INTEGER NOT NULL);
+    CREATE TABLE fleet_outbox (uuid TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+    CREATE INDEX fleet_outbox_by_seq ON fleet_outbox (seq);
+    )sql",
 };
 constexpr int64_t kApplicationId = 1668899430;
 constexpr int kBusyTimeoutMs = 5000;  // another connection (sqlite3(1)) holding a lock
@@ -245,9 +256,9 @@ void BindColumns(Statement& s, const Accelerator& a) {
   s.Bind(i++, int64_t{a.detaching});
 }
 
-Accelerator ReadColumns(const Statement& s) {
+// The row of kColumns preceded by accelerator_id, from column `i` on.
+Accelerator ReadColumns(const Statement& s, int i = 0) {
   Accelerator a;
-  int i = 0;
   a.id = s.Int(i++);
   a.uuid = s.Text(i++);
   a.name = s.Text(i++);
@@ -647,6 +658,115 @@ Status Store::Remove(int64_t id) {
     if (sqlite3_changes(db_) != 1) return Status::NotFound("no accelerator with id " + std::to_string(id));
     return Status::Ok();
   });
+}
+
+// --- the fleet's outbox ---------------------------------------------------------
+
+// Triggers of this connection only (TEMP): a daemon without --fleet records
+// nothing. Each runs inside the statement that changed the row, so the entry
+// commits with the change or not at all.
+const char* const kOutboxTriggers = R"sql(
+    CREATE TEMP TRIGGER IF NOT EXISTS fleet_inserted AFTER INSERT ON main.accelerators BEGIN
+      UPDATE fleet_meta SET value = value + 1 WHERE key = 'seq';
+      INSERT OR REPLACE INTO fleet_outbox (uuid, seq) SELECT NEW.uuid, value FROM fleet_meta WHERE key = 'seq';
+    END;
+    CREATE TEMP TRIGGER IF NOT EXISTS fleet_updated AFTER UPDATE ON main.accelerators BEGIN
+      UPDATE fleet_meta SET value = value + 1 WHERE key = 'seq';
+      INSERT OR REPLACE INTO fleet_outbox (uuid, seq) SELECT NEW.uuid, value FROM fleet_meta WHERE key = 'seq';
+    END;
+    CREATE TEMP TRIGGER IF NOT EXISTS fleet_deleted AFTER DELETE ON main.accelerators BEGIN
+      UPDATE fleet_meta SET value = value + 1 WHERE key = 'seq';
+      INSERT OR REPLACE INTO fleet_outbox (uuid, seq) SELECT OLD.uuid, value FROM fleet_meta WHERE key = 'seq';
+    END;
+)sql";
+
+Result<Store::OutboxStart> Store::StartOutbox(int64_t start_id, int64_t at, size_t lineage) {
+  std::lock_guard lock(mu_);
+  OutboxStart started;
+  started.start_id = start_id;
+  Status s = InTransaction([&] {
+    if (Status made = Exec(kOutboxTriggers); !made.ok()) return made;
+    if (Status bumped = Exec("UPDATE fleet_meta SET value = value + 1 WHERE key = 'epoch'"); !bumped.ok()) {
+      return bumped;
+    }
+    Statement read(db_, "SELECT value FROM fleet_meta WHERE key = 'epoch'");
+    if (read.Step() != SQLITE_ROW) return DatabaseError(db_, "reading the fleet epoch");
+    started.epoch = read.Int(0);
+    Statement add(db_, "INSERT INTO fleet_starts (start_id, epoch, at) VALUES (?, ?, ?)");
+    add.Bind(1, start_id);
+    add.Bind(2, started.epoch);
+    add.Bind(3, at);
+    if (add.Step() != SQLITE_DONE) return DatabaseError(db_, "recording the start");
+    Statement trim(db_, "DELETE FROM fleet_starts WHERE epoch <= ?");
+    trim.Bind(1, started.epoch - static_cast<int64_t>(lineage));
+    if (trim.Step() != SQLITE_DONE) return DatabaseError(db_, "forgetting old starts");
+    Statement all(db_, "SELECT start_id FROM fleet_starts ORDER BY epoch");
+    int rc;
+    while ((rc = all.Step()) == SQLITE_ROW) started.lineage.push_back(all.Int(0));
+    if (rc != SQLITE_DONE) return DatabaseError(db_, "reading the starts");
+    return Status::Ok();
+  });
+  if (!s.ok()) return s.Prefixed("database: starting the fleet's outbox");
+  return started;
+}
+
+Result<std::vector<Store::Pending>> Store::PendingChanges(size_t limit) {
+  std::lock_guard lock(mu_);
+  static const std::string columns = [] {  // kColumns, each as a.<column>
+    std::string out = "a.accelerator_id";
+    std::string_view rest = kColumns;
+    while (!rest.empty()) {
+      const size_t comma = rest.find(',');
+      std::string_view column = rest.substr(0, comma);
+      while (!column.empty() && column.front() == ' ') column.remove_prefix(1);
+      out += ", a." + std::string(column);
+      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    }
+    return out;
+  }();
+  Statement s(db_, "SELECT o.uuid, o.seq, " + columns +
+                       " FROM fleet_outbox o LEFT JOIN accelerators a ON a.uuid = o.uuid ORDER BY o.seq LIMIT ?");
+  s.Bind(1, static_cast<int64_t>(limit));
+  std::vector<Pending> pending;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    Pending p{s.Text(0), s.Int(1), std::nullopt};
+    if (s.OptionalText(3)) p.now = ReadColumns(s, 2);
+    pending.push_back(std::move(p));
+  }
+  if (rc != SQLITE_DONE) return DatabaseError(db_, "reading the fleet's outbox");
+  return pending;
+}
+
+Result<Store::Inventory> Store::ReadInventory() {
+  std::lock_guard lock(mu_);  // no change commits between the two reads
+  Inventory inventory;
+  Statement seq(db_, "SELECT value FROM fleet_meta WHERE key = 'seq'");
+  if (seq.Step() != SQLITE_ROW) return DatabaseError(db_, "reading the fleet's change number");
+  inventory.seq = seq.Int(0);
+  if (Status s = Load([&](Accelerator a) { inventory.accelerators.push_back(std::move(a)); }); !s.ok()) return s;
+  return inventory;
+}
+
+Status Store::Published(const std::vector<std::pair<std::string, int64_t>>& entries, int64_t up_to) {
+  return InTransaction([&] {
+    Statement all(db_, "DELETE FROM fleet_outbox WHERE seq <= ?");
+    all.Bind(1, up_to);
+    if (all.Step() != SQLITE_DONE) return DatabaseError(db_, "clearing the fleet's outbox");
+    for (const auto& [uuid, seq] : entries) {
+      Statement one(db_, Cached("DELETE FROM fleet_outbox WHERE uuid = ? AND seq = ?"));
+      one.Bind(1, uuid);
+      one.Bind(2, seq);
+      if (one.Step() != SQLITE_DONE) return DatabaseError(db_, "clearing the fleet's outbox");
+    }
+    return Status::Ok();
+  });
+}
+
+uint64_t Store::OutboxDepth() {
+  std::lock_guard lock(mu_);
+  Statement count(db_, "SELECT count(*) FROM fleet_outbox");
+  return count.Step() == SQLITE_ROW ? static_cast<uint64_t>(count.Int(0)) : 0;
 }
 
 }  // namespace cyborgfs

@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 #include <vector>
@@ -94,6 +95,7 @@ TEST(Store, MigratesAVersion1FileKeepingItsRows) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(dir.File("db").c_str(), &db), SQLITE_OK);
   ASSERT_EQ(sqlite3_exec(db,
+                         "DROP TABLE fleet_outbox; DROP TABLE fleet_starts; DROP TABLE fleet_meta; "
                          "ALTER TABLE accelerators DROP COLUMN detaching; "
                          "ALTER TABLE accelerators DROP COLUMN host_facts; "
                          "ALTER TABLE accelerators DROP COLUMN driver_memory; PRAGMA user_version=1",
@@ -122,8 +124,10 @@ TEST(Store, MigratesTheErrorStateOfVersion2AsAFailedDetach) {
   }
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(dir.File("db").c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db, "ALTER TABLE accelerators DROP COLUMN detaching; PRAGMA user_version=2", nullptr, nullptr,
-                         nullptr),
+  ASSERT_EQ(sqlite3_exec(db,
+                         "DROP TABLE fleet_outbox; DROP TABLE fleet_starts; DROP TABLE fleet_meta; "
+                         "ALTER TABLE accelerators DROP COLUMN detaching; PRAGMA user_version=2",
+                         nullptr, nullptr, nullptr),
             SQLITE_OK);
   sqlite3_close(db);
   auto store = Store::Open(dir.File("db"));
@@ -246,6 +250,74 @@ TEST(Store, RefusesUnusableFiles) {
   }
   auto future = Store::Open(dir.File("future"));
   EXPECT_NE(future.status().message().find("newer"), std::string::npos);
+}
+
+// The fleet's outbox: nothing without StartOutbox; then one entry per
+// accelerator, its latest change, committed with it; forgotten only as
+// published and unchanged since.
+TEST(Store, TheOutboxKeepsTheLatestChangeOfEachAcceleratorUntilPublished) {
+  TempDir dir;
+  auto store = Store::Open(dir.File("db"));
+  ASSERT_TRUE(store.ok());
+  Accelerator a = Sample(kU1, "a"), b = Sample(kU2, "b");
+  ASSERT_TRUE((*store)->Insert(a).ok());
+  EXPECT_EQ((*store)->OutboxDepth(), 0u) << "no outbox before it is started";
+  auto started = (*store)->StartOutbox(111, 1000);
+  ASSERT_TRUE(started.ok()) << started.status().message();
+  EXPECT_EQ(started->epoch, 1);
+  EXPECT_EQ(started->lineage, std::vector<int64_t>{111});
+  ASSERT_TRUE((*store)->Insert(b).ok());
+  for (int i = 0; i < 3; ++i) {
+    a.generation += 1;
+    a.spec = "{\"num\":" + std::to_string(i) + "}";
+    ASSERT_TRUE((*store)->Update(a).ok());
+  }
+  auto pending = (*store)->PendingChanges(10);
+  ASSERT_TRUE(pending.ok());
+  ASSERT_EQ(pending->size(), 2u) << "one entry per accelerator, however many changes";
+  EXPECT_EQ((*pending)[0].uuid, kU2);  // oldest change first
+  EXPECT_EQ((*pending)[0].seq, 1);
+  EXPECT_EQ((*pending)[1].uuid, kU1);
+  EXPECT_EQ((*pending)[1].seq, 4);
+  ASSERT_TRUE((*pending)[1].now);
+  EXPECT_EQ((*pending)[1].now->spec, "{\"num\":2}");
+  // Removed: an entry without a row. Changed after being read: kept.
+  ASSERT_TRUE((*store)->Remove(b.id).ok());
+  a.generation += 1;
+  ASSERT_TRUE((*store)->Update(a).ok());
+  ASSERT_TRUE((*store)->Published({{kU1, 4}, {kU2, 1}}).ok());
+  pending = (*store)->PendingChanges(10);
+  ASSERT_EQ(pending->size(), 2u);
+  EXPECT_EQ((*pending)[0].uuid, kU2);
+  EXPECT_FALSE((*pending)[0].now) << "a removed accelerator";
+  EXPECT_EQ((*pending)[1].seq, 6);
+  auto inventory = (*store)->ReadInventory();
+  ASSERT_TRUE(inventory.ok());
+  EXPECT_EQ(inventory->seq, 6);
+  EXPECT_EQ(inventory->accelerators.size(), 1u);
+  ASSERT_TRUE((*store)->Published({}, inventory->seq).ok());
+  EXPECT_EQ((*store)->OutboxDepth(), 0u);
+}
+
+TEST(Store, EachStartOfTheOutboxIsAnEpochOfTheFilesLineage) {
+  TempDir dir;
+  std::string copy = dir.File("copy");
+  {
+    auto store = Store::Open(dir.File("db"));
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE((*store)->StartOutbox(7, 1).ok());
+  }
+  std::filesystem::copy_file(dir.File("db"), copy);
+  for (int64_t id : {8, 9}) {
+    auto store = Store::Open(dir.File("db"));
+    auto started = (*store)->StartOutbox(id, 2, 2);
+    ASSERT_TRUE(started.ok());
+    EXPECT_EQ(started->epoch, id - 6);
+  }
+  auto store = Store::Open(dir.File("db"));
+  EXPECT_EQ((*store)->StartOutbox(10, 3, 2)->lineage, (std::vector<int64_t>{9, 10})) << "the last 2 starts";
+  auto old = Store::Open(copy);
+  EXPECT_EQ((*old)->StartOutbox(11, 3)->lineage, (std::vector<int64_t>{7, 11})) << "a copy knows none made since";
 }
 
 }  // namespace
