@@ -12,6 +12,8 @@ packages=(
   libcli11-dev uuid-dev libpci-dev pci.ids libsystemd-dev
   # the REST API (issue 13), and curl its tests drive it with
   libcpp-httplib-dev curl
+  # the fleet (issue 14): libpq, and a PostgreSQL server the tests start privately
+  libpq-dev postgresql-15
   # the man page test renders cyborgfs(8); setpriv runs tests as another user
   groff-base util-linux
   # scripts/fuzz.sh: libFuzzer with clang

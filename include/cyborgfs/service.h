@@ -146,6 +146,9 @@ class Service {
   // "database": {"state": "ok" | "failed", "path": ..., "problems": [...]}
   // (failed: it was moved or deleted, changes are refused); pretty JSON.
   std::string DriversReport() const;
+  // Adds the part `name` of DriversReport: a front end's own health (the
+  // fleet's publisher), asked for at every report. Call it before serving.
+  void AddReport(std::string name, std::function<Json()> part);
 
   // SQLite transactions committed since the start (Store::Commits: a group
   // commit of many changes counts once).
@@ -298,7 +301,8 @@ class Service {
 
   std::mutex rescan_mu_;  // one rescan at a time
   mutable std::mutex report_mu_;
-  Json drivers_report_ = Json::object();  // REQUIRES: report_mu_
+  Json drivers_report_ = Json::object();                                // REQUIRES: report_mu_
+  std::vector<std::pair<std::string, std::function<Json()>>> reports_;  // set before serving
   std::mutex rescanner_mu_;
   std::condition_variable rescanner_cv_;
   bool stop_rescans_ = false;  // REQUIRES: rescanner_mu_

@@ -36,6 +36,7 @@
 #include "logging.h"
 #include "mountpoint.h"
 #include "options.h"
+#include "publisher.h"
 
 namespace cyborgfs::app {
 namespace {
@@ -250,8 +251,8 @@ class Signals {
 // Mounts `fs` on `mountpoint` and serves requests until unmounted or
 // signalled. Returns the process exit code.
 int Serve(fs::Filesystem& fs, Service& service, Store& store, Signals& signals, api::HttpServer* http,
-          const Options& options, const std::string& mountpoint, const std::string& database,
-          const std::string& logging_to) {
+          fleet::Publisher* publisher, const Options& options, const std::string& mountpoint,
+          const std::string& database, const std::string& logging_to) {
   fuse_args args = FuseArgs(options, database);
   fuse_session* session = fuse_session_new(&args, &fs::Filesystem::Operations(), sizeof(fuse_lowlevel_ops), &fs);
   fuse_opt_free_args(&args);
@@ -269,6 +270,7 @@ int Serve(fs::Filesystem& fs, Service& service, Store& store, Signals& signals, 
     fs.Mounted(session);  // threads only after the fork
     service.StartRescans(std::chrono::seconds(options.rescan_interval));
     store.StartCheckpoints(kCheckpointInterval);
+    if (publisher) publisher->Start();
     signals.Start(session);
     if (http) {
       http->Start();
@@ -288,6 +290,7 @@ int Serve(fs::Filesystem& fs, Service& service, Store& store, Signals& signals, 
     fuse_loop_cfg_destroy(config);
     if (http) http->Stop();  // the requests in flight are answered first
     service.StopRescans();
+    if (publisher) publisher->Stop();  // what is not published yet stays in the outbox
     fs.Unmounting();
     code = served < 0 ? 1 : 0;  // > 0: ended by a signal, which is a clean stop
     fuse_session_unmount(session);
@@ -354,9 +357,17 @@ int Run(int argc, char** argv) {
     RaiseDescriptorLimit();
     if (Status s = ListenApi(*http, options); !s.ok()) return Fail(s.message());
   }
+  std::unique_ptr<fleet::Publisher> publisher;
+  if (!options.fleet.empty()) {
+    publisher = std::make_unique<fleet::Publisher>(
+        service, **store,
+        fleet::Publisher::Options{options.fleet, driver_options.host, std::chrono::seconds(options.fleet_lease)});
+    if (Status s = publisher->Prepare(); !s.ok()) return Fail(s.message());
+  }
   Signals signals(argc, argv, service, options);
   spdlog::info("logging to {}", *logging_to);
-  return Serve(fs, service, **store, signals, http.get(), options, *mountpoint, *database, *logging_to);
+  return Serve(fs, service, **store, signals, http.get(), publisher.get(), options, *mountpoint, *database,
+               *logging_to);
 }
 
 }  // namespace

@@ -49,6 +49,12 @@ Options ParseOptions(int argc, char** argv, int& exit_code) {
   cli.add_option("--api-listen", o.api_listen, "also serve the REST API over TCP on ADDR:PORT (off by default)");
   cli.add_option("--api-token-file", o.api_token_file,
                  "file holding the bearer token TCP clients must send (required with --api-listen)");
+  cli.add_option("--fleet", o.fleet,
+                 "publish this host's accelerators to the fleet's PostgreSQL (a libpq connection string or URI; off "
+                 "by default)");
+  cli.add_option("--fleet-lease", o.fleet_lease, "seconds this host stays up in the fleet without renewing its lease")
+      ->capture_default_str()
+      ->check(CLI::Range(3, 86400));
   cli.add_flag("--check", o.check,
                "check the options, the database and the mountpoint (clearing a dead cyborgfs mount), then exit; "
                "changes nothing else")

@@ -32,6 +32,8 @@ struct Options {
   std::string api_socket = kDefaultApiSocket;  // the REST API's unix socket; "none": off
   std::string api_listen;                      // ADDR:PORT the REST API also serves over TCP; empty: none
   std::string api_token_file;                  // the bearer token TCP clients must show
+  std::string fleet;                           // the fleet's PostgreSQL (libpq conninfo); empty: no fleet
+  int fleet_lease = 30;                        // seconds a host stays up without renewing its lease
   bool check = false;                          // check everything a start needs, then exit
 };
 

@@ -693,7 +693,12 @@ std::string Service::DriversReport() const {
   Json problems = Json::array();
   if (!database.ok()) problems.push_back(database.message());
   report["database"] = {{"state", database.ok() ? "ok" : "failed"}, {"path", store_.path()}, {"problems", problems}};
+  for (const auto& [name, part] : reports_) report[name] = part();
   return RenderJson(report);
+}
+
+void Service::AddReport(std::string name, std::function<Json()> part) {
+  reports_.emplace_back(std::move(name), std::move(part));
 }
 
 void Service::StartRescans(std::chrono::milliseconds interval) {

@@ -145,7 +145,7 @@ def http_request(conn, method, path, body=None, headers=None):
 class Mount:
     """One daemon in the foreground on `self.mnt`, with its database `self.db`."""
 
-    def __init__(self, workdir, *extra_args, db=None, fake_devices=4):
+    def __init__(self, workdir, *extra_args, db=None, fake_devices=4, host=HOST):
         self.workdir = workdir
         self.mnt = os.path.join(workdir, "mnt")
         self.db = db or os.path.join(workdir, "cyborgfs.db")
@@ -157,7 +157,7 @@ class Mount:
         self.api_socket = os.path.join(workdir, "api.sock")
         drivers = [] if "--drivers" in extra_args else ["--drivers", "fake"]
         api = [] if "--api-socket" in extra_args else ["--api-socket", self.api_socket]
-        args = [BIN, "-f", "--db", self.db, "--host", HOST, "--fake-devices", str(fake_devices),
+        args = [BIN, "-f", "--db", self.db, "--host", host, "--fake-devices", str(fake_devices),
                 "--log-level", "debug", *drivers, *api, *extra_args, self.mnt]
         self.log = open(self.log_path, "ab")
         self.notifications = Notifications(workdir)  # the daemon says READY=1 when its mount is live
@@ -384,3 +384,97 @@ class MountTest(unittest.TestCase):
     def make(self, uuid):
         os.mkdir(self.fs.path("accelerators", uuid))
         return uuid
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free when asked."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PrivatePostgres:
+    """A PostgreSQL 15 server of this test only, run as the postgres user: its data
+    and its unix socket in a temp folder, a free port on 127.0.0.1. stop() ends it
+    (pg_ctl, then by the postmaster's pid if it does not go); kill() is kill -9 of
+    the postmaster. Never a system service."""
+
+    BIN = "/usr/lib/postgresql/15/bin"
+
+    def __init__(self):
+        import pwd
+        self.user = pwd.getpwnam("postgres")
+        self.dir = tempfile.mkdtemp(prefix="cyborgfs-pg-")
+        os.chown(self.dir, self.user.pw_uid, self.user.pw_gid)
+        self.data = os.path.join(self.dir, "data")
+        self.log = os.path.join(self.dir, "server.log")
+        self.port = free_port()
+        self.as_postgres([self.BIN + "/initdb", "--no-sync", "-A", "trust", "-U", "postgres", "-E", "UTF8",
+                          "-D", self.data])
+        self.start()
+
+    def as_postgres(self, args, check=True, timeout=60):
+        return subprocess.run(["runuser", "-u", "postgres", "--", *args], capture_output=True, text=True,
+                              check=check, timeout=timeout, cwd=self.dir)
+
+    def start(self):
+        options = "-k %s -p %d -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off" % (
+            self.dir, self.port)
+        r = self.as_postgres([self.BIN + "/pg_ctl", "-D", self.data, "-l", self.log, "-o", options, "-w", "-t", "60",
+                              "start"], check=False)
+        if r.returncode != 0:
+            raise AssertionError("PostgreSQL did not start: %s %s\n%s" % (r.stdout, r.stderr, self.log_text()))
+
+    def postmaster_pid(self):
+        try:
+            with open(os.path.join(self.data, "postmaster.pid")) as f:
+                return int(f.readline())
+        except (OSError, ValueError):
+            return None
+
+    def log_text(self):
+        try:
+            with open(self.log, errors="replace") as f:
+                return f.read()[-3000:]
+        except OSError:
+            return ""
+
+    def stop(self):
+        pid = self.postmaster_pid()
+        if pid is None:
+            return
+        self.as_postgres([self.BIN + "/pg_ctl", "-D", self.data, "-m", "fast", "-w", "-t", "30", "stop"],
+                         check=False)
+        if self.postmaster_pid() is not None:  # still there: by its pid
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            wait_for(lambda: not os.path.exists("/proc/%d" % pid), what="the postmaster to die")
+            try:
+                os.unlink(os.path.join(self.data, "postmaster.pid"))
+            except FileNotFoundError:
+                pass
+
+    def kill(self):
+        """kill -9 of the postmaster; its backends end when they notice."""
+        pid = self.postmaster_pid()
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not os.path.exists("/proc/%d" % pid), what="the postmaster to die")
+
+    def close(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def conninfo(self, tcp=False):
+        host = "127.0.0.1" if tcp else self.dir
+        return "host=%s port=%d user=postgres dbname=postgres" % (host, self.port)
+
+    def psql(self, sql):
+        """Rows of `sql` as lists of strings (psql -At, fields split on |)."""
+        r = subprocess.run(["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", self.dir, "-p", str(self.port),
+                            "-U", "postgres", "-d", "postgres", "-c", sql], capture_output=True, text=True,
+                           timeout=30)
+        if r.returncode != 0:
+            raise AssertionError("psql: %s" % r.stderr)
+        return [line.split("|") for line in r.stdout.splitlines() if line]

@@ -1,0 +1,454 @@
+#include "publisher.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <ctime>
+#include <fstream>
+#include <random>
+
+#include "cyborgfs/records.h"
+#include "postgres.h"
+
+namespace cyborgfs::fleet {
+namespace {
+
+// Migration i takes the fleet's schema from version i to i + 1. Never edit
+// one that has shipped; append. The tables are an interface: schedulers and
+// people query them (README, "The fleet's tables").
+const char* const kMigrations[] = {
+    R"sql(
+    CREATE TABLE fleet_hosts (
+      name             text PRIMARY KEY,
+      epoch            bigint NOT NULL,
+      start_id         bigint NOT NULL,
+      boot_id          text NOT NULL,
+      lease_expires_at timestamptz NOT NULL,
+      last_seq         bigint NOT NULL DEFAULT 0,
+      resyncs          bigint NOT NULL DEFAULT 0,
+      resynced_at      timestamptz,
+      first_seen_at    timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE SEQUENCE fleet_revision;
+    CREATE TABLE fleet_accelerators (
+      uuid          uuid PRIMARY KEY,
+      host          text NOT NULL REFERENCES fleet_hosts (name) ON DELETE CASCADE,
+      name          text NOT NULL,
+      device_type   text NOT NULL,
+      acc_type      text NOT NULL,
+      vendor_id     text NOT NULL,
+      product_id    text NOT NULL,
+      status        text NOT NULL,
+      attach        text NOT NULL,
+      attach_handle text NOT NULL,
+      driver        text NOT NULL,
+      record        jsonb NOT NULL,
+      removed       boolean NOT NULL DEFAULT false,
+      epoch         bigint NOT NULL,
+      seq           bigint NOT NULL,
+      revision      bigint NOT NULL DEFAULT nextval('fleet_revision'),
+      updated_at    timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX fleet_accelerators_by_host ON fleet_accelerators (host);
+    CREATE INDEX fleet_accelerators_by_kind ON fleet_accelerators (device_type, status) WHERE NOT removed;
+    CREATE INDEX fleet_accelerators_by_revision ON fleet_accelerators (revision);
+    CREATE VIEW fleet_host_status AS
+      SELECT name AS host, CASE WHEN lease_expires_at > now() THEN 'up' ELSE 'down' END AS status,
+             lease_expires_at, epoch, start_id, boot_id, last_seq, resynced_at
+      FROM fleet_hosts;
+    CREATE VIEW fleet_inventory AS
+      SELECT a.uuid, a.host, h.status AS host_status, a.name, a.device_type, a.acc_type, a.vendor_id,
+             a.product_id, a.status, a.attach, a.attach_handle, a.driver, a.record, a.updated_at, a.revision
+      FROM fleet_accelerators a JOIN fleet_host_status h ON h.host = a.host
+      WHERE NOT a.removed;
+    )sql",
+};
+constexpr int kFleetSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
+
+// Every accelerator of a JSON array [{"seq": n, "r": record}, ...], over an
+// older change of it from this host ($1 host, $2 epoch, $3 the array).
+constexpr const char* kUpsert = R"sql(
+    INSERT INTO fleet_accelerators AS f (uuid, host, name, device_type, acc_type, vendor_id, product_id, status,
+                                         attach, attach_handle, driver, record, removed, epoch, seq)
+    SELECT (c.r->>'uuid')::uuid, $1, c.r->>'name', c.r->>'device_type', c.r->>'acc_type', c.r->>'vendor_id',
+           c.r->>'product_id', c.r->>'status', c.r->>'attach', coalesce(c.r->>'attach_handle', ''),
+           coalesce(c.r->>'driver', ''), c.r, false, $2::bigint, c.seq
+    FROM jsonb_to_recordset($3::jsonb) AS c(seq bigint, r jsonb)
+    ON CONFLICT (uuid) DO UPDATE SET
+      name = EXCLUDED.name, device_type = EXCLUDED.device_type, acc_type = EXCLUDED.acc_type,
+      vendor_id = EXCLUDED.vendor_id, product_id = EXCLUDED.product_id, status = EXCLUDED.status,
+      attach = EXCLUDED.attach, attach_handle = EXCLUDED.attach_handle, driver = EXCLUDED.driver,
+      record = EXCLUDED.record, removed = false, epoch = EXCLUDED.epoch, seq = EXCLUDED.seq,
+      revision = nextval('fleet_revision'), updated_at = now()
+    WHERE f.host = EXCLUDED.host AND (f.epoch, f.seq) < (EXCLUDED.epoch, EXCLUDED.seq)
+    )sql";
+
+// The accelerators of [{"seq": n, "uuid": u}, ...] removed from this host.
+constexpr const char* kRemove = R"sql(
+    UPDATE fleet_accelerators AS f
+    SET removed = true, epoch = $2::bigint, seq = c.seq, revision = nextval('fleet_revision'), updated_at = now()
+    FROM jsonb_to_recordset($3::jsonb) AS c(seq bigint, uuid uuid)
+    WHERE f.uuid = c.uuid AND f.host = $1 AND NOT f.removed AND (f.epoch, f.seq) < ($2::bigint, c.seq)
+    )sql";
+
+constexpr auto kFirstRetry = std::chrono::seconds(1);
+constexpr auto kLastRetry = std::chrono::seconds(30);
+constexpr auto kRefusedRetry = std::chrono::seconds(60);
+
+int64_t UnixNow() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// "2026-12-02T08:00:00Z"
+std::string UtcTime(int64_t unix_seconds) {
+  const std::time_t seconds = unix_seconds;
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &utc);
+  return text;
+}
+
+std::string BootId() {
+  std::ifstream in("/proc/sys/kernel/random/boot_id");
+  std::string id;
+  std::getline(in, id);
+  return id.empty() ? "unknown" : id;
+}
+
+// `d` scaled by a random factor in [0.8, 1.2): hosts restarted together do
+// not come back together.
+std::chrono::milliseconds Jittered(std::chrono::milliseconds d) {
+  static thread_local std::mt19937 random{std::random_device{}()};
+  std::uniform_real_distribution<double> factor(0.8, 1.2);
+  return std::chrono::milliseconds(static_cast<int64_t>(static_cast<double>(d.count()) * factor(random)));
+}
+
+std::string Lease(std::chrono::seconds lease) { return std::to_string(lease.count()); }
+
+// A Status that ends a session without retrying soon (fenced, schema newer).
+Status Refusal(std::string message) { return Status::NotPermitted(std::move(message)); }
+
+}  // namespace
+
+int FleetSchemaVersion() { return kFleetSchemaVersion; }
+
+Publisher::Publisher(Service& service, Store& store, Options options)
+    : service_(service), store_(store), options_(std::move(options)), server_(Postgres::Describe(options_.conninfo)) {
+  service_.AddListener(this, [this](const Service::Snapshot&, const Service::Snapshot&) { Wake(); });
+  service_.AddReport("fleet", [this] { return Report(); });
+}
+
+Status Publisher::Prepare() {
+  std::mt19937_64 random{std::random_device{}()};
+  const int64_t start_id = static_cast<int64_t>(random() >> 1) + 1;  // positive
+  auto started = store_.StartOutbox(start_id, UnixNow());
+  if (!started.ok()) return started.status();
+  epoch_ = started->epoch;
+  start_id_ = started->start_id;
+  lineage_ = "{";
+  for (int64_t id : started->lineage) lineage_ += (lineage_.size() > 1 ? "," : "") + std::to_string(id);
+  lineage_ += "}";
+  boot_id_ = BootId();
+  return Status::Ok();
+}
+
+void Publisher::Start() {
+  {
+    std::lock_guard lock(mu_);
+    failing_since_ = UnixNow();
+  }
+  thread_ = std::thread([this] { Run(); });
+}
+
+void Publisher::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+bool Publisher::Stopping() const {
+  std::lock_guard lock(mu_);
+  return stopping_;
+}
+
+void Publisher::Wake() {
+  {
+    std::lock_guard lock(mu_);
+    changed_ = true;
+  }
+  cv_.notify_all();
+}
+
+void Publisher::Wait(std::chrono::steady_clock::time_point until, bool on_change) {
+  std::unique_lock lock(mu_);
+  cv_.wait_until(lock, until, [&] { return stopping_ || (on_change && changed_); });
+}
+
+Json Publisher::Report() const {
+  const uint64_t waiting = store_.OutboxDepth();
+  std::lock_guard lock(mu_);
+  Json problems = Json::array();
+  if (state_ == "degraded") {  // the count as it is now
+    problems.push_back(std::string(connected_ ? "publishing fails" : "PostgreSQL unreachable") + " since " +
+                       UtcTime(failing_since_) + ": " + std::to_string(waiting) + " changes waiting (" + problem_ +
+                       ")");
+  } else if (state_ == "failed") {
+    problems.push_back(problem_);
+  }
+  return Json{{"state", state_},
+              {"server", server_},
+              {"host", options_.host},
+              {"epoch", epoch_},
+              {"outbox", waiting},
+              {"published_at", published_at_ ? Json(published_at_) : Json(nullptr)},
+              {"connected_since", connected_since_ ? Json(connected_since_) : Json(nullptr)},
+              {"problems", problems}};
+}
+
+void Publisher::Note(const char* state, const std::string& problem) {
+  std::lock_guard lock(mu_);
+  state_ = state;
+  problem_ = problem;
+  if (state_ == "ok") {
+    failing_since_ = 0;
+    connected_since_ = UnixNow();
+  } else {
+    connected_since_ = 0;
+    if (!failing_since_) failing_since_ = UnixNow();
+  }
+}
+
+void Publisher::Run() {
+  auto retry = std::chrono::milliseconds(kFirstRetry);
+  std::string last_problem;
+  while (!Stopping()) {
+    Status why;
+    served_ = false;
+    const Outcome outcome = Session(why);
+    if (served_) retry = kFirstRetry;
+    if (outcome == Outcome::kStopped) break;
+    const uint64_t waiting = store_.OutboxDepth();
+    if (outcome == Outcome::kRefused) {
+      Note("failed", why.message() + "; publishing stopped, local work goes on");
+      if (why.message() != last_problem)
+        spdlog::error("fleet: {}; publishing stopped, local work goes on", why.message());
+      last_problem = why.message();
+      Wait(std::chrono::steady_clock::now() + kRefusedRetry, false);
+      continue;
+    }
+    Note("degraded", why.message());
+    if (why.message() != last_problem) {
+      spdlog::warn("fleet: {}: {} changes waiting; trying again", why.message(), waiting);
+    }
+    last_problem = why.message();
+    const auto wait = Jittered(retry);
+    Wait(std::chrono::steady_clock::now() + wait, false);
+    retry = std::min<std::chrono::milliseconds>(retry * 2, kLastRetry);
+  }
+}
+
+Publisher::Outcome Publisher::Session(Status& why) {
+  auto db = Postgres::Connect(options_.conninfo, "cyborgfs " + options_.host);
+  {
+    std::lock_guard lock(mu_);
+    connected_ = db.ok();
+  }
+  if (!db.ok()) {
+    why = db.status();
+    return Outcome::kFailed;
+  }
+  for (auto step : {&Publisher::Migrate, &Publisher::Register, &Publisher::Resync}) {
+    if (Status s = (this->*step)(**db); !s.ok()) {
+      why = s;
+      return s.code() == Code::kNotPermitted ? Outcome::kRefused : Outcome::kFailed;
+    }
+  }
+  Note("ok", "");
+  served_ = true;
+  spdlog::info("fleet: publishing to PostgreSQL ({}) as host {}, epoch {}", server_, options_.host, epoch_);
+  const auto renew_every = std::max<std::chrono::milliseconds>(options_.lease / 3, std::chrono::milliseconds(300));
+  auto now = std::chrono::steady_clock::now();
+  auto next_renew = now + renew_every;
+  auto next_resync = now + Jittered(kResyncEvery);
+  for (;;) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return Outcome::kStopped;
+      changed_ = false;
+    }
+    Status s = Drain(**db);
+    now = std::chrono::steady_clock::now();
+    if (s.ok() && now >= next_renew) {
+      s = Renew(**db);
+      next_renew = now + renew_every;
+    }
+    if (s.ok() && now >= next_resync) {
+      s = Resync(**db);
+      next_resync = now + Jittered(kResyncEvery);
+    }
+    if (!s.ok()) {
+      why = s;
+      return s.code() == Code::kNotPermitted ? Outcome::kRefused : Outcome::kFailed;
+    }
+    Wait(std::min(next_renew, next_resync), true);
+  }
+}
+
+Status Publisher::Migrate(Postgres& db) {
+  Transaction t(db);
+  if (Status s = t.Begin(); !s.ok()) return s;
+  // One host migrates at a time; the others wait here, then find it done.
+  for (const char* sql : {"SELECT pg_advisory_xact_lock(hashtext('cyborgfs fleet schema'))",
+                          "CREATE TABLE IF NOT EXISTS cyborgfs_schema (only_row boolean PRIMARY KEY DEFAULT true "
+                          "CHECK (only_row), version integer NOT NULL)",
+                          "INSERT INTO cyborgfs_schema (version) VALUES (0) ON CONFLICT DO NOTHING"}) {
+    if (auto done = db.Exec(sql); !done.ok()) return done.status().Prefixed("migrating the fleet's schema");
+  }
+  auto version = db.Exec("SELECT version FROM cyborgfs_schema");
+  if (!version.ok() || version->empty() || !version->front()[0]) {
+    return Status::IoError("cannot read the fleet's schema version");
+  }
+  const int found = std::stoi(*version->front()[0]);
+  if (found > kFleetSchemaVersion) {
+    return Refusal("the fleet's schema is version " + std::to_string(found) + ", newer than this cyborgfs knows (" +
+                   std::to_string(kFleetSchemaVersion) + "): upgrade cyborgfs");
+  }
+  for (int v = found; v < kFleetSchemaVersion; ++v) {
+    if (auto done = db.Exec(kMigrations[v]); !done.ok()) {
+      return done.status().Prefixed("migrating the fleet's schema to version " + std::to_string(v + 1));
+    }
+  }
+  if (found < kFleetSchemaVersion) {
+    auto set = db.Exec("UPDATE cyborgfs_schema SET version = $1", {std::to_string(kFleetSchemaVersion)});
+    if (!set.ok()) return set.status();
+    spdlog::info("fleet: schema migrated from version {} to {}", found, kFleetSchemaVersion);
+  }
+  return t.Commit();
+}
+
+// The host's row is taken over only from a start of this file's lineage: a
+// copy of the file made before the row's start does not know it.
+Status Publisher::Register(Postgres& db) {
+  auto registered = db.Exec(
+      "INSERT INTO fleet_hosts AS h (name, epoch, start_id, boot_id, lease_expires_at) "
+      "VALUES ($1, $2::bigint, $3::bigint, $4, now() + make_interval(secs => $5::bigint)) "
+      "ON CONFLICT (name) DO UPDATE SET epoch = EXCLUDED.epoch, start_id = EXCLUDED.start_id, "
+      "boot_id = EXCLUDED.boot_id, lease_expires_at = EXCLUDED.lease_expires_at "
+      "WHERE h.start_id = ANY($6::bigint[]) RETURNING 1",
+      {options_.host, std::to_string(epoch_), std::to_string(start_id_), boot_id_, Lease(options_.lease), lineage_});
+  if (!registered.ok()) return registered.status();
+  if (!registered->empty()) return Status::Ok();
+  return CheckStart(db);  // says by whom it is fenced
+}
+
+Status Publisher::CheckStart(Postgres& db) {
+  auto row = db.Exec("SELECT start_id, epoch, boot_id FROM fleet_hosts WHERE name = $1 FOR UPDATE", {options_.host});
+  if (!row.ok()) return row.status();
+  if (row->empty()) return Status::IoError("the fleet has no row for host " + options_.host + " (deleted?)");
+  if (row->front()[0].value_or("") == std::to_string(start_id_)) return Status::Ok();
+  return Refusal("fenced: host " + options_.host + " is published by a start this database does not know (epoch " +
+                 row->front()[1].value_or("?") + ", boot " + row->front()[2].value_or("?") + "; this one is epoch " +
+                 std::to_string(epoch_) +
+                 "): this database is an older copy (a restored backup, a cloned image?) or another daemon runs "
+                 "as this host, and the fleet keeps its state; to publish from this one anyway: DELETE FROM "
+                 "fleet_hosts WHERE name = '" +
+                 options_.host + "'");
+}
+
+Status Publisher::Resync(Postgres& db) {
+  auto inventory = store_.ReadInventory();
+  if (!inventory.ok()) return inventory.status();
+  std::string rows = "[";
+  std::string uuids = "{";
+  for (const Accelerator& a : inventory->accelerators) {
+    rows += (rows.size() > 1 ? ",{\"seq\":" : "{\"seq\":") + std::to_string(inventory->seq) +
+            ",\"r\":" + RecordText(a) + "}";
+    uuids += (uuids.size() > 1 ? "," : "") + a.uuid;
+  }
+  rows += "]";
+  uuids += "}";
+  const std::string host = options_.host, epoch = std::to_string(epoch_), seq = std::to_string(inventory->seq);
+  Transaction t(db);
+  if (Status s = t.Begin(); !s.ok()) return s;
+  if (Status s = CheckStart(db); !s.ok()) return s;
+  auto done = db.Exec(kUpsert, {host, epoch, rows});
+  if (done.ok()) {
+    done = db.Exec("DELETE FROM fleet_accelerators WHERE host = $1 AND NOT (uuid = ANY($2::uuid[]))", {host, uuids});
+  }
+  if (done.ok()) {
+    done = db.Exec(
+        "UPDATE fleet_hosts SET last_seq = greatest(last_seq, $2::bigint), resyncs = resyncs + 1, resynced_at = now(), "
+        "lease_expires_at = now() + make_interval(secs => $3::bigint) WHERE name = $1",
+        {host, seq, Lease(options_.lease)});
+  }
+  if (done.ok()) done = db.Exec("SELECT pg_notify('cyborgfs_fleet', $1)", {host});
+  if (!done.ok()) return done.status();
+  if (Status s = t.Commit(); !s.ok()) return s;
+  {
+    std::lock_guard lock(mu_);
+    published_at_ = UnixNow();
+  }
+  spdlog::debug("fleet: published the whole inventory ({} accelerators, up to change {})",
+                inventory->accelerators.size(), inventory->seq);
+  return store_.Published({}, inventory->seq);
+}
+
+Status Publisher::Drain(Postgres& db) {
+  for (;;) {
+    auto pending = store_.PendingChanges(kBatch);
+    if (!pending.ok()) return pending.status();
+    if (pending->empty()) return Status::Ok();
+    std::string upserts = "[", removals = "[";
+    int64_t last = 0;
+    std::vector<std::pair<std::string, int64_t>> sent;
+    for (const Store::Pending& p : *pending) {
+      const std::string seq = std::to_string(p.seq);
+      if (p.now) {
+        upserts += (upserts.size() > 1 ? ",{\"seq\":" : "{\"seq\":") + seq + ",\"r\":" + RecordText(*p.now) + "}";
+      } else {
+        removals += (removals.size() > 1 ? ",{\"seq\":" : "{\"seq\":") + seq + ",\"uuid\":\"" + p.uuid + "\"}";
+      }
+      last = std::max(last, p.seq);
+      sent.emplace_back(p.uuid, p.seq);
+    }
+    upserts += "]";
+    removals += "]";
+    const std::string host = options_.host, epoch = std::to_string(epoch_);
+    Transaction t(db);
+    if (Status s = t.Begin(); !s.ok()) return s;
+    if (Status s = CheckStart(db); !s.ok()) return s;
+    auto done = db.Exec(kUpsert, {host, epoch, upserts});
+    if (done.ok()) done = db.Exec(kRemove, {host, epoch, removals});
+    if (done.ok()) {
+      done = db.Exec(
+          "UPDATE fleet_hosts SET last_seq = greatest(last_seq, $2::bigint), "
+          "lease_expires_at = now() + make_interval(secs => $3::bigint) WHERE name = $1",
+          {host, std::to_string(last), Lease(options_.lease)});
+    }
+    if (done.ok()) done = db.Exec("SELECT pg_notify('cyborgfs_fleet', $1)", {host});
+    if (!done.ok()) return done.status();
+    if (Status s = t.Commit(); !s.ok()) return s;
+    {
+      std::lock_guard lock(mu_);
+      published_at_ = UnixNow();
+    }
+    if (Status s = store_.Published(sent); !s.ok()) return s;
+    if (pending->size() < kBatch) return Status::Ok();
+  }
+}
+
+Status Publisher::Renew(Postgres& db) {
+  auto renewed = db.Exec(
+      "UPDATE fleet_hosts SET lease_expires_at = now() + make_interval(secs => $3::bigint) "
+      "WHERE name = $1 AND start_id = $2::bigint RETURNING 1",
+      {options_.host, std::to_string(start_id_), Lease(options_.lease)});
+  if (!renewed.ok()) return renewed.status();
+  if (!renewed->empty()) return Status::Ok();
+  return CheckStart(db);
+}
+
+}  // namespace cyborgfs::fleet

@@ -1,0 +1,232 @@
+"""The fleet (--fleet): hosts publish their accelerators to a real PostgreSQL.
+
+Each test starts a PostgreSQL server of its own (harness.PrivatePostgres:
+initdb and pg_ctl as the postgres user, in a temp folder) and stops it in
+teardown. Several daemons, each with its own --host, database and mount,
+stand for several hosts. What the center holds is read with psql, as a
+scheduler or a person would.
+"""
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import unittest
+
+from harness import HOST, Mount, MountTest, PrivatePostgres, clear_mounts, echo_into, wait_for
+
+VM = "8e45a2ea-5364-4b0d-a252-bf8becaa606e"
+U1 = "11111111-2222-4333-8444-555555555555"
+
+
+class FleetTest(MountTest):
+    """One daemon (self.fs, host "testhost") publishing to self.pg."""
+
+    lease = 30
+
+    def setUp(self):
+        self.pg = PrivatePostgres()
+        self.addCleanup(self.pg.close)
+        super().setUp()
+
+    def start(self, *args, **kwargs):
+        return super().start("--fleet", self.pg.conninfo(), "--fleet-lease", str(self.lease), *args, **kwargs)
+
+    def another_host(self, name, fake_devices):
+        """A second daemon, host `name`, with a work folder, database and mount of its own."""
+        workdir = os.path.join(self.workdir, name)
+        os.mkdir(workdir)
+        self.addCleanup(clear_mounts, os.path.join(workdir, "mnt"))
+        m = Mount(workdir, "--fleet", self.pg.conninfo(), "--fleet-lease", str(self.lease), host=name,
+                  fake_devices=fake_devices)
+        self.addCleanup(m.stop)
+        return m
+
+    def fleet(self):
+        """The fleet's drivers-file part: the publisher's state."""
+        with open(self.fs.path("drivers")) as f:
+            return json.load(f)["fleet"]
+
+    def rows(self, sql):
+        try:
+            return self.pg.psql(sql)
+        except AssertionError:  # the schema is not there yet
+            return None
+
+    def inventory(self, host=HOST):
+        """{uuid: (name, status, attach, host_status)} of `host` in the fleet's view."""
+        rows = self.rows("SELECT uuid, name, status, attach, host_status FROM fleet_inventory WHERE host = '%s'" % host)
+        return {r[0]: tuple(r[1:]) for r in rows or []}
+
+    def published(self, predicate, what):
+        wait_for(lambda: predicate(self.inventory()), timeout=10, what=what)
+
+    def local(self):
+        """{uuid: (name, status, attach)} through the mount."""
+        out = {}
+        for u in self.uuids():
+            out[u] = tuple(self.read("accelerators", u, f).rstrip("\n") for f in ("name", "status", "attach"))
+        return out
+
+
+class PublishTest(FleetTest):
+
+    def test_a_host_publishes_its_accelerators_and_then_each_change(self):
+        wait_for(lambda: len(self.inventory()) == 4, what="the 4 fake accelerators in PostgreSQL")
+        self.assertEqual({u: v[:3] for u, v in self.inventory().items()}, self.local())
+        self.assertEqual(self.pg.psql("SELECT status FROM fleet_host_status WHERE host = '%s'" % HOST), [["up"]])
+        gpu = self.fake_uuid("GPU")
+        echo_into(self.fs.path("accelerators", gpu, "attach"), "vm %s\n" % VM)
+        self.published(lambda inv: inv[gpu][1:3] == ("attached", "vm " + VM), "the attach in PostgreSQL")
+        # A change over the REST API, and the record as the API shows it.
+        reply = self.api("PUT", "/accelerators/%s/acc_specs" % gpu, {"acc_specs": {"num": 7}})
+        self.assertEqual(reply.status, 200)
+        wait_for(lambda: self.rows("SELECT record->'acc_specs'->>'num' FROM fleet_accelerators "
+                                   "WHERE uuid = '%s'" % gpu) == [["7"]], what="the spec in PostgreSQL")
+        record = json.loads(self.pg.psql("SELECT record FROM fleet_accelerators WHERE uuid = '%s'" % gpu)[0][0])
+        self.assertEqual(record, self.api("GET", "/accelerators/" + gpu).json())
+        # Made and removed: in the view, then gone from it.
+        self.make(U1)
+        self.published(lambda inv: U1 in inv, "a new accelerator in PostgreSQL")
+        os.rmdir(self.fs.path("accelerators", U1))
+        self.published(lambda inv: U1 not in inv and len(inv) == 4, "the removed accelerator gone")
+        self.assertEqual(self.fleet()["state"], "ok")
+        self.assertEqual(self.fleet()["outbox"], 0)
+
+    def test_two_hosts_publish_side_by_side_and_each_sees_the_other(self):
+        other = self.another_host("otherhost", 2)
+        wait_for(lambda: len(self.inventory()) == 4 and len(self.inventory("otherhost")) == 2,
+                 what="both hosts' accelerators")
+        hosts = self.pg.psql("SELECT host, status FROM fleet_host_status ORDER BY host")
+        self.assertEqual(hosts, [["otherhost", "up"], [HOST, "up"]])
+        # A change on one host reaches the center, not the other host's own tree.
+        u = sorted(self.inventory("otherhost"))[0]
+        echo_into(other.path("accelerators", u, "attach"), "vm %s\n" % VM)
+        wait_for(lambda: self.inventory("otherhost")[u][2] == "vm " + VM, what="the other host's attach")
+        self.assertNotIn(u, self.uuids())
+
+    def test_a_change_delivered_again_or_an_older_one_applies_nothing(self):
+        gpu = self.fake_uuid("GPU")
+        wait_for(lambda: len(self.inventory()) == 4, what="the accelerators in PostgreSQL")
+        echo_into(self.fs.path("accelerators", gpu, "attach"), "vm %s\n" % VM)
+        self.published(lambda inv: inv[gpu][2] == "vm " + VM, "the attach")
+        seq, revision = self.pg.psql("SELECT seq, revision FROM fleet_accelerators WHERE uuid = '%s'" % gpu)[0]
+        # The same change queued again, and an older one, as a retry after a lost
+        # acknowledgement would send them; another change wakes the publisher.
+        db = sqlite3.connect(self.fs.db, timeout=10)
+        db.execute("INSERT OR REPLACE INTO fleet_outbox (uuid, seq) VALUES (?, ?)", (gpu, int(seq)))
+        db.execute("INSERT OR REPLACE INTO fleet_outbox (uuid, seq) VALUES (?, ?)",
+                   (self.fake_uuid("FPGA"), int(seq) - 1))
+        db.commit()
+        db.close()
+        crypto = self.fake_uuid("CRYPTO")
+        echo_into(self.fs.path("accelerators", crypto, "attach"), "vm %s\n" % VM)
+        self.published(lambda inv: inv[crypto][2] == "vm " + VM, "the next change")
+        wait_for(lambda: self.fleet()["outbox"] == 0, what="the outbox drained")
+        self.assertEqual(self.pg.psql("SELECT seq, revision FROM fleet_accelerators WHERE uuid = '%s'" % gpu),
+                         [[seq, revision]], "a change delivered twice is applied once")
+        fpga = self.pg.psql("SELECT seq FROM fleet_accelerators WHERE uuid = '%s'" % self.fake_uuid("FPGA"))
+        self.assertGreaterEqual(int(fpga[0][0]), 0)
+        self.assertLess(int(fpga[0][0]), int(seq), "an older change is not applied over the newer one")
+
+
+class OutageTest(FleetTest):
+
+    def test_local_changes_go_on_while_postgresql_is_stopped_and_reach_it_after(self):
+        wait_for(lambda: len(self.inventory()) == 4, what="the accelerators in PostgreSQL")
+        self.pg.stop()
+        specs = {}
+        for i, u in enumerate(self.uuids() * 10):  # 40 acknowledged changes while the center is away
+            self.write_file(self.fs.path("accelerators", u, "spec"), json.dumps({"num": i}).encode())
+            specs[u] = i
+        for u, i in specs.items():
+            self.assertEqual(json.loads(self.read("accelerators", u, "spec")), {"num": i})
+        wait_for(lambda: self.fleet()["problems"][:1] != [] and
+                 self.fleet()["problems"][0].startswith("PostgreSQL unreachable"),
+                 timeout=15, what="the publisher to say it cannot reach PostgreSQL")
+        fleet = self.fleet()
+        self.assertEqual(fleet["state"], "degraded")
+        self.assertEqual(fleet["outbox"], 4, "one entry per accelerator, however many changes")
+        self.assertRegex(fleet["problems"][0], r"^PostgreSQL unreachable since .*: 4 changes waiting")
+        self.pg.start()
+        wait_for(lambda: self.fleet()["state"] == "ok" and self.fleet()["outbox"] == 0, timeout=60,
+                 what="the outbox drained once PostgreSQL is back")
+        got = {r[0]: int(r[1]) for r in self.pg.psql("SELECT uuid, record->'acc_specs'->>'num' FROM "
+                                                      "fleet_accelerators WHERE NOT removed")}
+        self.assertEqual(got, specs)
+
+    def test_postgresql_killed_with_9_under_load_converges_after_its_restart(self):
+        wait_for(lambda: len(self.inventory()) == 4, what="the accelerators in PostgreSQL")
+        uuids = self.uuids()
+        for i in range(30):
+            if i == 10:
+                self.pg.kill()
+            if i == 20:
+                self.pg.start()
+            self.write_file(self.fs.path("accelerators", uuids[i % 4], "spec"), json.dumps({"num": i}).encode())
+        want = {uuids[i % 4]: str(i) for i in range(26, 30)}
+        wait_for(lambda: {r[0]: r[1] for r in self.rows(
+            "SELECT uuid, record->'acc_specs'->>'num' FROM fleet_accelerators") or []} == want, timeout=60,
+            what="the last change of each accelerator in PostgreSQL")
+
+
+class LeaseTest(FleetTest):
+    lease = 3
+
+    def test_a_killed_host_is_down_after_its_lease_and_up_again_when_it_comes_back(self):
+        wait_for(lambda: len(self.inventory()) == 4, what="the accelerators in PostgreSQL")
+        self.fs.crash()
+        wait_for(lambda: set(v[3] for v in self.inventory().values()) == {"down"}, timeout=15,
+                 what="the host down once its lease ran out")
+        self.assertEqual(self.pg.psql("SELECT status FROM fleet_host_status"), [["down"]])
+        self.assertEqual(len(self.inventory()), 4, "its accelerators are kept")
+        self.fs = self.start(db=self.fs.db)
+        wait_for(lambda: set(v[3] for v in self.inventory().values()) == {"up"}, what="the host up again")
+        self.assertEqual(self.pg.psql("SELECT count(*) FROM fleet_accelerators"), [["4"]], "no duplicates")
+        self.assertEqual(self.pg.psql("SELECT epoch FROM fleet_hosts"), [["2"]], "a new start, a new epoch")
+
+    def test_the_lease_is_on_the_servers_clock(self):
+        wait_for(lambda: len(self.inventory()) == 4, what="the accelerators in PostgreSQL")
+        ahead = self.pg.psql("SELECT extract(epoch FROM lease_expires_at - now()) FROM fleet_hosts")
+        self.assertGreater(float(ahead[0][0]), 0)
+        self.assertLessEqual(float(ahead[0][0]), self.lease)
+
+
+class RefusalTest(FleetTest):
+
+    def test_a_newer_schema_is_not_published_to_and_local_work_goes_on(self):
+        wait_for(lambda: len(self.inventory()) == 4, what="the accelerators in PostgreSQL")
+        self.assertEqual(self.fs.stop(), 0)
+        self.pg.psql("UPDATE cyborgfs_schema SET version = 99")
+        self.fs = self.start(db=self.fs.db)
+        wait_for(lambda: self.fleet()["state"] == "failed", what="the refusal")
+        self.assertIn("the fleet's schema is version 99, newer than this cyborgfs knows", self.fleet()["problems"][0])
+        gpu = self.fake_uuid("GPU")
+        echo_into(self.fs.path("accelerators", gpu, "attach"), "vm %s\n" % VM)
+        self.assertEqual(self.read("accelerators", gpu, "status"), "attached\n")
+        self.assertIn("newer than this cyborgfs knows", self.fs.log_text())
+
+    def test_an_old_copy_of_the_database_is_fenced_and_the_center_keeps_the_newer_state(self):
+        wait_for(lambda: len(self.inventory()) == 4, what="the accelerators in PostgreSQL")
+        self.assertEqual(self.fs.stop(), 0)
+        old = os.path.join(self.workdir, "old.db")
+        shutil.copy(self.fs.db, old)  # the backup: epoch 1
+        self.fs = self.start(db=self.fs.db)  # epoch 2
+        gpu = self.fake_uuid("GPU")
+        echo_into(self.fs.path("accelerators", gpu, "attach"), "vm %s\n" % VM)
+        self.published(lambda inv: inv[gpu][2] == "vm " + VM, "the attach of epoch 2")
+        self.assertEqual(self.fs.stop(), 0)
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(self.fs.db + suffix):
+                os.unlink(self.fs.db + suffix)
+        shutil.copy(old, self.fs.db)  # restored: its next start is epoch 2 again
+        self.fs = self.start(db=self.fs.db)
+        wait_for(lambda: self.fleet()["state"] == "failed", what="the fencing")
+        self.assertIn("fenced: host testhost is published by a start this database does not know (epoch 2",
+                      self.fleet()["problems"][0])
+        self.assertEqual(self.read("accelerators", gpu, "attach"), "")  # the old copy's
+        self.assertEqual(self.inventory()[gpu][2], "vm " + VM, "the center keeps the newer state")
+
+
+if __name__ == "__main__":
+    unittest.main()
