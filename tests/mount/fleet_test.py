@@ -11,12 +11,14 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import time
 import unittest
 
 from harness import HOST, Mount, MountTest, PrivatePostgres, clear_mounts, echo_into, wait_for
 
 VM = "8e45a2ea-5364-4b0d-a252-bf8becaa606e"
 U1 = "11111111-2222-4333-8444-555555555555"
+FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"  # Debian's libfaketime
 
 
 class FleetTest(MountTest):
@@ -32,13 +34,14 @@ class FleetTest(MountTest):
     def start(self, *args, **kwargs):
         return super().start("--fleet", self.pg.conninfo(), "--fleet-lease", str(self.lease), *args, **kwargs)
 
-    def another_host(self, name, fake_devices):
+    def another_host(self, name, fake_devices, env=None):
         """A second daemon, host `name`, with a work folder, database and mount of its own."""
         workdir = os.path.join(self.workdir, name)
         os.mkdir(workdir)
         self.addCleanup(clear_mounts, os.path.join(workdir, "mnt"))
         m = Mount(workdir, "--fleet", self.pg.conninfo(), "--fleet-lease", str(self.lease), host=name,
-                  fake_devices=fake_devices)
+                  fake_devices=fake_devices, env=env)
+        m.args_host = name
         self.addCleanup(m.stop)
         return m
 
@@ -184,6 +187,28 @@ class LeaseTest(FleetTest):
         wait_for(lambda: set(v[3] for v in self.inventory().values()) == {"up"}, what="the host up again")
         self.assertEqual(self.pg.psql("SELECT count(*) FROM fleet_accelerators"), [["4"]], "no duplicates")
         self.assertEqual(self.pg.psql("SELECT epoch FROM fleet_hosts"), [["2"]], "a new start, a new epoch")
+
+    def test_a_host_whose_clock_is_far_off_is_never_down_while_it_renews(self):
+        for offset in ("-600s", "+600s"):  # the host's clock 10 minutes behind, then ahead
+            skewed = self.another_host("skewed" + offset[0].replace("-", "behind").replace("+", "ahead"), 1,
+                                       env={"LD_PRELOAD": FAKETIME, "FAKETIME": offset,
+                                            "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+                                            # an ASan build's runtime then is not the first library
+                                            "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") +
+                                            ":verify_asan_link_order=0"})
+            host = skewed.args_host
+            wait_for(lambda: self.inventory(host), what="the skewed host's accelerator")
+            for _ in range(8):  # over 2 leases: up every time it is looked at
+                self.assertEqual(self.pg.psql("SELECT status FROM fleet_host_status WHERE host = '%s'" % host),
+                                 [["up"]])
+                time.sleep(0.8)
+            ahead = float(self.pg.psql("SELECT extract(epoch FROM lease_expires_at - now()) FROM fleet_hosts "
+                                       "WHERE name = '%s'" % host)[0][0])
+            self.assertTrue(0 < ahead <= self.lease, ahead)
+            logged = skewed.log_text().split(" ", 1)[0]  # the daemon's own clock: far off indeed
+            skew = time.mktime(time.strptime(logged[:19], "%Y-%m-%dT%H:%M:%S")) - time.mktime(time.gmtime())
+            self.assertGreater(abs(skew), 300, logged)
+            self.assertEqual(skewed.stop(), 0)
 
     def test_the_lease_is_on_the_servers_clock(self):
         wait_for(lambda: len(self.inventory()) == 4, what="the accelerators in PostgreSQL")

@@ -145,7 +145,7 @@ def http_request(conn, method, path, body=None, headers=None):
 class Mount:
     """One daemon in the foreground on `self.mnt`, with its database `self.db`."""
 
-    def __init__(self, workdir, *extra_args, db=None, fake_devices=4, host=HOST):
+    def __init__(self, workdir, *extra_args, db=None, fake_devices=4, host=HOST, env=None):
         self.workdir = workdir
         self.mnt = os.path.join(workdir, "mnt")
         self.db = db or os.path.join(workdir, "cyborgfs.db")
@@ -162,7 +162,7 @@ class Mount:
         self.log = open(self.log_path, "ab")
         self.notifications = Notifications(workdir)  # the daemon says READY=1 when its mount is live
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env=dict(os.environ, NOTIFY_SOCKET=self.notifications.path))
+                                     env=dict(os.environ, NOTIFY_SOCKET=self.notifications.path, **(env or {})))
         try:
             wait_for(lambda: "READY=1" in self.notifications.received() or self.proc.poll() is not None,
                      what="the mount")
