@@ -9,8 +9,10 @@ scheduler or a person would.
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import subprocess
+import threading
 import time
 import unittest
 
@@ -131,6 +133,96 @@ class PublishTest(FleetTest):
         fpga = self.pg.psql("SELECT seq FROM fleet_accelerators WHERE uuid = '%s'" % self.fake_uuid("FPGA"))
         self.assertGreaterEqual(int(fpga[0][0]), 0)
         self.assertLess(int(fpga[0][0]), int(seq), "an older change is not applied over the newer one")
+
+
+class CuttingProxy:
+    """A TCP proxy on 127.0.0.1 to `port` that cut() breaks: every connection
+    through it is shut at once, in whatever state it is (mid-publish)."""
+
+    def __init__(self, port):
+        self.target = port
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.lock = threading.Lock()
+        self.open = []
+        self.cuts = 0
+        self.thread = threading.Thread(target=self.accept, daemon=True)
+        self.thread.start()
+
+    def accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            with self.lock:
+                self.open += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self.pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def pump(source, sink):
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        for s in (source, sink):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self):
+        with self.lock:
+            for s in self.open:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self.open = []
+            self.cuts += 1
+
+    def close(self):
+        self.listener.close()
+        self.cut()
+
+
+class CutTest(FleetTest):
+    """The publisher's connection only goes through a proxy that cuts it."""
+
+    def setUp(self):
+        self.pg = PrivatePostgres()
+        self.addCleanup(self.pg.close)
+        self.proxy = CuttingProxy(self.pg.port)
+        self.addCleanup(self.proxy.close)
+        MountTest.setUp(self)
+
+    def start(self, *args, **kwargs):
+        conninfo = "host=127.0.0.1 port=%d user=postgres dbname=postgres" % self.proxy.port
+        return MountTest.start(self, "--fleet", conninfo, *args, **kwargs)
+
+    def test_the_connection_cut_in_the_middle_of_publishing_loses_nothing(self):
+        wait_for(lambda: len(self.inventory()) == 4, what="the accelerators in PostgreSQL")
+        uuids = self.uuids()
+        for i in range(60):
+            if i % 10 == 5:
+                self.proxy.cut()
+            self.write_file(self.fs.path("accelerators", uuids[i % 4], "spec"), json.dumps({"num": i}).encode())
+        want = {uuids[i % 4]: str(i) for i in range(56, 60)}
+        wait_for(lambda: {r[0]: r[1] for r in self.rows(
+            "SELECT uuid, record->'acc_specs'->>'num' FROM fleet_accelerators") or []} == want, timeout=60,
+            what="the last change of each accelerator in PostgreSQL")
+        wait_for(lambda: self.fleet()["state"] == "ok" and self.fleet()["outbox"] == 0, timeout=60,
+                 what="the publisher back and drained")
+        self.assertEqual(self.pg.psql("SELECT count(*) FROM fleet_accelerators"), [["4"]])
+        self.assertIn("trying again", self.fs.log_text(), "the cuts were noticed")
 
 
 class OutageTest(FleetTest):
