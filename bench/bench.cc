@@ -152,13 +152,13 @@ long ResidentKib(pid_t pid) {
 }
 
 // Binds the calling thread, and the threads and processes it starts from
-// now on, to `cpu` (-1: leaves it as it is).
-void PinTo(int cpu) {
-  if (cpu < 0) return;
+// now on, to `cpu` (-1: leaves it as it is). False if the kernel refused.
+bool PinTo(int cpu) {
+  if (cpu < 0) return true;
   cpu_set_t set;
   CPU_ZERO(&set);
   CPU_SET(cpu, &set);
-  if (sched_setaffinity(0, sizeof set, &set) != 0) Die("cannot bind to CPU " + std::to_string(cpu));
+  return sched_setaffinity(0, sizeof set, &set) == 0;
 }
 
 // `cpu` (-1: any) is where the daemon and all its threads run.
@@ -175,7 +175,7 @@ Daemon StartDaemon(const Options& o, const std::string& db, const std::string& m
   argv.push_back(nullptr);
   d.pid = fork();
   if (d.pid == 0) {
-    PinTo(cpu);
+    if (!PinTo(cpu)) _exit(127);
     const int null = open("/dev/null", O_WRONLY);
     dup2(null, 1);
     dup2(null, 2);
@@ -219,7 +219,7 @@ Peer StartPeer(const Options& o, const std::string& db, int cpu = -1) {
   Peer p;
   p.pid = fork();
   if (p.pid == 0) {
-    PinTo(cpu);
+    if (!PinTo(cpu)) _exit(127);
     dup2(out[1], 1);
     close(out[0]);
     execlp("python3", "python3", o.peer.c_str(), db.c_str(), static_cast<char*>(nullptr));
@@ -672,7 +672,7 @@ class EchoFloor {
     socketpair(AF_UNIX, SOCK_STREAM, 0, sockets_);
     child_ = fork();
     if (child_ == 0) {
-      PinTo(cpu);
+      if (!PinTo(cpu)) _exit(127);
       close(sockets_[0]);
       const int ep = epoll_create1(0);
       epoll_event e{};
@@ -780,7 +780,8 @@ void MeasureApi(const Options& o, cyborgfs::Json& report) {
         kill(rest.pid, SIGTERM);
         waitpid(rest.pid, nullptr, 0);
       });
-      PinTo(place.client_cpu);  // this thread and the clients Measure starts
+      // This thread and the clients Measure starts.
+      if (!PinTo(place.client_cpu)) Die("cannot bind to CPU " + std::to_string(place.client_cpu));
       HttpClient unix_client(sock), tcp_client(port, "Authorization: Bearer " + token + "\r\n"), peer_client(rest.port);
       auto path = [&](int i) { return "/accelerators/" + Uuid(i % n); };
       auto print = [&](const std::string& what, const Result& r) {

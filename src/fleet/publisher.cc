@@ -131,7 +131,27 @@ Status Refusal(std::string message) { return Status::NotPermitted(std::move(mess
 
 }  // namespace
 
-int FleetSchemaVersion() { return kFleetSchemaVersion; }
+// One publication: the JSON arrays kUpsert and kRemove take, and the number
+// of the last change in them.
+struct Publisher::Batch {
+  std::string upserts = "[", removals = "[";
+  int64_t last_seq = 0;
+
+  // Accelerator `uuid` as of change `seq`: its row, or none if removed.
+  void Add(const std::string& uuid, int64_t seq, const Accelerator* now) {
+    std::string& array = now ? upserts : removals;
+    array += array.size() > 1 ? ",{\"seq\":" : "{\"seq\":";
+    array += std::to_string(seq);
+    array += now ? ",\"r\":" + RecordText(*now) + "}" : ",\"uuid\":\"" + uuid + "\"}";
+    last_seq = std::max(last_seq, seq);
+  }
+  void Close() {
+    upserts += "]";
+    removals += "]";
+  }
+};
+
+namespace {}  // namespace
 
 Publisher::Publisher(Service& service, Store& store, Options options)
     : service_(service), store_(store), options_(std::move(options)), server_(Postgres::Describe(options_.conninfo)) {
@@ -359,39 +379,44 @@ Status Publisher::CheckStart(Postgres& db) {
                  options_.host + "'");
 }
 
-Status Publisher::Resync(Postgres& db) {
-  auto inventory = store_.ReadInventory();
-  if (!inventory.ok()) return inventory.status();
-  std::string rows = "[";
-  std::string uuids = "{";
-  for (const Accelerator& a : inventory->accelerators) {
-    rows += (rows.size() > 1 ? ",{\"seq\":" : "{\"seq\":") + std::to_string(inventory->seq) +
-            ",\"r\":" + RecordText(a) + "}";
-    uuids += (uuids.size() > 1 ? "," : "") + a.uuid;
-  }
-  rows += "]";
-  uuids += "}";
-  const std::string host = options_.host, epoch = std::to_string(epoch_), seq = std::to_string(inventory->seq);
+Status Publisher::Publish(Postgres& db, const Batch& batch, const std::string* whole) {
+  const std::string host = options_.host, epoch = std::to_string(epoch_);
   Transaction t(db);
   if (Status s = t.Begin(); !s.ok()) return s;
   if (Status s = CheckStart(db); !s.ok()) return s;
-  auto done = db.Exec(kUpsert, {host, epoch, rows});
-  if (done.ok()) {
-    done = db.Exec("DELETE FROM fleet_accelerators WHERE host = $1 AND NOT (uuid = ANY($2::uuid[]))", {host, uuids});
+  auto done = db.Exec(kUpsert, {host, epoch, batch.upserts});
+  if (done.ok()) done = db.Exec(kRemove, {host, epoch, batch.removals});
+  if (done.ok() && whole) {
+    done = db.Exec("DELETE FROM fleet_accelerators WHERE host = $1 AND NOT (uuid = ANY($2::uuid[]))", {host, *whole});
   }
   if (done.ok()) {
     done = db.Exec(
-        "UPDATE fleet_hosts SET last_seq = greatest(last_seq, $2::bigint), resyncs = resyncs + 1, resynced_at = now(), "
-        "lease_expires_at = now() + make_interval(secs => $3::bigint) WHERE name = $1",
-        {host, seq, Lease(options_.lease)});
+        "UPDATE fleet_hosts SET last_seq = greatest(last_seq, $2::bigint), "
+        "lease_expires_at = now() + make_interval(secs => $3::bigint), resyncs = resyncs + $4::bigint, "
+        "resynced_at = CASE WHEN $4::bigint = 1 THEN now() ELSE resynced_at END WHERE name = $1",
+        {host, std::to_string(batch.last_seq), Lease(options_.lease), whole ? "1" : "0"});
   }
   if (done.ok()) done = db.Exec("SELECT pg_notify('cyborgfs_fleet', $1)", {host});
   if (!done.ok()) return done.status();
   if (Status s = t.Commit(); !s.ok()) return s;
-  {
-    std::lock_guard lock(mu_);
-    published_at_ = UnixNow();
+  std::lock_guard lock(mu_);
+  published_at_ = UnixNow();
+  return Status::Ok();
+}
+
+Status Publisher::Resync(Postgres& db) {
+  auto inventory = store_.ReadInventory();
+  if (!inventory.ok()) return inventory.status();
+  Batch batch;
+  std::string uuids = "{";
+  for (const Accelerator& a : inventory->accelerators) {
+    batch.Add(a.uuid, inventory->seq, &a);
+    uuids += (uuids.size() > 1 ? "," : "") + a.uuid;
   }
+  batch.Close();
+  batch.last_seq = inventory->seq;  // also with no accelerator
+  uuids += "}";
+  if (Status s = Publish(db, batch, &uuids); !s.ok()) return s;
   spdlog::debug("fleet: published the whole inventory ({} accelerators, up to change {})",
                 inventory->accelerators.size(), inventory->seq);
   return store_.Published({}, inventory->seq);
@@ -402,40 +427,14 @@ Status Publisher::Drain(Postgres& db) {
     auto pending = store_.PendingChanges(kBatch);
     if (!pending.ok()) return pending.status();
     if (pending->empty()) return Status::Ok();
-    std::string upserts = "[", removals = "[";
-    int64_t last = 0;
+    Batch batch;
     std::vector<std::pair<std::string, int64_t>> sent;
     for (const Store::Pending& p : *pending) {
-      const std::string seq = std::to_string(p.seq);
-      if (p.now) {
-        upserts += (upserts.size() > 1 ? ",{\"seq\":" : "{\"seq\":") + seq + ",\"r\":" + RecordText(*p.now) + "}";
-      } else {
-        removals += (removals.size() > 1 ? ",{\"seq\":" : "{\"seq\":") + seq + ",\"uuid\":\"" + p.uuid + "\"}";
-      }
-      last = std::max(last, p.seq);
+      batch.Add(p.uuid, p.seq, p.now ? &*p.now : nullptr);
       sent.emplace_back(p.uuid, p.seq);
     }
-    upserts += "]";
-    removals += "]";
-    const std::string host = options_.host, epoch = std::to_string(epoch_);
-    Transaction t(db);
-    if (Status s = t.Begin(); !s.ok()) return s;
-    if (Status s = CheckStart(db); !s.ok()) return s;
-    auto done = db.Exec(kUpsert, {host, epoch, upserts});
-    if (done.ok()) done = db.Exec(kRemove, {host, epoch, removals});
-    if (done.ok()) {
-      done = db.Exec(
-          "UPDATE fleet_hosts SET last_seq = greatest(last_seq, $2::bigint), "
-          "lease_expires_at = now() + make_interval(secs => $3::bigint) WHERE name = $1",
-          {host, std::to_string(last), Lease(options_.lease)});
-    }
-    if (done.ok()) done = db.Exec("SELECT pg_notify('cyborgfs_fleet', $1)", {host});
-    if (!done.ok()) return done.status();
-    if (Status s = t.Commit(); !s.ok()) return s;
-    {
-      std::lock_guard lock(mu_);
-      published_at_ = UnixNow();
-    }
+    batch.Close();
+    if (Status s = Publish(db, batch, nullptr); !s.ok()) return s;
     if (Status s = store_.Published(sent); !s.ok()) return s;
     if (pending->size() < kBatch) return Status::Ok();
   }

@@ -55,9 +55,6 @@ namespace cyborgfs::fleet {
 
 class Postgres;
 
-// The fleet schema's version this build migrates to.
-int FleetSchemaVersion();
-
 class Publisher {
  public:
   struct Options {
@@ -91,6 +88,10 @@ class Publisher {
   Outcome Session(Status& why);
   Status Migrate(Postgres& db);
   Status Register(Postgres& db);
+  struct Batch;
+  // Publishes `batch` in one transaction; with `whole` (the host's uuids, a
+  // PostgreSQL array), it is the whole inventory and the host's other rows go.
+  Status Publish(Postgres& db, const Batch& batch, const std::string* whole);
   Status Resync(Postgres& db);
   Status Drain(Postgres& db);
   Status Renew(Postgres& db);

@@ -712,20 +712,9 @@ Result<Store::OutboxStart> Store::StartOutbox(int64_t start_id, int64_t at, size
 
 Result<std::vector<Store::Pending>> Store::PendingChanges(size_t limit) {
   std::lock_guard lock(mu_);
-  static const std::string columns = [] {  // kColumns, each as a.<column>
-    std::string out = "a.accelerator_id";
-    std::string_view rest = kColumns;
-    while (!rest.empty()) {
-      const size_t comma = rest.find(',');
-      std::string_view column = rest.substr(0, comma);
-      while (!column.empty() && column.front() == ' ') column.remove_prefix(1);
-      out += ", a." + std::string(column);
-      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
-    }
-    return out;
-  }();
-  Statement s(db_, "SELECT o.uuid, o.seq, " + columns +
-                       " FROM fleet_outbox o LEFT JOIN accelerators a ON a.uuid = o.uuid ORDER BY o.seq LIMIT ?");
+  // The row's columns in ReadColumns' order, through a subquery that names them.
+  Statement s(db_, std::string("SELECT o.uuid, o.seq, a.* FROM fleet_outbox o LEFT JOIN (SELECT accelerator_id, ") +
+                       kColumns + " FROM accelerators) a ON a.uuid = o.uuid ORDER BY o.seq LIMIT ?");
   s.Bind(1, static_cast<int64_t>(limit));
   std::vector<Pending> pending;
   int rc;
@@ -744,7 +733,9 @@ Result<Store::Inventory> Store::ReadInventory() {
   Statement seq(db_, "SELECT value FROM fleet_meta WHERE key = 'seq'");
   if (seq.Step() != SQLITE_ROW) return DatabaseError(db_, "reading the fleet's change number");
   inventory.seq = seq.Int(0);
-  if (Status s = Load([&](Accelerator a) { inventory.accelerators.push_back(std::move(a)); }); !s.ok()) return s;
+  auto all = LoadAll();
+  if (!all.ok()) return all.status();
+  inventory.accelerators = std::move(*all);
   return inventory;
 }
 

@@ -66,6 +66,20 @@ class FleetTest(MountTest):
     def published(self, predicate, what):
         wait_for(lambda: predicate(self.inventory()), timeout=10, what=what)
 
+    def published_specs(self):
+        """{uuid: the "num" of its spec} of the accelerators in PostgreSQL, as text."""
+        return {r[0]: r[1] for r in self.rows("SELECT uuid, record->'acc_specs'->>'num' FROM fleet_accelerators "
+                                              "WHERE NOT removed") or []}
+
+    def write_specs(self, count, before_each):
+        """`count` spec writes {"num": i} round the accelerators, before_each(i) first; the
+        last spec of each, as published_specs() gives it."""
+        uuids = self.uuids()
+        for i in range(count):
+            before_each(i)
+            self.write_file(self.fs.path("accelerators", uuids[i % 4], "spec"), json.dumps({"num": i}).encode())
+        return {uuids[i % 4]: str(i) for i in range(count - 4, count)}
+
     def local(self):
         """{uuid: (name, status, attach)} through the mount."""
         out = {}
@@ -210,15 +224,9 @@ class CutTest(FleetTest):
 
     def test_the_connection_cut_in_the_middle_of_publishing_loses_nothing(self):
         wait_for(lambda: len(self.inventory()) == 4, what="the accelerators in PostgreSQL")
-        uuids = self.uuids()
-        for i in range(60):
-            if i % 10 == 5:
-                self.proxy.cut()
-            self.write_file(self.fs.path("accelerators", uuids[i % 4], "spec"), json.dumps({"num": i}).encode())
-        want = {uuids[i % 4]: str(i) for i in range(56, 60)}
-        wait_for(lambda: {r[0]: r[1] for r in self.rows(
-            "SELECT uuid, record->'acc_specs'->>'num' FROM fleet_accelerators") or []} == want, timeout=60,
-            what="the last change of each accelerator in PostgreSQL")
+        want = self.write_specs(60, lambda i: i % 10 == 5 and self.proxy.cut())
+        wait_for(lambda: self.published_specs() == want, timeout=60,
+                 what="the last change of each accelerator in PostgreSQL")
         wait_for(lambda: self.fleet()["state"] == "ok" and self.fleet()["outbox"] == 0, timeout=60,
                  what="the publisher back and drained")
         self.assertEqual(self.pg.psql("SELECT count(*) FROM fleet_accelerators"), [["4"]])
@@ -246,23 +254,14 @@ class OutageTest(FleetTest):
         self.pg.start()
         wait_for(lambda: self.fleet()["state"] == "ok" and self.fleet()["outbox"] == 0, timeout=60,
                  what="the outbox drained once PostgreSQL is back")
-        got = {r[0]: int(r[1]) for r in self.pg.psql("SELECT uuid, record->'acc_specs'->>'num' FROM "
-                                                      "fleet_accelerators WHERE NOT removed")}
-        self.assertEqual(got, specs)
+        self.assertEqual(self.published_specs(), {u: str(i) for u, i in specs.items()})
 
     def test_postgresql_killed_with_9_under_load_converges_after_its_restart(self):
         wait_for(lambda: len(self.inventory()) == 4, what="the accelerators in PostgreSQL")
-        uuids = self.uuids()
-        for i in range(30):
-            if i == 10:
-                self.pg.kill()
-            if i == 20:
-                self.pg.start()
-            self.write_file(self.fs.path("accelerators", uuids[i % 4], "spec"), json.dumps({"num": i}).encode())
-        want = {uuids[i % 4]: str(i) for i in range(26, 30)}
-        wait_for(lambda: {r[0]: r[1] for r in self.rows(
-            "SELECT uuid, record->'acc_specs'->>'num' FROM fleet_accelerators") or []} == want, timeout=60,
-            what="the last change of each accelerator in PostgreSQL")
+        faults = {10: self.pg.kill, 20: self.pg.start}
+        want = self.write_specs(30, lambda i: i in faults and faults[i]())
+        wait_for(lambda: self.published_specs() == want, timeout=60,
+                 what="the last change of each accelerator in PostgreSQL")
 
 
 class LeaseTest(FleetTest):
