@@ -9,6 +9,7 @@
 
 #include "cyborgfs/records.h"
 #include "postgres.h"
+#include "timing.h"
 
 namespace cyborgfs::fleet {
 namespace {
@@ -91,37 +92,12 @@ constexpr const char* kRemove = R"sql(
     WHERE f.uuid = c.uuid AND f.host = $1 AND NOT f.removed AND (f.epoch, f.seq) < ($2::bigint, c.seq)
     )sql";
 
-constexpr auto kFirstRetry = std::chrono::seconds(1);
-constexpr auto kLastRetry = std::chrono::seconds(30);
 constexpr auto kRefusedRetry = std::chrono::seconds(60);
-
-int64_t UnixNow() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-// "2026-12-02T08:00:00Z"
-std::string UtcTime(int64_t unix_seconds) {
-  const std::time_t seconds = unix_seconds;
-  std::tm utc{};
-  gmtime_r(&seconds, &utc);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &utc);
-  return text;
-}
-
 std::string BootId() {
   std::ifstream in("/proc/sys/kernel/random/boot_id");
   std::string id;
   std::getline(in, id);
   return id.empty() ? "unknown" : id;
-}
-
-// `d` scaled by a random factor in [0.8, 1.2): hosts restarted together do
-// not come back together.
-std::chrono::milliseconds Jittered(std::chrono::milliseconds d) {
-  static thread_local std::mt19937 random{std::random_device{}()};
-  std::uniform_real_distribution<double> factor(0.8, 1.2);
-  return std::chrono::milliseconds(static_cast<int64_t>(static_cast<double>(d.count()) * factor(random)));
 }
 
 std::string Lease(std::chrono::seconds lease) { return std::to_string(lease.count()); }
@@ -226,6 +202,7 @@ Json Publisher::Report() const {
               {"outbox", waiting},
               {"published_at", published_at_ ? Json(published_at_) : Json(nullptr)},
               {"connected_since", connected_since_ ? Json(connected_since_) : Json(nullptr)},
+              {"resync_ms", resync_ms_ >= 0 ? Json(resync_ms_) : Json(nullptr)},
               {"problems", problems}};
 }
 
@@ -387,7 +364,17 @@ Status Publisher::Publish(Postgres& db, const Batch& batch, const std::string* w
   auto done = db.Exec(kUpsert, {host, epoch, batch.upserts});
   if (done.ok()) done = db.Exec(kRemove, {host, epoch, batch.removals});
   if (done.ok() && whole) {
-    done = db.Exec("DELETE FROM fleet_accelerators WHERE host = $1 AND NOT (uuid = ANY($2::uuid[]))", {host, *whole});
+    // Removed, as a removal is: readers catching up by revision see it go.
+    done = db.Exec(
+        "UPDATE fleet_accelerators SET removed = true, revision = nextval('fleet_revision'), updated_at = now() "
+        "WHERE host = $1 AND NOT removed AND NOT (uuid = ANY($2::uuid[]))",
+        {host, *whole});
+    // Readers have seen those removed a day ago (or read everything since).
+    if (done.ok()) {
+      done = db.Exec(
+          "DELETE FROM fleet_accelerators WHERE host = $1 AND removed AND updated_at < now() - interval '1 day'",
+          {host});
+    }
   }
   if (done.ok()) {
     done = db.Exec(
@@ -405,6 +392,7 @@ Status Publisher::Publish(Postgres& db, const Batch& batch, const std::string* w
 }
 
 Status Publisher::Resync(Postgres& db) {
+  const auto began = std::chrono::steady_clock::now();
   auto inventory = store_.ReadInventory();
   if (!inventory.ok()) return inventory.status();
   Batch batch;
@@ -417,6 +405,10 @@ Status Publisher::Resync(Postgres& db) {
   batch.last_seq = inventory->seq;  // also with no accelerator
   uuids += "}";
   if (Status s = Publish(db, batch, &uuids); !s.ok()) return s;
+  {
+    std::lock_guard lock(mu_);
+    resync_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - began).count();
+  }
   spdlog::debug("fleet: published the whole inventory ({} accelerators, up to change {})",
                 inventory->accelerators.size(), inventory->seq);
   return store_.Published({}, inventory->seq);

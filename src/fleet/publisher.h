@@ -13,7 +13,7 @@
 // than this build knows: it publishes nothing and says so), registers the
 // host with this start's epoch and the kernel's boot id, and publishes the
 // whole inventory (anti-entropy: the host's rows become exactly its
-// accelerators, those it no longer has are deleted); then it publishes the
+// accelerators, those it no longer has are marked removed); then it publishes the
 // outbox, oldest change first, in transactions of up to kBatch accelerators,
 // woken by every change; renews the host's lease every lease / 3
 // (lease_expires_at = the server's now() + the lease: no decision uses the
@@ -79,7 +79,7 @@ class Publisher {
   // Ends the thread; what is not published stays in the outbox.
   void Stop();
   // {"state", "server", "host", "epoch", "outbox", "published_at",
-  //  "connected_since", "problems": [...]}
+  //  "connected_since", "resync_ms", "problems": [...]}
   Json Report() const;
 
  private:
@@ -123,6 +123,7 @@ class Publisher {
   int64_t connected_since_ = 0;                // REQUIRES: mu_
   int64_t failing_since_ = 0;                  // REQUIRES: mu_
   bool connected_ = false;                     // REQUIRES: mu_; the last session connected
+  double resync_ms_ = -1;                      // REQUIRES: mu_; how long the last whole publication took
   std::thread thread_;
 };
 
