@@ -13,9 +13,11 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cyborgfs/accelerator.h"
+#include "cyborgfs/status.h"
 #include "cyborgfs/values.h"
 
 namespace cyborgfs {
@@ -28,5 +30,15 @@ std::string RecordText(const Accelerator& a);
 // {"accelerator": [record, ...]} (the spec's key), ordered by id, compact,
 // with one trailing newline.
 std::string ListBody(const std::vector<std::shared_ptr<const Accelerator>>& all);
+
+// A record of the fleet: RecordText with "host" and "host_status" ("up" or
+// "down") after "uuid", without the trailing newline.
+std::string FleetRecordText(const Accelerator& a, std::string_view host, bool host_up);
+
+// The accelerator a record describes (what another host published): every
+// value its files show. kInvalid, saying which key, for what is not such a
+// record. The bytes as written (name_bytes, ...) are not in a record: the
+// files show the values canonically.
+Result<Accelerator> AcceleratorFromRecord(const Json& record);
 
 }  // namespace cyborgfs

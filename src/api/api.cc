@@ -4,6 +4,8 @@
 #include <spdlog/spdlog.h>
 #include <strings.h>
 
+#include <algorithm>
+
 #include "cyborgfs/audit.h"
 #include "cyborgfs/records.h"
 
@@ -114,6 +116,10 @@ Api::Api(Service& service, Options options)
           {"DELETE", {"accelerators", "{uuid}", "record"}, &Api::Remove, true},
           {"POST", {"rescan"}, &Api::Rescan, true},
           {"GET", {"drivers"}, &Api::Drivers, false},
+          {"GET", {"fleet", "hosts"}, &Api::ListFleetHosts, false},
+          {"GET", {"fleet", "hosts", "{name}"}, &Api::GetFleetHost, false},
+          {"GET", {"fleet", "accelerators"}, &Api::ListFleet, false},
+          {"GET", {"fleet", "accelerators", "{uuid}"}, &Api::GetFleetAccelerator, false},
       }) {}
 
 int Api::HttpStatus(Code code) {
@@ -376,6 +382,104 @@ void Api::Rescan(Call& call) {
 void Api::Drivers(Call& call) {
   call.res.status = 200;
   call.res.set_content(service_.DriversReport(), "application/json");
+}
+
+// --- the fleet -----------------------------------------------------------------
+
+namespace {
+
+Json HostJson(const FleetHost& host) {
+  Json uuids = Json::array();
+  for (const auto& a : host.accelerators) uuids.push_back(a->record.uuid);
+  return Json{{"name", host.name},
+              {"status", host.up ? "up" : "down"},
+              {"lease_expires_at", host.lease_expires_at},
+              {"accelerators", std::move(uuids)}};
+}
+
+// The ETag of a fleet reply: the view's revision.
+std::string FleetETag(const FleetView& view) { return "\"f" + std::to_string(view.revision) + "\""; }
+
+}  // namespace
+
+FleetBoard::View Api::Fleet(Call& call) {
+  if (options_.fleet) return options_.fleet->Current();
+  Fail(call, 404, "no fleet: this cyborgfs runs without --fleet");
+  return nullptr;
+}
+
+void Api::ListFleetHosts(Call& call) {
+  const auto view = Fleet(call);
+  if (!view) return;
+  std::vector<const FleetHost*> hosts;
+  for (const FleetHost& host : view->hosts) hosts.push_back(&host);
+  std::sort(hosts.begin(), hosts.end(), [](const FleetHost* x, const FleetHost* y) { return x->name < y->name; });
+  Json list = Json::array();
+  for (const FleetHost* host : hosts) list.push_back(HostJson(*host));
+  call.res.status = 200;
+  call.res.set_header("ETag", FleetETag(*view));
+  call.res.set_content(Json{{"hosts", std::move(list)}}.dump() + "\n", "application/json");
+}
+
+void Api::GetFleetHost(Call& call) {
+  const auto view = Fleet(call);
+  if (!view) return;
+  const FleetHost* host = view->Host(call.args.at(0));
+  if (!host) return Fail(call, 404, "no host of the fleet is named \"" + call.args.at(0) + "\"");
+  call.res.status = 200;
+  call.res.set_header("ETag", FleetETag(*view));
+  call.res.set_content(HostJson(*host).dump() + "\n", "application/json");
+}
+
+// ?host=&device_type=&status=&vendor_id=: every one given must equal.
+void Api::ListFleet(Call& call) {
+  const auto view = Fleet(call);
+  if (!view) return;
+  static const char* const kFilters[] = {"host", "device_type", "status", "vendor_id"};
+  std::vector<std::pair<std::string, std::string>> filters;
+  for (const auto& [key, value] : call.req.params) {
+    if (std::find_if(std::begin(kFilters), std::end(kFilters), [&](const char* f) { return key == f; }) ==
+        std::end(kFilters)) {
+      return Fail(call, 400, "unknown filter \"" + key + "\" (the filters: host, device_type, status, vendor_id)");
+    }
+    filters.emplace_back(key, value);
+  }
+  const std::string etag = FleetETag(*view);
+  call.res.set_header("ETag", etag);
+  if (NoneMatch(call.req, etag)) {
+    call.res.status = 304;
+    return;
+  }
+  call.res.status = 200;
+  if (filters.empty()) return call.res.set_content(*view->list_body, "application/json");
+  std::string body = "{\"accelerator\":[";
+  for (const auto& [number, a] : view->accelerators) {
+    const Accelerator& r = a->record;
+    bool wanted = true;
+    for (const auto& [key, value] : filters) {
+      const std::string& has = key == "host"          ? a->host
+                               : key == "device_type" ? r.device_type
+                               : key == "vendor_id"   ? r.vendor_id
+                                                      : std::string(StateName(r.state));
+      wanted = wanted && has == value;
+    }
+    if (!wanted) continue;
+    if (body.back() != '[') body += ',';
+    body += FleetRecordText(r, a->host, view->HostUp(a->host));
+  }
+  body += "]}\n";
+  call.res.set_content(body, "application/json");
+}
+
+void Api::GetFleetAccelerator(Call& call) {
+  const auto view = Fleet(call);
+  if (!view) return;
+  const auto uuid = NormalizeUuid(call.args.at(0));
+  const FleetAccelerator* a = uuid ? view->Find(*uuid) : nullptr;
+  if (!a) return Fail(call, 404, "no accelerator of the fleet has the uuid " + call.args.at(0));
+  call.res.status = 200;
+  call.res.set_header("ETag", "\"" + a->host + ":" + std::to_string(a->revision) + "\"");
+  call.res.set_content(FleetRecordText(a->record, a->host, view->HostUp(a->host)) + "\n", "application/json");
 }
 
 }  // namespace cyborgfs::api

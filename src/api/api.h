@@ -15,6 +15,10 @@
 // Options::settle runs: the mount's caches are made current, so the change
 // is seen through the files when the client has its answer.
 //
+// The fleet's routes (GET /fleet/...) answer from the FleetBoard's current
+// view, never waiting for PostgreSQL; they take GET and HEAD only (405: a
+// host's accelerators change through that host).
+//
 // Responses are JSON (records.h) with one trailing newline; a record comes
 // with ETag: "<generation>", a list with ETag: "r<revision>"; If-None-Match
 // answers 304, If-Match on a spec update is the generation it expects.
@@ -30,6 +34,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cyborgfs/fleet_view.h"
 #include "cyborgfs/service.h"
 #include "http_server.h"
 
@@ -38,9 +43,10 @@ namespace cyborgfs::api {
 class Api {
  public:
   struct Options {
-    gid_t admin_group = 0;         // on the unix socket, its members may change (as root may)
-    std::string token;             // what TCP clients must show; empty: they are all refused
-    std::function<void()> settle;  // after a change, before the reply
+    gid_t admin_group = 0;              // on the unix socket, its members may change (as root may)
+    std::string token;                  // what TCP clients must show; empty: they are all refused
+    std::function<void()> settle;       // after a change, before the reply
+    const FleetBoard* fleet = nullptr;  // --fleet: GET /fleet/... show its view
   };
   Api(Service& service, Options options);
 
@@ -73,6 +79,13 @@ class Api {
   void Remove(Call& call);
   void Rescan(Call& call);
   void Drivers(Call& call);
+  void ListFleetHosts(Call& call);
+  void GetFleetHost(Call& call);
+  void ListFleet(Call& call);
+  void GetFleetAccelerator(Call& call);
+
+  // The fleet's current view, or a 404 replied (no --fleet).
+  FleetBoard::View Fleet(Call& call);
 
   // The accelerator the path's {uuid} names, or a 404 replied.
   Service::Snapshot Named(Call& call);

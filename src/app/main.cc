@@ -33,6 +33,7 @@
 #include "cyborgfs/service.h"
 #include "cyborgfs/store.h"
 #include "filesystem.h"
+#include "fleet_reader.h"
 #include "logging.h"
 #include "mountpoint.h"
 #include "options.h"
@@ -248,11 +249,17 @@ class Signals {
   std::thread thread_;
 };
 
+// The fleet's threads (--fleet), or none.
+struct FleetParts {
+  fleet::Publisher* publisher = nullptr;
+  fleet::FleetReader* reader = nullptr;
+};
+
 // Mounts `fs` on `mountpoint` and serves requests until unmounted or
 // signalled. Returns the process exit code.
-int Serve(fs::Filesystem& fs, Service& service, Store& store, Signals& signals, api::HttpServer* http,
-          fleet::Publisher* publisher, const Options& options, const std::string& mountpoint,
-          const std::string& database, const std::string& logging_to) {
+int Serve(fs::Filesystem& fs, Service& service, Store& store, Signals& signals, api::HttpServer* http, FleetParts fleet,
+          const Options& options, const std::string& mountpoint, const std::string& database,
+          const std::string& logging_to) {
   fuse_args args = FuseArgs(options, database);
   fuse_session* session = fuse_session_new(&args, &fs::Filesystem::Operations(), sizeof(fuse_lowlevel_ops), &fs);
   fuse_opt_free_args(&args);
@@ -270,7 +277,8 @@ int Serve(fs::Filesystem& fs, Service& service, Store& store, Signals& signals, 
     fs.Mounted(session);  // threads only after the fork
     service.StartRescans(std::chrono::seconds(options.rescan_interval));
     store.StartCheckpoints(kCheckpointInterval);
-    if (publisher) publisher->Start();
+    if (fleet.publisher) fleet.publisher->Start();
+    if (fleet.reader) fleet.reader->Start();
     signals.Start(session);
     if (http) {
       http->Start();
@@ -290,7 +298,8 @@ int Serve(fs::Filesystem& fs, Service& service, Store& store, Signals& signals, 
     fuse_loop_cfg_destroy(config);
     if (http) http->Stop();  // the requests in flight are answered first
     service.StopRescans();
-    if (publisher) publisher->Stop();  // what is not published yet stays in the outbox
+    if (fleet.publisher) fleet.publisher->Stop();  // what is not published yet stays in the outbox
+    if (fleet.reader) fleet.reader->Stop();
     fs.Unmounting();
     code = served < 0 ? 1 : 0;  // > 0: ended by a signal, which is a clean stop
     fuse_session_unmount(session);
@@ -346,11 +355,14 @@ int Run(int argc, char** argv) {
   Service service(**store, std::move(*drivers), driver_options.host);
   if (Status s = service.Start(); !s.ok()) return Fail(s.message());
 
-  fs::Filesystem fs(service, *admin_group, static_cast<size_t>(options.scratch_limit) << 20);
+  // With --fleet: the fleet's view, which fleet/ and GET /fleet/... show.
+  std::unique_ptr<FleetBoard> board = options.fleet.empty() ? nullptr : std::make_unique<FleetBoard>();
+  fs::Filesystem fs(service, *admin_group, static_cast<size_t>(options.scratch_limit) << 20, board.get());
   std::unique_ptr<api::Api> rest;
   std::unique_ptr<api::HttpServer> http;
   if (options.api_socket != "none" || !options.api_listen.empty()) {
-    rest = std::make_unique<api::Api>(service, api::Api::Options{*admin_group, token, [&fs] { fs.Settle(); }});
+    rest = std::make_unique<api::Api>(service,
+                                      api::Api::Options{*admin_group, token, [&fs] { fs.Settle(); }, board.get()});
     http = std::make_unique<api::HttpServer>([&rest](const api::Peer& peer, const httplib::Request& req,
                                                      httplib::Response& res) { rest->Handle(peer, req, res); },
                                              &api::Api::ErrorBody);
@@ -358,16 +370,19 @@ int Run(int argc, char** argv) {
     if (Status s = ListenApi(*http, options); !s.ok()) return Fail(s.message());
   }
   std::unique_ptr<fleet::Publisher> publisher;
+  std::unique_ptr<fleet::FleetReader> reader;
   if (!options.fleet.empty()) {
     publisher = std::make_unique<fleet::Publisher>(
         service, **store,
         fleet::Publisher::Options{options.fleet, driver_options.host, std::chrono::seconds(options.fleet_lease)});
     if (Status s = publisher->Prepare(); !s.ok()) return Fail(s.message());
+    reader = std::make_unique<fleet::FleetReader>(service, *board,
+                                                  fleet::FleetReader::Options{options.fleet, driver_options.host});
   }
   Signals signals(argc, argv, service, options);
   spdlog::info("logging to {}", *logging_to);
-  return Serve(fs, service, **store, signals, http.get(), publisher.get(), options, *mountpoint, *database,
-               *logging_to);
+  return Serve(fs, service, **store, signals, http.get(), {publisher.get(), reader.get()}, options, *mountpoint,
+               *database, *logging_to);
 }
 
 }  // namespace

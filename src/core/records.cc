@@ -76,10 +76,15 @@ void AppendJsonText(std::string& out, const char* key, const std::string& compac
   out += compact.empty() ? if_empty : compact;
 }
 
-void AppendRecord(std::string& out, const Accelerator& a) {
+// `host` (with `host_up`): a fleet record's.
+void AppendRecord(std::string& out, const Accelerator& a, std::string_view host = {}, bool host_up = false) {
   const HostFacts& f = a.facts;
   out += '{';
   AppendString(out, "uuid", a.uuid);
+  if (!host.empty()) {
+    AppendString(out, "host", host);
+    AppendString(out, "host_status", host_up ? "up" : "down");
+  }
   AppendJsonText(out, "acc_specs", a.spec, "{}");
   AppendString(out, "name", a.name);
   AppendString(out, "status", StateName(a.state));
@@ -124,7 +129,99 @@ void AppendRecord(std::string& out, const Accelerator& a) {
   out += '}';
 }
 
+// The record's `key`, which must be of the JSON type `is` tests (a missing
+// key or null: `fallback` if there is one).
+Result<const Json*> Member(const Json& record, const char* key, bool (Json::*is)() const, bool nullable = false) {
+  auto it = record.find(key);
+  if (it == record.end() || (nullable && it->is_null())) return static_cast<const Json*>(nullptr);
+  if (!((*it).*is)()) return Status::Invalid(std::string("the record's \"") + key + "\" is not of its type");
+  return &*it;
+}
+
 }  // namespace
+
+std::string FleetRecordText(const Accelerator& a, std::string_view host, bool host_up) {
+  std::string out;
+  out.reserve(680);
+  AppendRecord(out, a, host, host_up);
+  return out;
+}
+
+Result<Accelerator> AcceleratorFromRecord(const Json& record) {
+  if (!record.is_object()) return Status::Invalid("a record is a JSON object");
+  Accelerator a;
+  Status bad;
+  // Text values: absent is empty.
+  auto text = [&](const char* key, std::string& into) {
+    auto member = Member(record, key, &Json::is_string);
+    if (!member.ok()) bad = member.status();
+    if (member.ok() && *member) into = (*member)->get<std::string>();
+  };
+  auto count = [&](const char* key, auto& into) {  // absent or null: unknown (-1)
+    auto member = Member(record, key, &Json::is_number_integer, true);
+    if (!member.ok()) bad = member.status();
+    into = member.ok() && *member ? (*member)->get<std::remove_reference_t<decltype(into)>>() : -1;
+  };
+  auto object = [&](const char* key, std::string& into, const char* if_absent) {  // compact JSON text
+    auto member = Member(record, key, &Json::is_object, true);
+    if (!member.ok()) bad = member.status();
+    into = member.ok() && *member ? (*member)->dump() : if_absent;
+  };
+  std::string status;
+  text("uuid", a.uuid);
+  object("acc_specs", a.spec, "{}");
+  text("name", a.name);
+  text("status", status);
+  text("attach", a.attachment);
+  object("attach_handle", a.attach_handle, "");
+  text("error", a.last_error);
+  text("device_type", a.device_type);
+  text("acc_type", a.acc_type);
+  text("vendor_id", a.vendor_id);
+  text("product_id", a.product_id);
+  int64_t remotable = 0;
+  count("remotable", remotable);
+  a.remotable = remotable == 1;
+  HostFacts& f = a.facts;
+  text("driver", f.kernel_driver);
+  text("reported_by", a.driver);
+  text("model", f.model);
+  count("numa_node", f.numa_node);
+  text("iommu_group", f.iommu_group);
+  text("physfn", f.physfn);
+  count("sriov_totalvfs", f.sriov_totalvfs);
+  count("sriov_numvfs", f.sriov_numvfs);
+  text("subsystem_id", f.subsystem_id);
+  count("generation", a.generation);
+  count("created_at", a.created_at);
+  count("updated_at", a.updated_at);
+  if (auto vfs = Member(record, "virtfns", &Json::is_array, true); !vfs.ok()) {
+    bad = vfs.status();
+  } else if (*vfs) {
+    for (const Json& vf : **vfs) {
+      if (!vf.is_string()) return Status::Invalid("the record's \"virtfns\" holds a value that is not a string");
+      f.virtfns.push_back(vf.get<std::string>());
+    }
+  }
+  if (auto types = Member(record, "mdev_types", &Json::is_object, true); !types.ok()) {
+    bad = types.status();
+  } else if (*types) {
+    for (const auto& [type, offer] : (*types)->items()) {
+      if (!offer.is_object() || !offer.value("name", Json()).is_string() ||
+          !offer.value("available_instances", Json()).is_number_integer()) {
+        return Status::Invalid("the record's \"mdev_types\" holds " + type +
+                               ", not {\"name\", \"available_instances\"}");
+      }
+      f.mdev_types[type] = {offer["name"].get<std::string>(), offer["available_instances"].get<int>()};
+    }
+  }
+  if (!bad.ok()) return bad;
+  if (!IsCanonicalUuid(a.uuid)) return Status::Invalid("the record's \"uuid\" is not a lowercase canonical uuid");
+  const auto state = StateFromName(status);
+  if (!state) return Status::Invalid("the record's \"status\" is not a state: \"" + status + "\"");
+  a.state = *state;
+  return a;
+}
 
 std::string RecordText(const Accelerator& a) {
   std::string out;

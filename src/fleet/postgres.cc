@@ -1,7 +1,10 @@
 #include "postgres.h"
 
 #include <libpq-fe.h>
+#include <poll.h>
 
+#include <cerrno>
+#include <cstring>
 #include <string>
 
 namespace cyborgfs::fleet {
@@ -76,6 +79,27 @@ Result<std::vector<Row>> Postgres::Exec(const std::string& sql, const std::vecto
   }
   PQclear(result);
   return rows;
+}
+
+Result<std::vector<std::string>> Postgres::AwaitNotifications(int wake_fd, std::chrono::milliseconds timeout) {
+  std::vector<std::string> payloads;
+  auto take = [&] {
+    while (PGnotify* n = PQnotifies(conn_)) {
+      payloads.emplace_back(n->extra ? n->extra : "");
+      PQfreemem(n);
+    }
+  };
+  take();  // those a statement's reply brought
+  if (!payloads.empty()) return payloads;
+  if (Broken()) return Status::IoError("PostgreSQL: the connection is broken");
+  pollfd fds[2] = {{PQsocket(conn_), POLLIN, 0}, {wake_fd, POLLIN, 0}};
+  const int ready = poll(fds, 2, static_cast<int>(timeout.count()));
+  if (ready < 0 && errno != EINTR) return Status::IoError(std::string("poll: ") + std::strerror(errno));
+  if (ready > 0 && fds[0].revents) {
+    if (PQconsumeInput(conn_) == 0) return Status::IoError("PostgreSQL: " + Trimmed(PQerrorMessage(conn_)));
+    take();
+  }
+  return payloads;
 }
 
 std::string Postgres::Describe(const std::string& conninfo) {

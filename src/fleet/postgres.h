@@ -1,5 +1,5 @@
 // One connection to the fleet's PostgreSQL, through libpq: the little the
-// publisher needs (statements with text parameters, rows as text), with
+// publisher and the reader need (statements with text parameters, rows as text), with
 // bounded waits.
 //
 // A connection never waits on the network for ever: connecting gives up
@@ -13,6 +13,7 @@
 // Thread safety: none; one thread uses a connection.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -41,6 +42,10 @@ class Postgres {
   // Runs one statement (or several, without parameters); returns its rows.
   Result<std::vector<Row>> Exec(const std::string& sql, const std::vector<Param>& params = {});
   bool Broken() const;
+  // Waits until a notification of a channel this connection LISTENs to
+  // comes, `wake_fd` is readable, or `timeout` passes; returns the payloads
+  // of the notifications come (none on a wake or a timeout).
+  Result<std::vector<std::string>> AwaitNotifications(int wake_fd, std::chrono::milliseconds timeout);
   // The conninfo without its password, for messages.
   static std::string Describe(const std::string& conninfo);
 

@@ -12,6 +12,7 @@
 
 #include "cyborgfs/audit.h"
 #include "cyborgfs/values.h"
+#include "fleet_tree.h"
 #include "nodes.h"
 #include "replies.h"
 
@@ -91,7 +92,8 @@ const fuse_lowlevel_ops kOperations = [] {
     // As for a fifo or a device node (mknod): an accelerator folder takes only regular scratch files.
     ReplyStatus(r, Decode(p).kind == NodeKind::kAcceleratorDir
                        ? Status::NotPermitted("symlink: only regular scratch files can be made")
-                       : NotHere("symlink"));
+                   : IsFleet(Decode(p).kind) ? fleet_tree::ReadOnly("symlink")
+                                             : NotHere("symlink"));
   };
   ops.link = [](fuse_req_t r, fuse_ino_t, fuse_ino_t, const char*) {
     Self(r).Count(Op::kLink, 0);
@@ -140,8 +142,9 @@ const fuse_lowlevel_ops kOperations = [] {
 
 }  // namespace
 
-Filesystem::Filesystem(Service& service, gid_t admin_group, size_t scratch_limit)
+Filesystem::Filesystem(Service& service, gid_t admin_group, size_t scratch_limit, const FleetBoard* fleet)
     : service_(service),
+      fleet_(fleet),
       writes_(service, this),
       scratch_(scratch_limit),
       uid_(geteuid()),
@@ -200,7 +203,11 @@ void Filesystem::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   fuse_ino_t found = 0;
   bool cacheable = true;  // may the kernel keep "absent"?
   if (node.kind == NodeKind::kRoot) {
-    if (const RootEntry* entry = FindRootEntry(n)) found = entry->ino;
+    if (const RootEntry* entry = FindRootEntry(n); entry && Shown(*entry)) found = entry->ino;
+  } else if (IsFleet(node.kind)) {
+    // Not cached, absent names neither: the view changes without the kernel.
+    found = fleet_ ? fleet_tree::Lookup(*fleet_->Current(), node, n) : 0;
+    if (found == 0) return ReplyErrno(req, ENOENT);
   } else if (node.kind == NodeKind::kAccelerators || node.kind == NodeKind::kByName) {
     // Recorded before the search: a name that appears meanwhile is invalidated after this reply.
     cacheable = negative_.Told(parent, n);
@@ -252,6 +259,12 @@ Result<std::string> Filesystem::Content(fuse_ino_t ino) const {
     stats["store_commits"] = service_.StoreCommits();
     return RenderJson(stats);
   }
+  if (IsFleet(node.kind)) {
+    if (!fleet_) return Status::NotFound("no fleet (--fleet)");
+    auto item = fleet_tree::Describe(*fleet_->Current(), node, mounted_at_);
+    if (!item.ok()) return item.status();
+    return item->text();
+  }
   auto a = service_.FindById(node.id);
   if (!a) return Status::NotFound("no such accelerator");
   if (node.kind == NodeKind::kLink) return LinkTarget(*a);
@@ -269,6 +282,17 @@ Result<Filesystem::Described> Filesystem::Describe(fuse_ino_t ino) const {
   st.st_nlink = 1;
   st.st_atim = st.st_mtim = st.st_ctim = At(mounted_at_, 0);
   const Node node = Decode(ino);
+  if (IsFleet(node.kind)) {  // never cached: every look is answered from the current view
+    if (!fleet_) return Status::NotFound("no fleet (--fleet)");
+    auto item = fleet_tree::Describe(*fleet_->Current(), node, mounted_at_);
+    if (!item.ok()) return item.status();
+    d.timeout = 0;
+    st.st_mode = item->mode;
+    st.st_nlink = S_ISDIR(item->mode) ? 2 : 1;
+    st.st_size = S_ISDIR(item->mode) ? 0 : static_cast<off_t>(item->text().size());
+    st.st_mtim = st.st_ctim = item->mtime;
+    return d;
+  }
   auto file = [&](mode_t mode, const std::string& content) {
     st.st_mode = S_IFREG | GroupLikeOwner(mode);
     st.st_size = static_cast<off_t>(content.size());
@@ -353,6 +377,8 @@ void Filesystem::SetAttr(fuse_req_t req, fuse_ino_t ino, const struct stat& attr
     if (truncated.ok()) Invalidate(truncated->before, truncated->after, ino);
     notifier_.AwaitStale();
     if (!truncated.ok()) return ReplyStatus(req, truncated.status());
+  } else if ((to_set & FUSE_SET_ATTR_SIZE) && IsFleet(node.kind)) {
+    return ReplyStatus(req, fleet_tree::ReadOnly("truncate"));
   } else if ((to_set & FUSE_SET_ATTR_SIZE) &&
              (node.kind == NodeKind::kDrivers || node.kind == NodeKind::kStats || node.kind == NodeKind::kList)) {
     return ReplyStatus(req, Status::AccessDenied("the file is read-only"));
@@ -369,6 +395,7 @@ void Filesystem::ReadLink(fuse_req_t req, fuse_ino_t ino) {
 // --- folders and scratch files ---------------------------------------------
 
 void Filesystem::MakeDir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  if (IsFleet(Decode(parent).kind)) return ReplyStatus(req, fleet_tree::ReadOnly("mkdir"));
   if (Decode(parent).kind == NodeKind::kAcceleratorDir) {
     auto made = MakeScratch(req, parent, name, true, mode);
     return made.ok() ? ReplyScratchEntry(req, *made) : ReplyStatus(req, made.status());
@@ -390,6 +417,7 @@ void Filesystem::MakeDir(fuse_req_t req, fuse_ino_t parent, const char* name, mo
 
 void Filesystem::RemoveDir(fuse_req_t req, fuse_ino_t parent, const char* name) {
   const Node node = Decode(parent);
+  if (IsFleet(node.kind)) return ReplyStatus(req, fleet_tree::ReadOnly("rmdir"));
   if (node.kind == NodeKind::kAcceleratorDir && !Listed(node, name)) {
     return ReplyStatus(req, scratch_.Remove(node.id, name, true));
   }
@@ -418,6 +446,7 @@ void Filesystem::RemoveDir(fuse_req_t req, fuse_ino_t parent, const char* name) 
 
 void Filesystem::Unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   const Node node = Decode(parent);
+  if (IsFleet(node.kind)) return ReplyStatus(req, fleet_tree::ReadOnly("unlink"));
   if (node.kind == NodeKind::kAcceleratorDir && !Listed(node, name)) {
     return ReplyStatus(req, scratch_.Remove(node.id, name, false));
   }
@@ -428,7 +457,7 @@ void Filesystem::Unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
 bool Filesystem::Listed(const Node& parent, const char* name) const {
   switch (parent.kind) {
     case NodeKind::kRoot:
-      return FindRootEntry(name) != nullptr;
+      return FindRootEntry(name) != nullptr && Shown(*FindRootEntry(name));
     case NodeKind::kAccelerators:
       return service_.FindByUuid(name) != nullptr;
     case NodeKind::kByName:
@@ -446,6 +475,7 @@ void Filesystem::Rename(fuse_req_t req, fuse_ino_t parent, const char* name, fus
                         const char* new_name, unsigned flags) {
   const Node from = Decode(parent);
   const Node to = Decode(new_parent);
+  if (IsFleet(from.kind) || IsFleet(to.kind)) return ReplyStatus(req, fleet_tree::ReadOnly("rename"));
   if (Listed(from, name)) {
     return ReplyStatus(req, Status::NotPermitted(std::string(name) + ": listed files cannot be removed or renamed"));
   }
@@ -490,10 +520,19 @@ namespace {
 
 // The rows of folder `ino` after cookie `offset`, at least `room` of them if
 // there are that many.
-std::vector<Row> RowsAfter(const Service& service, const ScratchSpace& scratch, fuse_ino_t ino, off_t offset,
-                           size_t room) {
+std::vector<Row> RowsAfter(const Service& service, const ScratchSpace& scratch, const FleetBoard* fleet, fuse_ino_t ino,
+                           off_t offset, size_t room) {
   const Node node = Decode(ino);
   std::vector<Row> rows;
+  if (IsFleet(node.kind)) {
+    if (!fleet) return rows;
+    fuse_ino_t parent = kRootIno;
+    auto entries = fleet_tree::List(*fleet->Current(), node, offset, parent);
+    if (offset < 1) rows.push_back({".", ino, S_IFDIR, 1});
+    if (offset < 2) rows.push_back({"..", parent, S_IFDIR, 2});
+    for (auto& e : entries) rows.push_back({std::move(e.name), e.ino, e.type, e.cookie});
+    return rows;
+  }
   if (offset < 1) rows.push_back({".", ino, S_IFDIR, 1});
   if (offset < 2)
     rows.push_back({"..", node.kind == NodeKind::kAcceleratorDir ? kAcceleratorsIno : kRootIno, S_IFDIR, 2});
@@ -502,6 +541,7 @@ std::vector<Row> RowsAfter(const Service& service, const ScratchSpace& scratch, 
     case NodeKind::kRoot:
       for (off_t k = first_index; k < static_cast<off_t>(std::size(kRootEntries)); ++k) {
         const RootEntry& e = kRootEntries[k];
+        if (e.kind == NodeKind::kFleet && !fleet) continue;
         rows.push_back({e.name, e.ino, static_cast<mode_t>(e.folder ? S_IFDIR : S_IFREG), 3 + k});
       }
       break;
@@ -546,7 +586,7 @@ void Filesystem::ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offs
   const size_t room = size / 24 + 1;  // no entry takes fewer bytes
   std::vector<char> buffer(size);
   size_t used = 0;
-  for (const Row& row : RowsAfter(service_, scratch_, ino, offset, room)) {
+  for (const Row& row : RowsAfter(service_, scratch_, fleet_, ino, offset, room)) {
     char* at = buffer.data() + used;
     const size_t left = size - used;
     fuse_entry_param entry{};
@@ -577,6 +617,11 @@ void Filesystem::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset)
     if (!scratch) return ReplyErrno(req, ENOENT);
     const std::string data = scratch->Read(static_cast<uint64_t>(offset), size);
     return (void)fuse_reply_buf(req, data.data(), data.size());
+  }
+  if (Decode(ino).kind == NodeKind::kFleetList && fleet_) {  // as accelerators.json's
+    const auto body = fleet_->Current()->list_body;
+    const size_t start = std::min(static_cast<size_t>(offset), body->size());
+    return (void)fuse_reply_buf(req, body->data() + start, std::min(size, body->size() - start));
   }
   if (Decode(ino).kind == NodeKind::kList) {  // megabytes at 10 000 accelerators: not copied per READ
     const auto listing = service_.ListDocument();
@@ -616,7 +661,7 @@ void Filesystem::Write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t 
       written = writes_.Write(node.id, node.attr, static_cast<uint64_t>(offset), bytes, caller);
       break;
     default:
-      written = Status::AccessDenied("the file is read-only");
+      written = IsFleet(node.kind) ? fleet_tree::ReadOnly("write") : Status::AccessDenied("the file is read-only");
   }
   // The file written is not marked stale: the kernel does it once the write is answered.
   if (written.ok()) Invalidate(written->before, written->after, ino);

@@ -19,7 +19,7 @@
 // value has its own mtime, so stale pages are
 // dropped by the kernel at the next stat or read (AUTO_INVAL_DATA). READs
 // are answered with the current content.
-// Scratch files, `stats` and `drivers` are not cached (timeouts 0).
+// Scratch files, `stats`, `drivers` and fleet/ are not cached (timeouts 0).
 // `accelerators.json` (the body of GET /accelerators) is marked stale at
 // every change of any accelerator; a new revision is a new mtime.
 //
@@ -45,6 +45,7 @@
 #include <atomic>
 #include <string>
 
+#include "cyborgfs/fleet_view.h"
 #include "cyborgfs/service.h"
 #include "file_writes.h"
 #include "kernel_inodes.h"
@@ -70,7 +71,9 @@ class Filesystem {
   // With default_permissions the kernel enforces this at open(2), mkdir(2),
   // rename(2), ... for every caller (see the README, "Who may change what").
   // Scratch files hold `scratch_limit` bytes at most, all together.
-  Filesystem(Service& service, gid_t admin_group, size_t scratch_limit = kDefaultScratchLimit);
+  // With `fleet` (--fleet), MOUNT/fleet/ shows its current view (fleet_tree.h).
+  Filesystem(Service& service, gid_t admin_group, size_t scratch_limit = kDefaultScratchLimit,
+             const FleetBoard* fleet = nullptr);
 
   // The operation table to pass to fuse_session_new, with `this` as userdata.
   static const fuse_lowlevel_ops& Operations();
@@ -146,7 +149,11 @@ class Filesystem {
   void Invalidate(const Service::Snapshot& before, const Service::Snapshot& after, fuse_ino_t written = 0,
                   std::string_view made = {});
 
+  // Whether the root lists `entry` (fleet/ only with a fleet).
+  bool Shown(const RootEntry& entry) const { return entry.kind != NodeKind::kFleet || fleet_; }
+
   Service& service_;
+  const FleetBoard* const fleet_;
   FileWrites writes_;
   ScratchSpace scratch_;
   KernelInodes kernel_;

@@ -30,12 +30,26 @@ enum class NodeKind {
   kAttribute,
   kLink,
   kScratch,
+  // MOUNT/fleet/ (--fleet): read-only, numbered by the FleetView's numbers.
+  kFleet,                  // fleet/
+  kFleetHosts,             // fleet/hosts/
+  kFleetAccelerators,      // fleet/accelerators/ (links)
+  kFleetList,              // fleet/accelerators.json
+  kFleetHost,              // fleet/hosts/<host>/
+  kFleetHostStatus,        // .../status
+  kFleetHostLease,         // .../lease_expires_at
+  kFleetHostAccelerators,  // .../accelerators/
+  kFleetAcceleratorDir,    // .../accelerators/<uuid>/
+  kFleetAttribute,         // .../accelerators/<uuid>/<file>
+  kFleetLink,              // fleet/accelerators/<uuid>
   kUnknown
 };
 
+inline bool IsFleet(NodeKind kind) { return kind >= NodeKind::kFleet && kind <= NodeKind::kFleetLink; }
+
 struct Node {
   NodeKind kind = NodeKind::kUnknown;
-  int64_t id = 0;           // accelerator id for the per-accelerator kinds
+  int64_t id = 0;           // accelerator id for the per-accelerator kinds; FleetView number for the fleet's
   Attr attr = Attr::kName;  // for kAttribute
 };
 
@@ -47,9 +61,18 @@ inline constexpr fuse_ino_t kRescanIno = 5;
 inline constexpr fuse_ino_t kDriversIno = 6;
 inline constexpr fuse_ino_t kStatsIno = 7;
 inline constexpr fuse_ino_t kListIno = 8;
+inline constexpr fuse_ino_t kFleetIno = 9;
+inline constexpr fuse_ino_t kFleetHostsIno = 10;
+inline constexpr fuse_ino_t kFleetAcceleratorsIno = 11;
+inline constexpr fuse_ino_t kFleetListIno = 12;
 inline constexpr fuse_ino_t kBlock = 32;
 inline constexpr fuse_ino_t kLinkSlot = kBlock - 1;
 inline constexpr fuse_ino_t kScratchBase = fuse_ino_t{1} << 62;
+// The fleet's: host N owns kFleetHostBase + N*4 .. +3 (its folder, status,
+// lease_expires_at, accelerators/), accelerator N kFleetBase + N*32 .. +31
+// (as a local one's block: folder, files, link).
+inline constexpr fuse_ino_t kFleetHostBase = fuse_ino_t{1} << 59;
+inline constexpr fuse_ino_t kFleetBase = fuse_ino_t{1} << 60;
 
 // The root's entries, in listing order.
 struct RootEntry {
@@ -66,6 +89,19 @@ inline constexpr RootEntry kRootEntries[] = {
     {"drivers", kDriversIno, NodeKind::kDrivers, false},
     {"stats", kStatsIno, NodeKind::kStats, false},
     {"accelerators.json", kListIno, NodeKind::kList, false},
+    {"fleet", kFleetIno, NodeKind::kFleet, true},  // only with --fleet
+};
+// fleet/'s entries, in listing order.
+inline constexpr RootEntry kFleetEntries[] = {
+    {"hosts", kFleetHostsIno, NodeKind::kFleetHosts, true},
+    {"accelerators", kFleetAcceleratorsIno, NodeKind::kFleetAccelerators, true},
+    {"accelerators.json", kFleetListIno, NodeKind::kFleetList, false},
+};
+// A fleet host folder's entries, in listing order (slots 1..3 of its block).
+inline constexpr RootEntry kFleetHostEntries[] = {
+    {"status", 1, NodeKind::kFleetHostStatus, false},
+    {"lease_expires_at", 2, NodeKind::kFleetHostLease, false},
+    {"accelerators", 3, NodeKind::kFleetHostAccelerators, true},
 };
 inline const RootEntry* FindRootEntry(std::string_view name) {
   for (const RootEntry& entry : kRootEntries) {
@@ -78,13 +114,38 @@ inline fuse_ino_t DirIno(int64_t id) { return static_cast<fuse_ino_t>(id) * kBlo
 inline fuse_ino_t AttrIno(int64_t id, Attr attr) { return DirIno(id) + 1 + static_cast<fuse_ino_t>(attr); }
 inline fuse_ino_t LinkIno(int64_t id) { return DirIno(id) + kLinkSlot; }
 inline fuse_ino_t ScratchIno(uint64_t number) { return kScratchBase + number; }
+inline fuse_ino_t FleetHostIno(uint64_t number, fuse_ino_t slot = 0) { return kFleetHostBase + number * 4 + slot; }
+inline fuse_ino_t FleetDirIno(uint64_t number) { return kFleetBase + number * kBlock; }
+inline fuse_ino_t FleetAttrIno(uint64_t number, Attr attr) {
+  return FleetDirIno(number) + 1 + static_cast<fuse_ino_t>(attr);
+}
+inline fuse_ino_t FleetLinkIno(uint64_t number) { return FleetDirIno(number) + kLinkSlot; }
 
 inline Node Decode(fuse_ino_t ino) {
   if (ino == kRootIno) return {NodeKind::kRoot};
   for (const RootEntry& entry : kRootEntries) {
     if (ino == entry.ino) return {entry.kind};
   }
+  for (const RootEntry& entry : kFleetEntries) {
+    if (ino == entry.ino) return {entry.kind};
+  }
   if (ino >= kScratchBase) return {NodeKind::kScratch};
+  if (ino >= kFleetBase) {
+    const auto number = static_cast<int64_t>((ino - kFleetBase) / kBlock);
+    const fuse_ino_t slot = (ino - kFleetBase) % kBlock;
+    if (number == 0) return {};
+    if (slot == 0) return {NodeKind::kFleetAcceleratorDir, number};
+    if (slot == kLinkSlot) return {NodeKind::kFleetLink, number};
+    if (slot - 1 < Attributes().size()) return {NodeKind::kFleetAttribute, number, static_cast<Attr>(slot - 1)};
+    return {};
+  }
+  if (ino >= kFleetHostBase) {
+    const auto number = static_cast<int64_t>((ino - kFleetHostBase) / 4);
+    const fuse_ino_t slot = (ino - kFleetHostBase) % 4;
+    if (number == 0) return {};
+    if (slot == 0) return {NodeKind::kFleetHost, number};
+    return {kFleetHostEntries[slot - 1].kind, number};
+  }
   const int64_t id = static_cast<int64_t>(ino / kBlock);
   const fuse_ino_t slot = ino % kBlock;
   if (id == 0) return {};

@@ -6,6 +6,7 @@
 #include <ctime>
 
 #include "filesystem.h"
+#include "fleet_tree.h"
 #include "nodes.h"
 #include "replies.h"
 
@@ -74,6 +75,7 @@ void Filesystem::MakeNode(fuse_req_t req, fuse_ino_t parent, const char* name, m
 Result<ScratchSpace::Entry> Filesystem::MakeScratch(fuse_req_t req, fuse_ino_t parent, const char* name, bool is_folder,
                                                     mode_t mode) {
   const Node node = Decode(parent);
+  if (IsFleet(node.kind)) return fleet_tree::ReadOnly(is_folder ? "mkdir" : "create");
   if (node.kind != NodeKind::kAcceleratorDir) {
     return NotHere(is_folder ? "mkdir" : "create")
         .Prefixed(std::string(name) +

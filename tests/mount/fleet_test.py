@@ -6,6 +6,7 @@ teardown. Several daemons, each with its own --host, database and mount,
 stand for several hosts. What the center holds is read with psql, as a
 scheduler or a person would.
 """
+import errno
 import json
 import os
 import shutil
@@ -21,6 +22,11 @@ from harness import HOST, Mount, MountTest, PrivatePostgres, clear_mounts, echo_
 VM = "8e45a2ea-5364-4b0d-a252-bf8becaa606e"
 U1 = "11111111-2222-4333-8444-555555555555"
 FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"  # Debian's libfaketime
+
+
+def slurp(path):
+    with open(path) as f:
+        return f.read()
 
 
 class FleetTest(MountTest):
@@ -147,6 +153,146 @@ class PublishTest(FleetTest):
         fpga = self.pg.psql("SELECT seq FROM fleet_accelerators WHERE uuid = '%s'" % self.fake_uuid("FPGA"))
         self.assertGreaterEqual(int(fpga[0][0]), 0)
         self.assertLess(int(fpga[0][0]), int(seq), "an older change is not applied over the newer one")
+
+
+class ViewTest(FleetTest):
+    """MOUNT/fleet/ and GET /fleet/...: every host's accelerators, from any host."""
+
+    lease = 3
+
+    def view_state(self, m):
+        """The fleet view's drivers-file part of daemon `m`."""
+        return json.loads(slurp(m.path("drivers")))["fleet_view"]
+
+    def files_of(self, folder):
+        """{file: content} of an accelerator folder."""
+        return {f: slurp(os.path.join(folder, f)) for f in sorted(os.listdir(folder))}
+
+    def test_every_host_sees_every_hosts_accelerators_in_its_files_and_over_its_api(self):
+        other = self.another_host("otherhost", 2)
+        fleet = other.path("fleet")
+        wait_for(lambda: sorted(os.listdir(os.path.join(fleet, "accelerators"))) ==
+                 sorted(self.uuids() + os.listdir(other.path("accelerators"))), what="all 6 accelerators on B")
+        self.assertEqual(sorted(os.listdir(fleet)), ["accelerators", "accelerators.json", "hosts"])
+        self.assertEqual(sorted(os.listdir(os.path.join(fleet, "hosts"))), ["otherhost", HOST])
+        mine = os.path.join(fleet, "hosts", HOST)
+        self.assertEqual(sorted(os.listdir(mine)), ["accelerators", "lease_expires_at", "status"])
+        self.assertEqual(slurp(os.path.join(mine, "status")), "up\n")
+        lease = int(slurp(os.path.join(mine, "lease_expires_at")))
+        self.assertLess(abs(lease - time.time()), 60)
+        # The same files, with the same content, as on the host that has them; 0444.
+        for u in self.uuids():
+            there = os.path.join(mine, "accelerators", u)
+            self.assertEqual(self.files_of(there), self.files_of(self.fs.path("accelerators", u)), u)
+            for f in os.listdir(there):
+                self.assertEqual(os.stat(os.path.join(there, f)).st_mode & 0o777, 0o444, f)
+            link = os.path.join(fleet, "accelerators", u)
+            self.assertEqual(os.readlink(link), "../hosts/%s/accelerators/%s" % (HOST, u))
+            self.assertEqual(slurp(os.path.join(link, "name")), self.read("accelerators", u, "name"))
+        records = json.loads(slurp(os.path.join(fleet, "accelerators.json")))["accelerator"]
+        self.assertEqual(sorted((r["host"], r["uuid"]) for r in records),
+                         sorted([(HOST, u) for u in self.uuids()] +
+                                [("otherhost", u) for u in os.listdir(other.path("accelerators"))]))
+        # Over B's REST API.
+        hosts = self.api("GET", "/fleet/hosts", sock=other.api_socket).json()["hosts"]
+        self.assertEqual([(h["name"], h["status"], len(h["accelerators"])) for h in hosts],
+                         [("otherhost", "up", 2), (HOST, "up", 4)])
+        gpu = self.fake_uuid("GPU")
+        record = self.api("GET", "/fleet/accelerators/" + gpu, sock=other.api_socket).json()
+        local = self.api("GET", "/accelerators/" + gpu).json()
+        self.assertEqual(record.pop("host"), HOST)
+        self.assertEqual(record.pop("host_status"), "up")
+        self.assertEqual(record, local)
+        gpus = self.api("GET", "/fleet/accelerators?device_type=GPU&status=available", sock=other.api_socket).json()
+        self.assertEqual(sorted(r["uuid"] for r in gpus["accelerator"]),
+                         sorted(u for u in self.uuids() + os.listdir(other.path("accelerators"))
+                                if self.api("GET", "/fleet/accelerators/" + u,
+                                            sock=other.api_socket).json()["device_type"] == "GPU"))
+        self.assertEqual([r["host"] for r in self.api("GET", "/fleet/accelerators?host=otherhost",
+                                                       sock=other.api_socket).json()["accelerator"]],
+                         ["otherhost", "otherhost"])
+        bad = self.api("GET", "/fleet/accelerators?colour=red", sock=other.api_socket)
+        self.assertEqual(bad.status, 400)
+        self.assertIn("unknown filter", bad.error())
+        self.assertEqual(self.api("GET", "/fleet/accelerators/" + U1, sock=other.api_socket).status, 404)
+        # A change on A: on B's mount and over B's API within 2 s.
+        status = os.path.join(mine, "accelerators", gpu, "attach")
+        self.assertEqual(slurp(status), "")
+        echo_into(self.fs.path("accelerators", gpu, "attach"), "vm %s\n" % VM)
+        wait_for(lambda: slurp(status) == "vm %s\n" % VM, timeout=2, what="the attach on B's mount")
+        wait_for(lambda: self.api("GET", "/fleet/accelerators/" + gpu, sock=other.api_socket).json()["status"] ==
+                 "attached", timeout=2, what="the attach over B's API")
+        # A new accelerator on A, then removed: in B's folders, then gone.
+        self.make(U1)
+        wait_for(lambda: U1 in os.listdir(os.path.join(mine, "accelerators")), timeout=2, what="a new one on B")
+        os.rmdir(self.fs.path("accelerators", U1))
+        wait_for(lambda: U1 not in os.listdir(os.path.join(fleet, "accelerators")), timeout=2, what="it gone on B")
+        self.assertEqual(self.view_state(other)["state"], "ok")
+
+    def test_a_killed_host_is_down_in_the_others_views_with_its_accelerators_and_up_after_its_restart(self):
+        other = self.another_host("otherhost", 2)
+        status = other.path("fleet", "hosts", HOST, "status")
+        wait_for(lambda: os.path.exists(status) and len(os.listdir(other.path("fleet", "accelerators"))) == 6,
+                 what="both hosts on B")
+        self.fs.crash()
+        wait_for(lambda: slurp(status) == "down\n", timeout=15, what="A down on B once its lease ran out")
+        self.assertEqual(len(os.listdir(other.path("fleet", "hosts", HOST, "accelerators"))), 4, "kept")
+        hosts = {h["name"]: h["status"] for h in self.api("GET", "/fleet/hosts", sock=other.api_socket).json()["hosts"]}
+        self.assertEqual(hosts, {HOST: "down", "otherhost": "up"})
+        records = self.api("GET", "/fleet/accelerators?host=" + HOST, sock=other.api_socket).json()["accelerator"]
+        self.assertEqual({r["host_status"] for r in records}, {"down"})
+        self.fs = self.start(db=self.fs.db)
+        wait_for(lambda: slurp(status) == "up\n", what="A up again on B")
+        self.assertEqual(len(os.listdir(other.path("fleet", "accelerators"))), 6, "no duplicates")
+        self.assertEqual(len(json.loads(slurp(other.path("fleet", "accelerators.json")))["accelerator"]), 6)
+
+    def test_the_view_is_read_only(self):
+        gpu = self.fake_uuid("GPU")
+        folder = self.fs.path("fleet", "hosts", HOST, "accelerators", gpu)
+        wait_for(lambda: os.path.exists(folder), what="this host in its own fleet view")
+        for action in (lambda: echo_into(os.path.join(folder, "attach"), "vm %s\n" % VM),
+                       lambda: os.truncate(os.path.join(folder, "spec"), 0),
+                       lambda: os.mkdir(self.fs.path("fleet", "hosts", "newhost")),
+                       lambda: os.rmdir(folder),
+                       lambda: os.unlink(os.path.join(folder, "name")),
+                       lambda: os.unlink(self.fs.path("fleet", "accelerators", gpu)),
+                       lambda: os.rename(os.path.join(folder, "name"), os.path.join(folder, "other")),
+                       lambda: open(os.path.join(folder, "new-file"), "w"),
+                       lambda: os.symlink("x", self.fs.path("fleet", "x"))):
+            self.assertEqual(self.errno_of(action), errno.EACCES, action)
+        self.assertEqual(self.read("accelerators", gpu, "attach"), "", "nothing changed")
+        for method in ("PUT", "POST", "DELETE", "PATCH"):
+            reply = self.api(method, "/fleet/accelerators/" + gpu, {"instance_uuid": VM})
+            self.assertEqual(reply.status, 405, method)
+            self.assertIn("not allowed", reply.error())
+            self.assertEqual(reply.headers["allow"], "GET, HEAD, OPTIONS")
+        self.assertEqual(self.api("POST", "/fleet/hosts", {}).status, 405)
+
+    def test_the_view_stays_while_postgresql_is_away_and_catches_up_after(self):
+        other = self.another_host("otherhost", 2)
+        folder = other.path("fleet", "hosts", HOST, "accelerators")
+        wait_for(lambda: os.path.exists(folder) and len(os.listdir(folder)) == 4, what="A on B")
+        self.pg.stop()
+        gpu = self.fake_uuid("GPU")
+        echo_into(self.fs.path("accelerators", gpu, "attach"), "vm %s\n" % VM)  # its NOTIFY will never come
+        wait_for(lambda: self.view_state(other)["state"] == "degraded",
+                 timeout=15, what="B's view to say it cannot read")
+        self.assertRegex(self.view_state(other)["problems"][0],
+                         r"^PostgreSQL unreadable since .*: the fleet view is as read at ")
+        self.assertEqual(len(os.listdir(folder)), 4, "the view stays as last read")
+        self.pg.start()
+        wait_for(lambda: slurp(os.path.join(folder, gpu, "attach")) == "vm %s\n" % VM, timeout=60,
+                 what="the attach on B once PostgreSQL is back")
+
+
+class NoFleetTest(MountTest):
+
+    def test_without_fleet_there_is_no_fleet_view(self):
+        self.assertNotIn("fleet", os.listdir(self.fs.mnt))
+        self.assertFalse(os.path.exists(self.fs.path("fleet")))
+        reply = self.api("GET", "/fleet/hosts")
+        self.assertEqual(reply.status, 404)
+        self.assertIn("without --fleet", reply.error())
 
 
 class CuttingProxy:

@@ -1,0 +1,175 @@
+// The fleet's view without PostgreSQL or FUSE: records read back as
+// accelerators (records.h), the view's indexes (fleet_view.h), and the tree
+// MOUNT/fleet/ makes of a view (fleet_tree.h).
+#include "cyborgfs/fleet_view.h"
+
+#include <gtest/gtest.h>
+
+#include "cyborgfs/attributes.h"
+#include "cyborgfs/records.h"
+#include "fleet_tree.h"
+
+namespace cyborgfs {
+namespace {
+
+Accelerator Full() {
+  Accelerator a;
+  a.uuid = "11111111-2222-4333-8444-555555555555";
+  a.name = "gpu-0";
+  a.spec = R"({"num":1,"nested":{"x":[1,2]}})";
+  a.device_type = "GPU";
+  a.acc_type = "A100";
+  a.vendor_id = "10de";
+  a.product_id = "20b0";
+  a.remotable = true;
+  a.state = State::kAttached;
+  a.attachment = "vm 8e45a2ea-5364-4b0d-a252-bf8becaa606e";
+  a.attach_handle = R"({"pci_address":"0000:3b:00.0"})";
+  a.driver = "pci";
+  a.facts.kernel_driver = "vfio-pci";
+  a.facts.model = "NVIDIA Corporation GA100 \"A100\"";
+  a.facts.numa_node = 1;
+  a.facts.iommu_group = "12";
+  a.facts.virtfns = {"0000:3b:00.4", "0000:3b:00.5"};
+  a.facts.sriov_totalvfs = 8;
+  a.facts.sriov_numvfs = 2;
+  a.facts.subsystem_id = "10de:145f";
+  a.facts.mdev_types["nvidia-1"] = {"GRID A100-1B", 3};
+  a.last_error = "attach: busy";
+  a.generation = 7;
+  a.created_at = 1700000000;
+  a.updated_at = 1700000100;
+  return a;
+}
+
+TEST(FleetRecordTest, ARecordReadBackShowsTheSameFiles) {
+  for (Accelerator a : {Full(), [] {
+                          Accelerator bare;  // unknown counts, no facts, detached
+                          bare.uuid = "11111111-2222-4333-8444-666666666666";
+                          bare.name = "bare";
+                          return bare;
+                        }()}) {
+    auto back = AcceleratorFromRecord(Json::parse(RecordText(a)));
+    ASSERT_TRUE(back.ok()) << back.status().message();
+    EXPECT_EQ(RecordText(*back), RecordText(a));
+    for (const AttrInfo& info : Attributes()) EXPECT_EQ(info.render(*back), info.render(a)) << info.name;
+  }
+}
+
+TEST(FleetRecordTest, WhatIsNotARecordIsRefusedNamingTheKey) {
+  auto record = [](const char* key, Json value) {
+    Json r = Json::parse(RecordText(Full()));
+    r[key] = std::move(value);
+    return AcceleratorFromRecord(r);
+  };
+  EXPECT_EQ(record("status", "sleeping").status().code(), Code::kInvalid);
+  EXPECT_NE(record("name", 5).status().message().find("\"name\""), std::string::npos);
+  EXPECT_NE(record("numa_node", "one").status().message().find("\"numa_node\""), std::string::npos);
+  EXPECT_NE(record("uuid", "NOT-A-UUID").status().message().find("uuid"), std::string::npos);
+  EXPECT_FALSE(record("virtfns", Json::array({1})).ok());
+  EXPECT_FALSE(record("mdev_types", Json{{"t", 1}}).ok());
+  EXPECT_FALSE(AcceleratorFromRecord(Json::array()).ok());
+}
+
+TEST(FleetRecordTest, AFleetRecordNamesItsHostAfterItsUuid) {
+  const std::string text = FleetRecordText(Full(), "compute-1", false);
+  EXPECT_EQ(text.rfind("{\"uuid\":\"11111111-2222-4333-8444-555555555555\",\"host\":\"compute-1\","
+                       "\"host_status\":\"down\",\"acc_specs\":",
+                       0),
+            0u)
+      << text;
+  Json parsed = Json::parse(text);
+  parsed.erase("host");
+  parsed.erase("host_status");
+  EXPECT_EQ(parsed, Json::parse(RecordText(Full())));
+}
+
+// Two hosts: "a" (up) with accelerators 1 and 3, "b" (down) with 2.
+FleetView TwoHosts() {
+  FleetView view;
+  for (auto [number, name, up] : {std::tuple{10, "a", true}, std::tuple{11, "b", false}}) {
+    FleetHost h;
+    h.number = number;
+    h.name = name;
+    h.up = up;
+    h.lease_expires_at = 1700000030;
+    view.hosts.push_back(h);
+  }
+  for (auto [number, host] : {std::pair{1, "a"}, std::pair{2, "b"}, std::pair{3, "a"}}) {
+    auto a = std::make_shared<FleetAccelerator>();
+    a->number = number;
+    a->host = host;
+    a->revision = 100 + number;
+    a->record = Full();
+    a->record.uuid = "11111111-2222-4333-8444-55555555555" + std::to_string(number);
+    a->record.name = "gpu-" + std::to_string(number);
+    view.accelerators[number] = a;
+    view.hosts[host == std::string("a") ? 0 : 1].accelerators.push_back(a);
+  }
+  IndexFleetView(view);
+  return view;
+}
+
+TEST(FleetViewTest, TheIndexesAndTheListFindEveryHostAndAccelerator) {
+  const FleetView view = TwoHosts();
+  ASSERT_NE(view.Host("b"), nullptr);
+  EXPECT_FALSE(view.HostUp("b"));
+  EXPECT_TRUE(view.HostUp("a"));
+  EXPECT_EQ(view.HostByNumber(11)->name, "b");
+  EXPECT_EQ(view.Find("11111111-2222-4333-8444-555555555552")->host, "b");
+  EXPECT_EQ(view.Find("11111111-2222-4333-8444-555555555559"), nullptr);
+  const Json list = Json::parse(*view.list_body);
+  ASSERT_EQ(list["accelerator"].size(), 3u);
+  EXPECT_EQ(list["accelerator"][1]["host"], "b");
+  EXPECT_EQ(list["accelerator"][1]["host_status"], "down");
+}
+
+namespace tree = fs::fleet_tree;
+
+TEST(FleetTreeTest, NamesLeadToTheirNodesAndNowhereElse) {
+  const FleetView view = TwoHosts();
+  const fs::Node hosts{fs::NodeKind::kFleetHosts};
+  const fuse_ino_t b = tree::Lookup(view, hosts, "b");
+  EXPECT_EQ(b, fs::FleetHostIno(11));
+  EXPECT_EQ(tree::Lookup(view, hosts, "c"), 0u);
+  const fs::Node b_node = fs::Decode(b);
+  ASSERT_EQ(b_node.kind, fs::NodeKind::kFleetHost);
+  const fuse_ino_t status = tree::Lookup(view, b_node, "status");
+  auto described = tree::Describe(view, fs::Decode(status), 0);
+  ASSERT_TRUE(described.ok());
+  EXPECT_EQ(described->text(), "down\n");
+  EXPECT_EQ(described->mode, S_IFREG | 0444);
+  const fs::Node b_accelerators = fs::Decode(tree::Lookup(view, b_node, "accelerators"));
+  EXPECT_EQ(tree::Lookup(view, b_accelerators, "11111111-2222-4333-8444-555555555552"), fs::FleetDirIno(2));
+  EXPECT_EQ(tree::Lookup(view, b_accelerators, "11111111-2222-4333-8444-555555555551"), 0u) << "a's, not b's";
+  const fs::Node folder = fs::Decode(fs::FleetDirIno(2));
+  const fuse_ino_t name = tree::Lookup(view, folder, "name");
+  EXPECT_EQ(tree::Describe(view, fs::Decode(name), 0)->text(), "gpu-2\n");
+  EXPECT_EQ(tree::Lookup(view, folder, "new-file"), 0u);
+  const fuse_ino_t link =
+      tree::Lookup(view, fs::Node{fs::NodeKind::kFleetAccelerators}, "11111111-2222-4333-8444-555555555553");
+  auto target = tree::Describe(view, fs::Decode(link), 0);
+  EXPECT_EQ(target->mode, S_IFLNK | 0777);
+  EXPECT_EQ(target->text(), "../hosts/a/accelerators/11111111-2222-4333-8444-555555555553");
+  EXPECT_EQ(tree::Describe(view, fs::Decode(fs::FleetDirIno(9)), 0).status().code(), Code::kNotFound);
+}
+
+TEST(FleetTreeTest, ListingsResumeAfterTheirCookies) {
+  const FleetView view = TwoHosts();
+  fuse_ino_t parent = 0;
+  auto all = tree::List(view, fs::Node{fs::NodeKind::kFleetAccelerators}, 2, parent);
+  EXPECT_EQ(parent, fs::kFleetIno);
+  ASSERT_EQ(all.size(), 3u);
+  auto rest = tree::List(view, fs::Node{fs::NodeKind::kFleetAccelerators}, all[0].cookie, parent);
+  ASSERT_EQ(rest.size(), 2u);
+  EXPECT_EQ(rest[0].name, all[1].name);
+  auto of_a = tree::List(view, fs::Decode(fs::FleetHostIno(10, 3)), 0, parent);
+  EXPECT_EQ(parent, fs::FleetHostIno(10));
+  ASSERT_EQ(of_a.size(), 2u);
+  EXPECT_EQ(of_a[1].name, "11111111-2222-4333-8444-555555555553");
+  EXPECT_EQ(tree::List(view, fs::Decode(fs::FleetDirIno(1)), 0, parent).size(), Attributes().size());
+  EXPECT_EQ(tree::List(view, fs::Node{fs::NodeKind::kFleet}, 4, parent).size(), 1u) << "after hosts, accelerators";
+}
+
+}  // namespace
+}  // namespace cyborgfs
