@@ -52,19 +52,23 @@ struct FleetView {
   uint64_t revision = 0;                                                     // +1 at every change of the view
   uint64_t names_revision = 0;  // +1 when a host or an accelerator comes or goes
   int64_t read_at = 0;          // unix seconds: when it was last read (this host's clock)
-  // {"accelerator": [record + "host" + "host_status", ...]} by uuid order of
+  // {"accelerator": [record + "host" + "host_status", ...]} in the order of
   // numbers: MOUNT/fleet/accelerators.json and GET /fleet/accelerators.
-  std::shared_ptr<const std::string> list_body;
+  // Rendered at its first use (most views are replaced before anyone asks).
+  std::shared_ptr<const std::string> ListBody() const;
 
   const FleetHost* Host(std::string_view name) const;
   const FleetHost* HostByNumber(uint64_t number) const;
   const FleetAccelerator* Find(std::string_view uuid) const;
   const FleetAccelerator* FindByNumber(uint64_t number) const;
   bool HostUp(const std::string& name) const;
+
+  struct Rendered;
+  std::shared_ptr<Rendered> rendered;  // ListBody()'s, made by IndexFleetView
 };
 
 // Where the current view is published; a published view has its indexes
-// and list_body filled (IndexFleetView).
+// filled (IndexFleetView).
 //
 // Thread safety: all methods may be called concurrently.
 class FleetBoard {
@@ -79,7 +83,7 @@ class FleetBoard {
   View current_;  // REQUIRES: mu_
 };
 
-// Fills the view's indexes and list_body from hosts and accelerators.
+// Fills the view's indexes from hosts and accelerators.
 void IndexFleetView(FleetView& view);
 
 }  // namespace cyborgfs

@@ -451,7 +451,7 @@ void Api::ListFleet(Call& call) {
     return;
   }
   call.res.status = 200;
-  if (filters.empty()) return call.res.set_content(*view->list_body, "application/json");
+  if (filters.empty()) return call.res.set_content(*view->ListBody(), "application/json");
   std::string body = "{\"accelerator\":[";
   for (const auto& [number, a] : view->accelerators) {
     const Accelerator& r = a->record;

@@ -29,6 +29,11 @@ bool FleetView::HostUp(const std::string& name) const {
   return host && host->up;
 }
 
+struct FleetView::Rendered {
+  std::once_flag once;
+  std::shared_ptr<const std::string> body;
+};
+
 void IndexFleetView(FleetView& view) {
   view.host_index.clear();
   view.host_by_number.clear();
@@ -37,15 +42,22 @@ void IndexFleetView(FleetView& view) {
     view.host_index[view.hosts[i].name] = i;
     view.host_by_number[view.hosts[i].number] = i;
   }
-  std::string body = "{\"accelerator\":[";
-  body.reserve(64 + view.accelerators.size() * 700);
-  for (const auto& [number, a] : view.accelerators) {
-    view.by_uuid[a->record.uuid] = number;
-    if (body.back() != '[') body += ',';
-    body += FleetRecordText(a->record, a->host, view.HostUp(a->host));
-  }
-  body += "]}\n";
-  view.list_body = std::make_shared<const std::string>(std::move(body));
+  for (const auto& [number, a] : view.accelerators) view.by_uuid[a->record.uuid] = number;
+  view.rendered = std::make_shared<FleetView::Rendered>();
+}
+
+std::shared_ptr<const std::string> FleetView::ListBody() const {
+  std::call_once(rendered->once, [this] {
+    std::string body = "{\"accelerator\":[";
+    body.reserve(64 + accelerators.size() * 700);
+    for (const auto& [number, a] : accelerators) {
+      if (body.back() != '[') body += ',';
+      body += FleetRecordText(a->record, a->host, HostUp(a->host));
+    }
+    body += "]}\n";
+    rendered->body = std::make_shared<const std::string>(std::move(body));
+  });
+  return rendered->body;
 }
 
 FleetBoard::FleetBoard()

@@ -155,13 +155,21 @@ Status FleetReader::Session() {
       failing_since_ = 0;
       read_at_ = UnixNow();
     }
-    // Woken by a publication (or a stop), or at the next poll.
+    // Woken by a publication (or a stop), or at the next poll; those that
+    // come meanwhile are read with it.
+    const auto read_at = std::chrono::steady_clock::now();
     auto woken = (*db)->AwaitNotifications(wake_fd_, kPollEvery);
     if (!woken.ok()) return woken.status();
+    const auto early = read_at + kReadAtMostEvery - std::chrono::steady_clock::now();
+    if (early.count() > 0 && !Stopping()) {
+      pollfd stop{wake_fd_, POLLIN, 0};
+      (void)poll(&stop, 1, static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(early).count()));
+    }
   }
 }
 
 Status FleetReader::Read(Postgres& db, bool whole) {
+  const auto began = std::chrono::steady_clock::now();
   const FleetBoard::View old = board_.Current();
   Transaction t(db);
   if (auto begun = db.Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); !begun.ok()) return begun.status();
@@ -267,6 +275,9 @@ Status FleetReader::Read(Postgres& db, bool whole) {
   next.read_at = UnixNow();
   IndexFleetView(next);
   board_.Publish(std::make_shared<const FleetView>(std::move(next)));
+  spdlog::debug("fleet view: revision {}: {} rows of {} hosts read in {:.2f} ms", old->revision + 1, rows->size(),
+                hosts->size(),
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - began).count());
   return Status::Ok();
 }
 

@@ -10,7 +10,8 @@
 // kPollEvery at the latest, the reader reads in one snapshot the hosts (their
 // leases, judged on the server's clock, and the highest revision of each
 // host's rows) and then only the rows of hosts whose highest revision moved
-// past what it has, tombstones (removed rows) included. A notification lost
+// past what it has, tombstones (removed rows) included; at most every
+// kReadAtMostEvery, so a burst of changes costs one read. A notification lost
 // while disconnected costs nothing: the next poll finds the revision moved.
 // At every connection, and every kReloadEvery, it reads everything again.
 //
@@ -45,6 +46,8 @@ class FleetReader {
     std::string host;  // this host's name (for pg_stat_activity)
   };
   static constexpr std::chrono::milliseconds kPollEvery{1000};
+  // Notifications coming faster are taken together: a read at most this often.
+  static constexpr std::chrono::milliseconds kReadAtMostEvery{20};
   static constexpr std::chrono::seconds kReloadEvery{300};
 
   // Adds its part to `service`'s drivers report.

@@ -63,6 +63,12 @@ const char* const kMigrations[] = {
       FROM fleet_accelerators a JOIN fleet_host_status h ON h.host = a.host
       WHERE NOT a.removed;
     )sql",
+    // 2: the readers ask each host's highest revision (fleet_reader.cc): one
+    // index probe per host instead of a scan by revision.
+    R"sql(
+    CREATE INDEX fleet_accelerators_by_host_revision ON fleet_accelerators (host, revision);
+    DROP INDEX fleet_accelerators_by_host;
+    )sql",
 };
 constexpr int kFleetSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
@@ -171,17 +177,24 @@ bool Publisher::Stopping() const {
   return stopping_;
 }
 
+// On the changing thread: a futex wake only when the publisher waits for a
+// change (not while it publishes or pauses), so that a burst of changes
+// costs the writers no context switches.
 void Publisher::Wake() {
+  bool waiting;
   {
     std::lock_guard lock(mu_);
     changed_ = true;
+    waiting = awaiting_change_;
   }
-  cv_.notify_all();
+  if (waiting) cv_.notify_all();
 }
 
 void Publisher::Wait(std::chrono::steady_clock::time_point until, bool on_change) {
   std::unique_lock lock(mu_);
+  awaiting_change_ = on_change;
   cv_.wait_until(lock, until, [&] { return stopping_ || (on_change && changed_); });
+  awaiting_change_ = false;
 }
 
 Json Publisher::Report() const {
@@ -291,6 +304,8 @@ Publisher::Outcome Publisher::Session(Status& why) {
       why = s;
       return s.code() == Code::kNotPermitted ? Outcome::kRefused : Outcome::kFailed;
     }
+    // Changes coming faster than kPublishAtMostEvery are published together.
+    Wait(std::chrono::steady_clock::now() + kPublishAtMostEvery, false);
     Wait(std::min(next_renew, next_resync), true);
   }
 }

@@ -15,7 +15,7 @@
 // whole inventory (anti-entropy: the host's rows become exactly its
 // accelerators, those it no longer has are marked removed); then it publishes the
 // outbox, oldest change first, in transactions of up to kBatch accelerators,
-// woken by every change; renews the host's lease every lease / 3
+// woken by a change (at most every kPublishAtMostEvery); renews the host's lease every lease / 3
 // (lease_expires_at = the server's now() + the lease: no decision uses the
 // hosts' clocks); and publishes the whole inventory again every
 // kResyncEvery (jittered). A failure drops the connection and tries again
@@ -64,6 +64,9 @@ class Publisher {
   };
   static constexpr size_t kBatch = 500;
   static constexpr std::chrono::seconds kResyncEvery{300};
+  // At most one publication of the outbox this often: a burst of changes is
+  // one transaction, and the fleet's readers read it once.
+  static constexpr std::chrono::milliseconds kPublishAtMostEvery{20};
 
   // Listens to `service`'s changes (construct it before serving).
   Publisher(Service& service, Store& store, Options options);
@@ -117,6 +120,7 @@ class Publisher {
   std::condition_variable cv_;
   bool stopping_ = false;                      // REQUIRES: mu_
   bool changed_ = false;                       // REQUIRES: mu_; a change since the last drain
+  bool awaiting_change_ = false;               // REQUIRES: mu_; Wait() for a change is under way
   std::string state_ = "degraded";             // REQUIRES: mu_
   std::string problem_ = "not connected yet";  // REQUIRES: mu_
   int64_t published_at_ = 0;                   // REQUIRES: mu_; unix seconds

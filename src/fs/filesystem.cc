@@ -619,7 +619,7 @@ void Filesystem::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset)
     return (void)fuse_reply_buf(req, data.data(), data.size());
   }
   if (Decode(ino).kind == NodeKind::kFleetList && fleet_) {  // as accelerators.json's
-    const auto body = fleet_->Current()->list_body;
+    const auto body = fleet_->Current()->ListBody();
     const size_t start = std::min(static_cast<size_t>(offset), body->size());
     return (void)fuse_reply_buf(req, body->data() + start, std::min(size, body->size() - start));
   }

@@ -78,7 +78,7 @@ Result<Item> Describe(const FleetView& view, const Node& node, time_t mounted_at
       return folder(listing);
     case NodeKind::kFleetList:
       item.mode = S_IFREG | 0444;
-      item.shared = view.list_body;
+      item.shared = view.ListBody();
       item.mtime = At(view.read_at, view.revision);
       return item;
     default:

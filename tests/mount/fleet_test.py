@@ -468,6 +468,23 @@ class RefusalTest(FleetTest):
         self.assertEqual(self.read("accelerators", gpu, "status"), "attached\n")
         self.assertIn("newer than this cyborgfs knows", self.fs.log_text())
 
+    def test_a_schema_of_an_older_cyborgfs_is_migrated(self):
+        wait_for(lambda: len(self.inventory()) == 4, what="the accelerators in PostgreSQL")
+        self.assertEqual(self.fs.stop(), 0)
+        # The schema as version 1 left it.
+        self.pg.psql("DROP INDEX fleet_accelerators_by_host_revision; "
+                     "CREATE INDEX fleet_accelerators_by_host ON fleet_accelerators (host); "
+                     "UPDATE cyborgfs_schema SET version = 1")
+        self.fs = self.start(db=self.fs.db)
+        wait_for(lambda: self.fleet()["state"] == "ok", what="publishing after the migration")
+        self.assertEqual(self.pg.psql("SELECT version FROM cyborgfs_schema"), [["2"]])
+        indexes = [r[0] for r in self.pg.psql("SELECT indexname FROM pg_indexes WHERE tablename = "
+                                              "'fleet_accelerators' ORDER BY indexname")]
+        self.assertIn("fleet_accelerators_by_host_revision", indexes)
+        self.assertNotIn("fleet_accelerators_by_host", indexes)
+        self.assertEqual(len(self.inventory()), 4)
+        self.assertIn("schema migrated from version 1 to 2", self.fs.log_text())
+
     def test_an_old_copy_of_the_database_is_fenced_and_the_center_keeps_the_newer_state(self):
         wait_for(lambda: len(self.inventory()) == 4, what="the accelerators in PostgreSQL")
         self.assertEqual(self.fs.stop(), 0)

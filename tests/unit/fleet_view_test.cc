@@ -118,7 +118,7 @@ TEST(FleetViewTest, TheIndexesAndTheListFindEveryHostAndAccelerator) {
   EXPECT_EQ(view.HostByNumber(11)->name, "b");
   EXPECT_EQ(view.Find("11111111-2222-4333-8444-555555555552")->host, "b");
   EXPECT_EQ(view.Find("11111111-2222-4333-8444-555555555559"), nullptr);
-  const Json list = Json::parse(*view.list_body);
+  const Json list = Json::parse(*view.ListBody());
   ASSERT_EQ(list["accelerator"].size(), 3u);
   EXPECT_EQ(list["accelerator"][1]["host"], "b");
   EXPECT_EQ(list["accelerator"][1]["host_status"], "down");
