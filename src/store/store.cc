@@ -76,6 +76,16 @@ const char* const kMigrations[] = {
     CREATE TABLE fleet_outbox (uuid TEXT PRIMARY KEY, seq INTEGER NOT NULL);
     CREATE INDEX fleet_outbox_by_seq ON fleet_outbox (seq);
     )sql",
+    // The outbox clustered by uuid, without the index by seq: an entry
+    // replaced in a change's transaction writes one page of it, not three
+    // (the outbox holds at most one entry per accelerator; it is read
+    // whole, in seq order, by the publisher).
+    R"sql(
+    CREATE TABLE fleet_outbox_clustered (uuid TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO fleet_outbox_clustered (uuid, seq) SELECT uuid, seq FROM fleet_outbox;
+    DROP TABLE fleet_outbox;
+    ALTER TABLE fleet_outbox_clustered RENAME TO fleet_outbox;
+    )sql",
 };
 constexpr int64_t kApplicationId = 1668899430;
 constexpr int kBusyTimeoutMs = 5000;  // another connection (sqlite3(1)) holding a lock
@@ -500,9 +510,12 @@ void Store::StartCheckpoints(std::chrono::milliseconds interval) {
 
 Status Store::Migrate() {
   std::lock_guard lock(mu_);
-  Statement query(db_, "PRAGMA user_version");
-  if (query.Step() != SQLITE_ROW) return DatabaseError(db_, "reading the schema version");
-  const int64_t version = query.Int(0);
+  int64_t version = 0;
+  {  // finalized before the migrations: an active statement makes DROP TABLE fail (SQLITE_LOCKED)
+    Statement query(db_, "PRAGMA user_version");
+    if (query.Step() != SQLITE_ROW) return DatabaseError(db_, "reading the schema version");
+    version = query.Int(0);
+  }
   for (int64_t v = version; v < kSchemaVersion; ++v) {
     const std::string sql = std::string(kMigrations[v]) + "PRAGMA user_version=" + std::to_string(v + 1) + ";";
     Status s = InTransaction([&] { return Exec(sql.c_str()); });

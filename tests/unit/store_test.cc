@@ -299,6 +299,36 @@ TEST(Store, TheOutboxKeepsTheLatestChangeOfEachAcceleratorUntilPublished) {
   EXPECT_EQ((*store)->OutboxDepth(), 0u);
 }
 
+TEST(Store, MigratesAVersion5OutboxKeepingItsEntries) {
+  TempDir dir;
+  {
+    auto store = Store::Open(dir.File("db"));
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE((*store)->StartOutbox(1, 1).ok());
+    Accelerator a = Sample(kU1, "a"), b = Sample(kU2, "b");
+    ASSERT_TRUE((*store)->Insert(a).ok());
+    ASSERT_TRUE((*store)->Insert(b).ok());
+  }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(dir.File("db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_exec(db,  // the outbox as version 5 made it
+                   "CREATE TABLE old (uuid TEXT PRIMARY KEY, seq INTEGER NOT NULL); "
+                   "INSERT INTO old SELECT uuid, seq FROM fleet_outbox; DROP TABLE fleet_outbox; "
+                   "ALTER TABLE old RENAME TO fleet_outbox; CREATE INDEX fleet_outbox_by_seq ON fleet_outbox (seq); "
+                   "PRAGMA user_version=5",
+                   nullptr, nullptr, nullptr),
+      SQLITE_OK);
+  sqlite3_close(db);
+  auto store = Store::Open(dir.File("db"));
+  ASSERT_TRUE(store.ok()) << store.status().message();
+  auto pending = (*store)->PendingChanges(10);
+  ASSERT_TRUE(pending.ok());
+  ASSERT_EQ(pending->size(), 2u);
+  EXPECT_EQ((*pending)[0].uuid, kU1);
+  EXPECT_EQ((*pending)[1].seq, 2);
+}
+
 TEST(Store, EachStartOfTheOutboxIsAnEpochOfTheFilesLineage) {
   TempDir dir;
   std::string copy = dir.File("copy");
