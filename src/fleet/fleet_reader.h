@@ -47,7 +47,7 @@ class FleetReader {
   };
   static constexpr std::chrono::milliseconds kPollEvery{1000};
   // Notifications coming faster are taken together: a read at most this often.
-  static constexpr std::chrono::milliseconds kReadAtMostEvery{20};
+  static constexpr std::chrono::milliseconds kReadAtMostEvery{50};
   static constexpr std::chrono::seconds kReloadEvery{300};
 
   // Adds its part to `service`'s drivers report.

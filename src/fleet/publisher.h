@@ -66,7 +66,7 @@ class Publisher {
   static constexpr std::chrono::seconds kResyncEvery{300};
   // At most one publication of the outbox this often: a burst of changes is
   // one transaction, and the fleet's readers read it once.
-  static constexpr std::chrono::milliseconds kPublishAtMostEvery{20};
+  static constexpr std::chrono::milliseconds kPublishAtMostEvery{50};
 
   // Listens to `service`'s changes (construct it before serving).
   Publisher(Service& service, Store& store, Options options);
