@@ -490,10 +490,12 @@ class RefusalTest(FleetTest):
         self.assertEqual(self.fs.stop(), 0)
         old = os.path.join(self.workdir, "old.db")
         shutil.copy(self.fs.db, old)  # the backup: epoch 1
-        self.fs = self.start(db=self.fs.db)  # epoch 2
+        self.fs = self.start(db=self.fs.db)  # epoch 2: 100 changes and an attach after the copy
+        want = self.write_specs(100, lambda i: None)
         gpu = self.fake_uuid("GPU")
         echo_into(self.fs.path("accelerators", gpu, "attach"), "vm %s\n" % VM)
         self.published(lambda inv: inv[gpu][2] == "vm " + VM, "the attach of epoch 2")
+        wait_for(lambda: self.published_specs() == want, what="the 100 changes of epoch 2")
         self.assertEqual(self.fs.stop(), 0)
         for suffix in ("", "-wal", "-shm"):
             if os.path.exists(self.fs.db + suffix):
@@ -505,6 +507,7 @@ class RefusalTest(FleetTest):
                       self.fleet()["problems"][0])
         self.assertEqual(self.read("accelerators", gpu, "attach"), "")  # the old copy's
         self.assertEqual(self.inventory()[gpu][2], "vm " + VM, "the center keeps the newer state")
+        self.assertEqual(self.published_specs(), want)
 
 
 if __name__ == "__main__":
