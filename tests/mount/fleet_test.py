@@ -384,10 +384,14 @@ class OutageTest(FleetTest):
     def test_local_changes_go_on_while_postgresql_is_stopped_and_reach_it_after(self):
         wait_for(lambda: len(self.inventory()) == 4, what="the accelerators in PostgreSQL")
         self.pg.stop()
-        specs = {}
-        for i, u in enumerate(self.uuids() * 10):  # 40 acknowledged changes while the center is away
+        specs, uuids, stopped = {}, self.uuids(), time.monotonic()
+        i = 0
+        while time.monotonic() - stopped < 30 or i < 40:  # 30 s of acknowledged changes while the center is away
+            u = uuids[i % 4]
             self.write_file(self.fs.path("accelerators", u, "spec"), json.dumps({"num": i}).encode())
             specs[u] = i
+            i += 1
+            time.sleep(0.2)
         for u, i in specs.items():
             self.assertEqual(json.loads(self.read("accelerators", u, "spec")), {"num": i})
         wait_for(lambda: self.fleet()["problems"][:1] != [] and
