@@ -129,8 +129,8 @@ void AppendRecord(std::string& out, const Accelerator& a, std::string_view host 
   out += '}';
 }
 
-// The record's `key`, which must be of the JSON type `is` tests (a missing
-// key or null: `fallback` if there is one).
+// The record's `key`, which must be of the JSON type `is` tests; nullptr if
+// it is missing (or null, where `nullable`).
 Result<const Json*> Member(const Json& record, const char* key, bool (Json::*is)() const, bool nullable = false) {
   auto it = record.find(key);
   if (it == record.end() || (nullable && it->is_null())) return static_cast<const Json*>(nullptr);

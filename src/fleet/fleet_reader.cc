@@ -86,6 +86,11 @@ void FleetReader::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+void FleetReader::Pause(std::chrono::milliseconds d) {
+  pollfd stop{wake_fd_, POLLIN, 0};  // readable once Stop() wrote to it
+  (void)poll(&stop, 1, static_cast<int>(d.count()));
+}
+
 bool FleetReader::Stopping() const {
   std::lock_guard lock(mu_);
   return stopping_;
@@ -132,8 +137,7 @@ void FleetReader::Run() {
     }
     if (why.message() != last_problem) spdlog::warn("fleet view: {}; reading again soon", why.message());
     last_problem = why.message();
-    pollfd woken{wake_fd_, POLLIN, 0};  // a stop ends the wait
-    (void)poll(&woken, 1, static_cast<int>(Jittered(retry).count()));
+    Pause(Jittered(retry));
     retry = std::min<std::chrono::milliseconds>(retry * 2, kLastRetry);
   }
 }
@@ -161,10 +165,7 @@ Status FleetReader::Session() {
     auto woken = (*db)->AwaitNotifications(wake_fd_, kPollEvery);
     if (!woken.ok()) return woken.status();
     const auto early = read_at + kReadAtMostEvery - std::chrono::steady_clock::now();
-    if (early.count() > 0 && !Stopping()) {
-      pollfd stop{wake_fd_, POLLIN, 0};
-      (void)poll(&stop, 1, static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(early).count()));
-    }
+    if (early.count() > 0) Pause(std::chrono::ceil<std::chrono::milliseconds>(early));
   }
 }
 

@@ -72,6 +72,8 @@ class FleetReader {
   Status Read(Postgres& db, bool whole);
   uint64_t Number(std::unordered_map<std::string, uint64_t>& numbers, const std::string& key);
   bool Stopping() const;
+  // Waits `d`, or less if Stop() is called.
+  void Pause(std::chrono::milliseconds d);
 
   FleetBoard& board_;
   const Options options_;

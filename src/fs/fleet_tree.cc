@@ -123,11 +123,9 @@ std::vector<Entry> List(const FleetView& view, const Node& folder, off_t offset,
           {table[k].name, ino_of(table[k]), static_cast<mode_t>(table[k].folder ? S_IFDIR : S_IFREG), 3 + k});
     }
   };
-  const auto accelerators = [&](const auto& list, auto ino_of, mode_t type) {
-    for (const auto& a : list) {
-      if (static_cast<off_t>(2 + a->number) > offset) {
-        entries.push_back({a->record.uuid, ino_of(a->number), type, static_cast<off_t>(2 + a->number)});
-      }
+  const auto accelerator = [&](const FleetAccelerator& a, fuse_ino_t ino, mode_t type) {
+    if (static_cast<off_t>(2 + a.number) > offset) {
+      entries.push_back({a.record.uuid, ino, type, static_cast<off_t>(2 + a.number)});
     }
   };
   switch (folder.kind) {
@@ -143,16 +141,13 @@ std::vector<Entry> List(const FleetView& view, const Node& folder, off_t offset,
         }
       }
       break;
-    case NodeKind::kFleetAccelerators: {
+    case NodeKind::kFleetAccelerators:
       parent = kFleetIno;
-      std::vector<std::shared_ptr<const FleetAccelerator>> all;
       for (auto it = view.accelerators.upper_bound(static_cast<uint64_t>(std::max<off_t>(offset - 2, 0)));
            it != view.accelerators.end(); ++it) {
-        all.push_back(it->second);
+        accelerator(*it->second, FleetLinkIno(it->first), S_IFLNK);
       }
-      accelerators(all, FleetLinkIno, S_IFLNK);
       break;
-    }
     case NodeKind::kFleetHost:
       parent = kFleetHostsIno;
       if (view.HostByNumber(number))
@@ -160,7 +155,9 @@ std::vector<Entry> List(const FleetView& view, const Node& folder, off_t offset,
       break;
     case NodeKind::kFleetHostAccelerators:
       parent = FleetHostIno(number);
-      if (const FleetHost* host = view.HostByNumber(number)) accelerators(host->accelerators, FleetDirIno, S_IFDIR);
+      if (const FleetHost* host = view.HostByNumber(number)) {
+        for (const auto& a : host->accelerators) accelerator(*a, FleetDirIno(a->number), S_IFDIR);
+      }
       break;
     case NodeKind::kFleetAcceleratorDir: {
       const FleetAccelerator* a = view.FindByNumber(number);

@@ -15,6 +15,16 @@
 namespace cyborgfs {
 namespace {
 
+// Runs `sql` on the file at `path` over a connection of its own, as another
+// program would (to make files of older schemas); sqlite3_exec's code.
+int ExecOnFile(const std::string& path, const char* sql) {
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open(path.c_str(), &db);
+  if (rc == SQLITE_OK) rc = sqlite3_exec(db, sql, nullptr, nullptr, nullptr);
+  sqlite3_close(db);
+  return rc;
+}
+
 Accelerator Sample(const std::string& uuid, const std::string& name) {
   Accelerator a;
   a.uuid = uuid;
@@ -92,16 +102,12 @@ TEST(Store, MigratesAVersion1FileKeepingItsRows) {
     Accelerator a = Sample(kU1, "old");
     ASSERT_TRUE((*store)->Insert(a).ok());
   }
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(dir.File("db").c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db,
-                         "DROP TABLE fleet_outbox; DROP TABLE fleet_starts; DROP TABLE fleet_meta; "
-                         "ALTER TABLE accelerators DROP COLUMN detaching; "
-                         "ALTER TABLE accelerators DROP COLUMN host_facts; "
-                         "ALTER TABLE accelerators DROP COLUMN driver_memory; PRAGMA user_version=1",
-                         nullptr, nullptr, nullptr),
+  ASSERT_EQ(ExecOnFile(dir.File("db"),
+                       "DROP TABLE fleet_outbox; DROP TABLE fleet_starts; DROP TABLE fleet_meta; "
+                       "ALTER TABLE accelerators DROP COLUMN detaching; "
+                       "ALTER TABLE accelerators DROP COLUMN host_facts; "
+                       "ALTER TABLE accelerators DROP COLUMN driver_memory; PRAGMA user_version=1"),
             SQLITE_OK);
-  sqlite3_close(db);
   auto store = Store::Open(dir.File("db"));
   ASSERT_TRUE(store.ok()) << store.status().message();
   auto all = (*store)->LoadAll();
@@ -122,14 +128,10 @@ TEST(Store, MigratesTheErrorStateOfVersion2AsAFailedDetach) {
     a.attachment = "vm 11111111-2222-4333-8444-555555555555";
     ASSERT_TRUE((*store)->Insert(a).ok());
   }
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(dir.File("db").c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db,
-                         "DROP TABLE fleet_outbox; DROP TABLE fleet_starts; DROP TABLE fleet_meta; "
-                         "ALTER TABLE accelerators DROP COLUMN detaching; PRAGMA user_version=2",
-                         nullptr, nullptr, nullptr),
+  ASSERT_EQ(ExecOnFile(dir.File("db"),
+                       "DROP TABLE fleet_outbox; DROP TABLE fleet_starts; DROP TABLE fleet_meta; "
+                       "ALTER TABLE accelerators DROP COLUMN detaching; PRAGMA user_version=2"),
             SQLITE_OK);
-  sqlite3_close(db);
   auto store = Store::Open(dir.File("db"));
   ASSERT_TRUE(store.ok()) << store.status().message();
   EXPECT_TRUE((*store)->LoadAll()->front().detaching);
@@ -242,12 +244,7 @@ TEST(Store, RefusesUnusableFiles) {
   auto text = Store::Open(dir.File("text"));
   EXPECT_EQ(text.status().code(), Code::kIoError);
   EXPECT_NE(text.status().message().find("not a database"), std::string::npos);
-  {
-    sqlite3* db = nullptr;
-    sqlite3_open(dir.File("future").c_str(), &db);
-    sqlite3_exec(db, "PRAGMA user_version=999", nullptr, nullptr, nullptr);
-    sqlite3_close(db);
-  }
+  ASSERT_EQ(ExecOnFile(dir.File("future"), "PRAGMA user_version=999"), SQLITE_OK);
   auto future = Store::Open(dir.File("future"));
   EXPECT_NE(future.status().message().find("newer"), std::string::npos);
 }
@@ -309,17 +306,13 @@ TEST(Store, MigratesAVersion5OutboxKeepingItsEntries) {
     ASSERT_TRUE((*store)->Insert(a).ok());
     ASSERT_TRUE((*store)->Insert(b).ok());
   }
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(dir.File("db").c_str(), &db), SQLITE_OK);
   ASSERT_EQ(
-      sqlite3_exec(db,  // the outbox as version 5 made it
-                   "CREATE TABLE old (uuid TEXT PRIMARY KEY, seq INTEGER NOT NULL); "
-                   "INSERT INTO old SELECT uuid, seq FROM fleet_outbox; DROP TABLE fleet_outbox; "
-                   "ALTER TABLE old RENAME TO fleet_outbox; CREATE INDEX fleet_outbox_by_seq ON fleet_outbox (seq); "
-                   "PRAGMA user_version=5",
-                   nullptr, nullptr, nullptr),
+      ExecOnFile(dir.File("db"),  // the outbox as version 5 made it
+                 "CREATE TABLE old (uuid TEXT PRIMARY KEY, seq INTEGER NOT NULL); "
+                 "INSERT INTO old SELECT uuid, seq FROM fleet_outbox; DROP TABLE fleet_outbox; "
+                 "ALTER TABLE old RENAME TO fleet_outbox; CREATE INDEX fleet_outbox_by_seq ON fleet_outbox (seq); "
+                 "PRAGMA user_version=5"),
       SQLITE_OK);
-  sqlite3_close(db);
   auto store = Store::Open(dir.File("db"));
   ASSERT_TRUE(store.ok()) << store.status().message();
   auto pending = (*store)->PendingChanges(10);
