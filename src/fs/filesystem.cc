@@ -158,9 +158,10 @@ const fuse_lowlevel_ops& Filesystem::Operations() { return kOperations; }
 
 // --- names -------------------------------------------------------------------
 
-Status Filesystem::MakeEntry(fuse_ino_t ino, fuse_entry_param& entry, const ScratchSpace::Entry& scratch) {
+Status Filesystem::MakeEntry(fuse_req_t req, fuse_ino_t ino, fuse_entry_param& entry,
+                             const ScratchSpace::Entry& scratch) {
   kernel_.Remember(ino, scratch);
-  auto described = Describe(ino);
+  auto described = Describe(ino, fuse_req_ctx(req)->pid);
   if (!described.ok()) {
     kernel_.Forget(ino, 1);
     return described.status();
@@ -180,7 +181,7 @@ double Filesystem::EntryTimeout(fuse_ino_t parent) const {
 
 void Filesystem::ReplyEntry(fuse_req_t req, fuse_ino_t parent, fuse_ino_t ino) {
   fuse_entry_param entry{};
-  if (Status made = MakeEntry(ino, entry); !made.ok()) return ReplyStatus(req, made);
+  if (Status made = MakeEntry(req, ino, entry); !made.ok()) return ReplyStatus(req, made);
   entry.entry_timeout = std::min(entry.entry_timeout, EntryTimeout(parent));
   if (fuse_reply_entry(req, &entry) != 0) kernel_.Forget(ino, 1);
 }
@@ -252,14 +253,8 @@ std::string LinkTarget(const Accelerator& a) { return "../accelerators/" + a.uui
 Result<std::string> Filesystem::Content(fuse_ino_t ino) const {
   const Node node = Decode(ino);
   if (node.kind == NodeKind::kCreate || node.kind == NodeKind::kRescan) return std::string();
-  if (node.kind == NodeKind::kDrivers) return service_.DriversReport();
   if (node.kind == NodeKind::kList) return service_.ListDocument()->body;
-  if (node.kind == NodeKind::kStats) {
-    Json stats = counters_.Counts();
-    stats["store_commits"] = service_.StoreCommits();
-    return RenderJson(stats);
-  }
-  if (IsFleet(node.kind)) {
+  if (IsFleet(node.kind)) {  // a link of fleet/accelerators/
     if (!fleet_) return Status::NotFound("no fleet (--fleet)");
     auto item = fleet_tree::Describe(*fleet_->Current(), node, mounted_at_);
     if (!item.ok()) return item.status();
@@ -271,9 +266,37 @@ Result<std::string> Filesystem::Content(fuse_ino_t ino) const {
   return AttributeInfo(node.attr).render(*a);
 }
 
+Result<Renderings::Rendering> Filesystem::Render(fuse_ino_t ino) const {
+  const Node node = Decode(ino);
+  Renderings::Rendering r;
+  if (IsFleet(node.kind)) {
+    if (!fleet_) return Status::NotFound("no fleet (--fleet)");
+    auto item = fleet_tree::Describe(*fleet_->Current(), node, mounted_at_);
+    if (!item.ok()) return item.status();
+    r.text = item->shared ? item->shared : std::make_shared<const std::string>(std::move(item->content));
+    r.mode = item->mode;
+    r.mtime = item->mtime;
+    return r;
+  }
+  if (node.kind == NodeKind::kDrivers) {
+    r.text = std::make_shared<const std::string>(service_.DriversReport());
+  } else {
+    Json stats = counters_.Counts();
+    stats["store_commits"] = service_.StoreCommits();
+    r.text = std::make_shared<const std::string>(RenderJson(stats));
+  }
+  r.mode = S_IFREG | GroupLikeOwner(0444);
+  r.mtime = Now();
+  return r;
+}
+
+Result<Renderings::Held> Filesystem::Rendered(fuse_ino_t ino, pid_t reader, Renderings::Ask ask) const {
+  return renderings_.For(ino, reader, ask, Renderings::Clock::now(), [&] { return Render(ino); });
+}
+
 // Every value has its own mtime (the accelerator's last change, with its
 // revision as nanoseconds), so the kernel, seeing a new one, drops its pages.
-Result<Filesystem::Described> Filesystem::Describe(fuse_ino_t ino) const {
+Result<Filesystem::Described> Filesystem::Describe(fuse_ino_t ino, pid_t reader) const {
   Described d;
   struct stat& st = d.st;
   st.st_ino = ino;
@@ -282,7 +305,16 @@ Result<Filesystem::Described> Filesystem::Describe(fuse_ino_t ino) const {
   st.st_nlink = 1;
   st.st_atim = st.st_mtim = st.st_ctim = At(mounted_at_, 0);
   const Node node = Decode(ino);
-  if (IsFleet(node.kind)) {  // never cached: every look is answered from the current view
+  if (ChangesByItself(node.kind)) {  // never cached: every look is answered from the reader's rendering
+    auto held = Rendered(ino, reader, Renderings::Ask::kAttributes);
+    if (!held.ok()) return held.status();
+    d.timeout = 0;
+    st.st_mode = (*held)->mode;
+    st.st_size = static_cast<off_t>((*held)->text->size());
+    st.st_mtim = st.st_ctim = (*held)->mtime;
+    return d;
+  }
+  if (IsFleet(node.kind)) {  // fleet/'s folders and links: never cached either
     if (!fleet_) return Status::NotFound("no fleet (--fleet)");
     auto item = fleet_tree::Describe(*fleet_->Current(), node, mounted_at_);
     if (!item.ok()) return item.status();
@@ -322,11 +354,6 @@ Result<Filesystem::Described> Filesystem::Describe(fuse_ino_t ino) const {
       d.told = listing->revision + 1;
       return d;
     }
-    case NodeKind::kDrivers:
-    case NodeKind::kStats:  // change without telling: never cached, always a new mtime
-      d.timeout = 0;
-      st.st_mtim = st.st_ctim = Now();
-      return file(0444, *Content(ino));
     case NodeKind::kScratch:
       if (auto entry = kernel_.Scratch(ino)) return DescribeScratch(ino, *entry);
       return Status::NotFound("no such scratch file");
@@ -355,7 +382,7 @@ Result<Filesystem::Described> Filesystem::Describe(fuse_ino_t ino) const {
 }
 
 void Filesystem::ReplyAttr(fuse_req_t req, fuse_ino_t ino) {
-  auto described = Describe(ino);
+  auto described = Describe(ino, fuse_req_ctx(req)->pid);
   if (!described.ok()) return ReplyStatus(req, described.status());
   kernel_.Told(ino, described->told);
   fuse_reply_attr(req, &described->st, described->timeout);
@@ -592,7 +619,7 @@ void Filesystem::ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offs
     fuse_entry_param entry{};
     size_t need;
     if (plus && row.name != "." && row.name != "..") {
-      if (!MakeEntry(row.ino, entry, row.scratch).ok()) continue;  // gone meanwhile
+      if (!MakeEntry(req, row.ino, entry, row.scratch).ok()) continue;  // gone meanwhile
       need = fuse_add_direntry_plus(req, at, left, row.name.c_str(), &entry, row.cookie);
       if (need > left) kernel_.Forget(row.ino, 1);
     } else {  // "." and ".." carry no entry (the kernel does not look them up)
@@ -618,10 +645,14 @@ void Filesystem::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset)
     const std::string data = scratch->Read(static_cast<uint64_t>(offset), size);
     return (void)fuse_reply_buf(req, data.data(), data.size());
   }
-  if (Decode(ino).kind == NodeKind::kFleetList && fleet_) {  // as accelerators.json's
-    const auto body = fleet_->Current()->ListBody();
-    const size_t start = std::min(static_cast<size_t>(offset), body->size());
-    return (void)fuse_reply_buf(req, body->data() + start, std::min(size, body->size() - start));
+  if (ChangesByItself(Decode(ino).kind)) {  // the rendering the reader is reading
+    const pid_t reader = fuse_req_ctx(req)->pid;
+    auto held = Rendered(ino, reader, Renderings::Ask::kBytes);
+    if (!held.ok()) return ReplyStatus(req, held.status());
+    const std::string& text = *(*held)->text;
+    const size_t start = std::min(static_cast<size_t>(offset), text.size());
+    if (size >= text.size() - start) renderings_.ReadToEnd(ino, reader, *held);
+    return (void)fuse_reply_buf(req, text.data() + start, std::min(size, text.size() - start));
   }
   if (Decode(ino).kind == NodeKind::kList) {  // megabytes at 10 000 accelerators: not copied per READ
     const auto listing = service_.ListDocument();

@@ -19,7 +19,9 @@
 // value has its own mtime, so stale pages are
 // dropped by the kernel at the next stat or read (AUTO_INVAL_DATA). READs
 // are answered with the current content.
-// Scratch files, `stats`, `drivers` and fleet/ are not cached (timeouts 0).
+// Scratch files, `stats`, `drivers` and fleet/ are not cached (timeouts 0);
+// each reader reads one rendering of those that change by themselves
+// (renderings.h).
 // `accelerators.json` (the body of GET /accelerators) is marked stale at
 // every change of any accelerator; a new revision is a new mtime.
 //
@@ -51,6 +53,7 @@
 #include "kernel_inodes.h"
 #include "nodes.h"
 #include "notifier.h"
+#include "renderings.h"
 #include "request_counters.h"
 #include "scratch.h"
 
@@ -120,13 +123,21 @@ class Filesystem {
     uint64_t told = 0;  // a file's KernelInodes::Fingerprint; 0 for folders and links
     double timeout = kCacheSeconds;
   };
-  Result<Described> Describe(fuse_ino_t ino) const;
+  // `reader` is the thread that asked (a file that changes by itself is
+  // answered from its rendering: renderings.h).
+  Result<Described> Describe(fuse_ino_t ino, pid_t reader) const;
   Described DescribeScratch(fuse_ino_t ino, const ScratchFile& file) const;
+  // The content of a file or a link that changes only when told (no scratch file).
   Result<std::string> Content(fuse_ino_t ino) const;
+  // A file that changes by itself, as `reader` is answered (Renderings::For);
+  // Render() renders it now.
+  Result<Renderings::Held> Rendered(fuse_ino_t ino, pid_t reader, Renderings::Ask ask) const;
+  Result<Renderings::Rendering> Render(fuse_ino_t ino) const;
   void ReplyAttr(fuse_req_t req, fuse_ino_t ino);
-  // Fills `entry` for `ino` (a scratch file's if `scratch` is set), counting
-  // the kernel's new reference to it.
-  Status MakeEntry(fuse_ino_t ino, fuse_entry_param& entry, const ScratchSpace::Entry& scratch = nullptr);
+  // Fills `entry` for `ino` (a scratch file's if `scratch` is set), as
+  // request `req` is answered, counting the kernel's new reference to it.
+  Status MakeEntry(fuse_req_t req, fuse_ino_t ino, fuse_entry_param& entry,
+                   const ScratchSpace::Entry& scratch = nullptr);
   // `parent` is the folder the entry is in, whose cache policy it follows.
   void ReplyEntry(fuse_req_t req, fuse_ino_t parent, fuse_ino_t ino);
   void ReplyNoEntry(fuse_req_t req, fuse_ino_t parent, bool cacheable);
@@ -157,6 +168,7 @@ class Filesystem {
   FileWrites writes_;
   ScratchSpace scratch_;
   KernelInodes kernel_;
+  mutable Renderings renderings_;
   NegativeEntries negative_{std::chrono::seconds(static_cast<int>(kCacheSeconds))};
   Notifier notifier_;
   RequestCounters counters_;

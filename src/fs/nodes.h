@@ -47,6 +47,13 @@ enum class NodeKind {
 
 inline bool IsFleet(NodeKind kind) { return kind >= NodeKind::kFleet && kind <= NodeKind::kFleetLink; }
 
+// The files whose value changes without a write or a change the daemon tells
+// the kernel of: each reader reads one rendering of them (renderings.h).
+inline bool ChangesByItself(NodeKind kind) {
+  return kind == NodeKind::kDrivers || kind == NodeKind::kStats || kind == NodeKind::kFleetList ||
+         kind == NodeKind::kFleetHostStatus || kind == NodeKind::kFleetHostLease || kind == NodeKind::kFleetAttribute;
+}
+
 struct Node {
   NodeKind kind = NodeKind::kUnknown;
   int64_t id = 0;           // accelerator id for the per-accelerator kinds; FleetView number for the fleet's

@@ -15,7 +15,7 @@ namespace cyborgfs::fs {
 void Filesystem::ReplyScratchEntry(fuse_req_t req, const ScratchSpace::Entry& entry) {
   const fuse_ino_t ino = ScratchIno(entry->number());
   fuse_entry_param reply{};
-  if (Status made = MakeEntry(ino, reply, entry); !made.ok()) return ReplyStatus(req, made);
+  if (Status made = MakeEntry(req, ino, reply, entry); !made.ok()) return ReplyStatus(req, made);
   if (fuse_reply_entry(req, &reply) != 0) kernel_.Forget(ino, 1);
 }
 

@@ -246,6 +246,36 @@ class ViewTest(FleetTest):
         self.assertEqual(len(os.listdir(other.path("fleet", "accelerators"))), 6, "no duplicates")
         self.assertEqual(len(json.loads(slurp(other.path("fleet", "accelerators.json")))["accelerator"]), 6)
 
+    def test_a_value_that_changes_while_it_is_read_is_read_whole(self):
+        """status goes attached/available 20 times a second: every read to the end of
+        file of it (and of accelerators.json) is one value, never the start of one and
+        the end of the next."""
+        gpu = self.fake_uuid("GPU")
+        status = self.fs.path("fleet", "hosts", HOST, "accelerators", gpu, "status")
+        wait_for(lambda: os.path.exists(status), what="the GPU in the view")
+        stop = threading.Event()
+
+        def toggle():
+            while not stop.is_set():
+                for value in ("vm %s\n" % VM, "\n"):
+                    echo_into(self.fs.path("accelerators", gpu, "attach"), value)
+                    time.sleep(0.01)
+
+        toggler = threading.Thread(target=toggle)
+        toggler.start()
+        seen = {}
+        try:
+            deadline = time.monotonic() + 4
+            while time.monotonic() < deadline:
+                for _ in range(20):
+                    value = slurp(status)
+                    seen[value] = seen.get(value, 0) + 1
+                json.loads(slurp(self.fs.path("fleet", "accelerators.json")))
+        finally:
+            stop.set()
+            toggler.join()
+        self.assertEqual(sorted(seen), ["attached\n", "available\n"], seen)
+
     def test_the_view_is_read_only(self):
         gpu = self.fake_uuid("GPU")
         folder = self.fs.path("fleet", "hosts", HOST, "accelerators", gpu)

@@ -718,6 +718,26 @@ class StatsTest(MountTest):
         self.assertEqual(self.cost(lambda: self.read_each(paths)), {})
         self.assertEqual(self.cost(lambda: [os.stat(p) for p in paths]), {})
 
+    def test_a_file_that_changes_by_itself_is_read_whole_and_afresh(self):
+        """stats changes at every request: read while another process makes thousands,
+        each read to the end of file is one document, and the same thread's next read,
+        right after a request of its own, is a new rendering that counts it."""
+        drivers = self.fs.path("drivers")
+        busy = subprocess.Popen([sys.executable, "-c", "import os, sys\nwhile True: os.stat(sys.argv[1])", drivers])
+        try:
+            wait_for(lambda: self.counts()["getattr"] > 1000, what="the busy process's requests")
+            for _ in range(300):
+                before = self.counts()["getattr"]  # json.load: a read(2) loop to the end of file
+                os.stat(drivers)
+                self.assertGreater(self.counts()["getattr"], before)
+            loops = subprocess.run(["sh", "-c", "for i in $(seq 100); do python3 -c 'import json, sys; "
+                                    "json.load(sys.stdin)' < stats || exit 1; cat stats drivers > /dev/null; done"],
+                                   cwd=self.fs.mnt, capture_output=True, text=True, timeout=120)
+            self.assertEqual(loops.returncode, 0, loops.stderr)
+        finally:
+            busy.kill()
+            busy.wait()
+
     def test_a_warm_unknown_uuid_costs_no_request(self):
         missing = self.fs.path("accelerators", "00000000-0000-4000-8000-000000000000")
         self.assertFalse(os.path.exists(missing))
