@@ -16,6 +16,7 @@ struct Caller {
     kDaemon,           // the daemon of its own accord (a rescan, a repair at start)
     kKernelWriteback,  // the kernel wrote a shared mapping's dirty pages back (no process named)
     kToken,            // a client over TCP that showed the API token (no process known)
+    kFleetRequest,     // the daemon, binding or unbinding the fleet's accelerator request `address`
   };
   Kind kind = Kind::kDaemon;
   uid_t uid = 0;
@@ -25,6 +26,7 @@ struct Caller {
   std::string address;  // kToken: the client's address
 
   static Caller Daemon() { return {}; }
+  static Caller FleetRequest(std::string uuid) { return {Kind::kFleetRequest, 0, 0, {}, 0, std::move(uuid)}; }
   static Caller Process(uid_t uid, gid_t gid, pid_t pid, std::vector<gid_t> groups = {}) {
     return {Kind::kProcess, uid, gid, std::move(groups), pid, {}};
   }

@@ -31,6 +31,7 @@ enum class Code {
   kNotFolder,     // a folder operation named a file (ENOTDIR)
   kNotEmpty,      // the folder still holds scratch files (ENOTEMPTY)
   kReadOnly,      // changes are refused, reads go on: the database was moved or deleted (EROFS)
+  kUnavailable,   // what is asked needs the fleet's PostgreSQL, which cannot be reached now (EAGAIN)
 };
 
 class [[nodiscard]] Status {
@@ -51,6 +52,7 @@ class [[nodiscard]] Status {
   static Status NotFolder(std::string msg) { return {Code::kNotFolder, std::move(msg)}; }
   static Status NotEmpty(std::string msg) { return {Code::kNotEmpty, std::move(msg)}; }
   static Status ReadOnly(std::string msg) { return {Code::kReadOnly, std::move(msg)}; }
+  static Status Unavailable(std::string msg) { return {Code::kUnavailable, std::move(msg)}; }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }

@@ -120,6 +120,10 @@ Api::Api(Service& service, Options options)
           {"GET", {"fleet", "hosts", "{name}"}, &Api::GetFleetHost, false},
           {"GET", {"fleet", "accelerators"}, &Api::ListFleet, false},
           {"GET", {"fleet", "accelerators", "{uuid}"}, &Api::GetFleetAccelerator, false},
+          {"POST", {"fleet", "accelerator_requests"}, &Api::CreateRequest, true},
+          {"GET", {"fleet", "accelerator_requests"}, &Api::ListRequests, false},
+          {"GET", {"fleet", "accelerator_requests", "{uuid}"}, &Api::GetRequest, false},
+          {"DELETE", {"fleet", "accelerator_requests", "{uuid}"}, &Api::DeleteRequest, true},
       }) {}
 
 int Api::HttpStatus(Code code) {
@@ -142,6 +146,8 @@ int Api::HttpStatus(Code code) {
       return 413;
     case Code::kReadOnly:
       return 503;  // the database is gone: nothing can change until a restart
+    case Code::kUnavailable:
+      return 503;  // the fleet's PostgreSQL: try again
     case Code::kNoSpace:
       return 507;
     case Code::kIoError:
@@ -480,6 +486,56 @@ void Api::GetFleetAccelerator(Call& call) {
   call.res.status = 200;
   call.res.set_header("ETag", "\"" + a->host + ":" + std::to_string(a->revision) + "\"");
   call.res.set_content(FleetRecordText(a->record, a->host, view->HostUp(a->host)) + "\n", "application/json");
+}
+
+// --- accelerator requests ---------------------------------------------------------
+
+AcceleratorRequests* Api::Requests(Call& call) {
+  if (options_.requests) return options_.requests;
+  Fail(call, 404, "no fleet: this cyborgfs runs without --fleet");
+  return nullptr;
+}
+
+void Api::CreateRequest(Call& call) {
+  AcceleratorRequests* requests = Requests(call);
+  if (!requests) return;
+  auto body = Body(call, 0, "accelerator request");
+  if (!body) return;
+  auto made = requests->Create(*body);
+  if (!made.ok()) return FailWith(call, made.status());
+  call.res.status = 201;
+  call.res.set_header("Location", "/fleet/accelerator_requests/" + (*made)["uuid"].get<std::string>());
+  call.res.set_content(made->dump() + "\n", "application/json");
+}
+
+void Api::ListRequests(Call& call) {
+  AcceleratorRequests* requests = Requests(call);
+  if (!requests) return;
+  std::optional<std::string> instance;
+  for (const auto& [key, value] : call.req.params) {
+    if (key != "instance") return Fail(call, 400, "unknown filter \"" + key + "\" (the filter: instance)");
+    instance = value;
+  }
+  auto list = requests->List(instance);
+  if (!list.ok()) return FailWith(call, list.status());
+  call.res.status = 200;
+  call.res.set_content(list->dump() + "\n", "application/json");
+}
+
+void Api::GetRequest(Call& call) {
+  AcceleratorRequests* requests = Requests(call);
+  if (!requests) return;
+  auto request = requests->Get(call.args.at(0));
+  if (!request.ok()) return FailWith(call, request.status());
+  call.res.status = 200;
+  call.res.set_content(request->dump() + "\n", "application/json");
+}
+
+void Api::DeleteRequest(Call& call) {
+  AcceleratorRequests* requests = Requests(call);
+  if (!requests) return;
+  if (Status s = requests->Delete(call.args.at(0)); !s.ok()) return FailWith(call, s);
+  call.res.status = 204;
 }
 
 }  // namespace cyborgfs::api

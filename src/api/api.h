@@ -17,7 +17,9 @@
 //
 // The fleet's routes (GET /fleet/...) answer from the FleetBoard's current
 // view, never waiting for PostgreSQL; they take GET and HEAD only (405: a
-// host's accelerators change through that host).
+// host's accelerators change through that host). Those of accelerator
+// requests (/fleet/accelerator_requests) call AcceleratorRequests, which
+// needs PostgreSQL (503 while it is away).
 //
 // Responses are JSON (records.h) with one trailing newline; a record comes
 // with ETag: "<generation>", a list with ETag: "r<revision>"; If-None-Match
@@ -34,6 +36,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cyborgfs/accelerator_requests.h"
 #include "cyborgfs/fleet_view.h"
 #include "cyborgfs/service.h"
 #include "http_server.h"
@@ -43,10 +46,11 @@ namespace cyborgfs::api {
 class Api {
  public:
   struct Options {
-    gid_t admin_group = 0;              // on the unix socket, its members may change (as root may)
-    std::string token;                  // what TCP clients must show; empty: they are all refused
-    std::function<void()> settle;       // after a change, before the reply
-    const FleetBoard* fleet = nullptr;  // --fleet: GET /fleet/... show its view
+    gid_t admin_group = 0;                    // on the unix socket, its members may change (as root may)
+    std::string token;                        // what TCP clients must show; empty: they are all refused
+    std::function<void()> settle;             // after a change, before the reply
+    const FleetBoard* fleet = nullptr;        // --fleet: GET /fleet/... show its view
+    AcceleratorRequests* requests = nullptr;  // --fleet: /fleet/accelerator_requests
   };
   Api(Service& service, Options options);
 
@@ -83,9 +87,15 @@ class Api {
   void GetFleetHost(Call& call);
   void ListFleet(Call& call);
   void GetFleetAccelerator(Call& call);
+  void CreateRequest(Call& call);
+  void ListRequests(Call& call);
+  void GetRequest(Call& call);
+  void DeleteRequest(Call& call);
 
   // The fleet's current view, or a 404 replied (no --fleet).
   FleetBoard::View Fleet(Call& call);
+  // The fleet's accelerator requests, or a 404 replied (no --fleet).
+  AcceleratorRequests* Requests(Call& call);
 
   // The accelerator the path's {uuid} names, or a 404 replied.
   Service::Snapshot Named(Call& call);

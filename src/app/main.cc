@@ -29,6 +29,7 @@
 #include <thread>
 
 #include "api.h"
+#include "binder.h"
 #include "cyborgfs/drivers.h"
 #include "cyborgfs/service.h"
 #include "cyborgfs/store.h"
@@ -38,6 +39,7 @@
 #include "mountpoint.h"
 #include "options.h"
 #include "publisher.h"
+#include "requests.h"
 
 namespace cyborgfs::app {
 namespace {
@@ -253,6 +255,7 @@ class Signals {
 struct FleetParts {
   fleet::Publisher* publisher = nullptr;
   fleet::FleetReader* reader = nullptr;
+  fleet::Binder* binder = nullptr;
 };
 
 // Mounts `fs` on `mountpoint` and serves requests until unmounted or
@@ -279,6 +282,7 @@ int Serve(fs::Filesystem& fs, Service& service, Store& store, Signals& signals, 
     store.StartCheckpoints(kCheckpointInterval);
     if (fleet.publisher) fleet.publisher->Start();
     if (fleet.reader) fleet.reader->Start();
+    if (fleet.binder) fleet.binder->Start();
     signals.Start(session);
     if (http) {
       http->Start();
@@ -300,6 +304,7 @@ int Serve(fs::Filesystem& fs, Service& service, Store& store, Signals& signals, 
     service.StopRescans();
     if (fleet.publisher) fleet.publisher->Stop();  // what is not published yet stays in the outbox
     if (fleet.reader) fleet.reader->Stop();
+    if (fleet.binder) fleet.binder->Stop();
     fs.Unmounting();
     code = served < 0 ? 1 : 0;  // > 0: ended by a signal, which is a clean stop
     fuse_session_unmount(session);
@@ -357,12 +362,15 @@ int Run(int argc, char** argv) {
 
   // With --fleet: the fleet's view, which fleet/ and GET /fleet/... show.
   std::unique_ptr<FleetBoard> board = options.fleet.empty() ? nullptr : std::make_unique<FleetBoard>();
+  // ... and its accelerator requests.
+  std::unique_ptr<fleet::Requests> requests =
+      options.fleet.empty() ? nullptr : std::make_unique<fleet::Requests>(options.fleet, driver_options.host);
   fs::Filesystem fs(service, *admin_group, static_cast<size_t>(options.scratch_limit) << 20, board.get());
   std::unique_ptr<api::Api> rest;
   std::unique_ptr<api::HttpServer> http;
   if (options.api_socket != "none" || !options.api_listen.empty()) {
-    rest = std::make_unique<api::Api>(service,
-                                      api::Api::Options{*admin_group, token, [&fs] { fs.Settle(); }, board.get()});
+    rest = std::make_unique<api::Api>(
+        service, api::Api::Options{*admin_group, token, [&fs] { fs.Settle(); }, board.get(), requests.get()});
     http = std::make_unique<api::HttpServer>([&rest](const api::Peer& peer, const httplib::Request& req,
                                                      httplib::Response& res) { rest->Handle(peer, req, res); },
                                              &api::Api::ErrorBody);
@@ -371,6 +379,7 @@ int Run(int argc, char** argv) {
   }
   std::unique_ptr<fleet::Publisher> publisher;
   std::unique_ptr<fleet::FleetReader> reader;
+  std::unique_ptr<fleet::Binder> binder;
   if (!options.fleet.empty()) {
     publisher = std::make_unique<fleet::Publisher>(
         service, **store,
@@ -378,11 +387,14 @@ int Run(int argc, char** argv) {
     if (Status s = publisher->Prepare(); !s.ok()) return Fail(s.message());
     reader = std::make_unique<fleet::FleetReader>(service, *board,
                                                   fleet::FleetReader::Options{options.fleet, driver_options.host});
+    binder = std::make_unique<fleet::Binder>(
+        service,
+        fleet::Binder::Options{options.fleet, driver_options.host, std::chrono::seconds(options.fleet_bind_timeout)});
   }
   Signals signals(argc, argv, service, options);
   spdlog::info("logging to {}", *logging_to);
-  return Serve(fs, service, **store, signals, http.get(), {publisher.get(), reader.get()}, options, *mountpoint,
-               *database, *logging_to);
+  return Serve(fs, service, **store, signals, http.get(), {publisher.get(), reader.get(), binder.get()}, options,
+               *mountpoint, *database, *logging_to);
 }
 
 }  // namespace

@@ -55,6 +55,10 @@ Options ParseOptions(int argc, char** argv, int& exit_code) {
   cli.add_option("--fleet-lease", o.fleet_lease, "seconds this host stays up in the fleet without renewing its lease")
       ->capture_default_str()
       ->check(CLI::Range(3, 86400));
+  cli.add_option("--fleet-bind-timeout", o.fleet_bind_timeout,
+                 "seconds an accelerator request may wait for its host to bind it before it fails")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 86400));
   cli.add_flag("--check", o.check,
                "check the options, the database and the mountpoint (clearing a dead cyborgfs mount), then exit; "
                "changes nothing else")

@@ -34,6 +34,7 @@ struct Options {
   std::string api_token_file;                  // the bearer token TCP clients must show
   std::string fleet;                           // the fleet's PostgreSQL (libpq conninfo); empty: no fleet
   int fleet_lease = 30;                        // seconds a host stays up without renewing its lease
+  int fleet_bind_timeout = 60;                 // seconds a claimed request may wait to be bound
   bool check = false;                          // check everything a start needs, then exit
 };
 

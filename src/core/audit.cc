@@ -47,6 +47,8 @@ std::string Who(const Caller& who) {
       return "uid=- pid=- command=\"written back by the kernel\"";
     case Caller::Kind::kToken:
       return "uid=- pid=- command=\"api token\" address=" + Quoted(who.address);
+    case Caller::Kind::kFleetRequest:
+      return "uid=- pid=- command=\"cyborgfs\" accelerator_request=" + who.address;
     case Caller::Kind::kProcess:
       break;
   }

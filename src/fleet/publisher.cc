@@ -69,6 +69,96 @@ const char* const kMigrations[] = {
     CREATE INDEX fleet_accelerators_by_host_revision ON fleet_accelerators (host, revision);
     DROP INDEX fleet_accelerators_by_host;
     )sql",
+    // 3: accelerator requests (docs/fleet.md, "Requests"): what is wanted for
+    // whom, and the accelerators each holds. fleet_claims' primary key is
+    // the rule that no accelerator is held by two requests; fleet_claim()
+    // claims for a request in state Initial, atomically, without waiting for
+    // other claimers (SKIP LOCKED on the candidates, the key as the last word).
+    R"sql(
+    CREATE TABLE fleet_requests (
+      uuid          uuid PRIMARY KEY,
+      instance_uuid uuid NOT NULL,
+      device_type   text NOT NULL,
+      wanted_host   text,
+      match         jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(match) = 'object'),
+      count         integer NOT NULL DEFAULT 1 CHECK (count BETWEEN 1 AND 64),
+      state         text NOT NULL DEFAULT 'Initial' CHECK (state IN ('Initial', 'BindStarted', 'Bound',
+                                                           'BindFailed', 'Deleting', 'UnbindFailed')),
+      host          text,
+      error         text NOT NULL DEFAULT '',
+      created_at    timestamptz NOT NULL DEFAULT now(),
+      claimed_at    timestamptz,
+      updated_at    timestamptz NOT NULL DEFAULT now(),
+      revision      bigint NOT NULL DEFAULT nextval('fleet_revision')
+    );
+    CREATE INDEX fleet_requests_by_instance ON fleet_requests (instance_uuid);
+    CREATE INDEX fleet_requests_to_do ON fleet_requests (host, state)
+      WHERE state IN ('Initial', 'BindStarted', 'Deleting', 'UnbindFailed');
+    CREATE TABLE fleet_claims (
+      accelerator   uuid PRIMARY KEY,
+      request       uuid NOT NULL REFERENCES fleet_requests (uuid) ON DELETE CASCADE,
+      host          text NOT NULL,
+      attach_handle text NOT NULL DEFAULT '',
+      claimed_at    timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX fleet_claims_by_request ON fleet_claims (request);
+    CREATE FUNCTION fleet_claim(wanted uuid) RETURNS text LANGUAGE plpgsql AS $claim$
+    DECLARE
+      r fleet_requests;
+      h text;
+      picked uuid[];
+      seen boolean;
+    BEGIN
+      SELECT * INTO r FROM fleet_requests WHERE uuid = wanted FOR UPDATE;
+      IF NOT FOUND THEN RETURN NULL; END IF;
+      IF r.state <> 'Initial' THEN RETURN r.state; END IF;
+      FOR attempt IN 1..200 LOOP
+        seen := false;
+        FOR h IN
+          SELECT a.host FROM fleet_accelerators a JOIN fleet_hosts fh ON fh.name = a.host
+          WHERE NOT a.removed AND a.status = 'available' AND a.device_type = r.device_type
+            AND fh.lease_expires_at > now() AND (r.wanted_host IS NULL OR a.host = r.wanted_host)
+            AND NOT EXISTS (SELECT 1 FROM jsonb_each_text(r.match) m
+                            WHERE m.value IS DISTINCT FROM a.record->>m.key
+                              AND m.value IS DISTINCT FROM a.record->'acc_specs'->>m.key)
+            AND NOT EXISTS (SELECT 1 FROM fleet_claims k WHERE k.accelerator = a.uuid)
+          GROUP BY a.host HAVING count(*) >= r.count ORDER BY random()
+        LOOP
+          seen := true;
+          BEGIN
+            SELECT array_agg(c.uuid) INTO picked FROM (
+              SELECT a.uuid FROM fleet_accelerators a
+              WHERE a.host = h AND NOT a.removed AND a.status = 'available' AND a.device_type = r.device_type
+                AND NOT EXISTS (SELECT 1 FROM jsonb_each_text(r.match) m
+                                WHERE m.value IS DISTINCT FROM a.record->>m.key
+                                  AND m.value IS DISTINCT FROM a.record->'acc_specs'->>m.key)
+                AND NOT EXISTS (SELECT 1 FROM fleet_claims k WHERE k.accelerator = a.uuid)
+              ORDER BY random() LIMIT r.count FOR UPDATE OF a SKIP LOCKED) c;
+            IF coalesce(array_length(picked, 1), 0) = r.count THEN
+              INSERT INTO fleet_claims (accelerator, request, host) SELECT unnest(picked), wanted, h;
+              UPDATE fleet_requests SET state = 'BindStarted', host = h, error = '', claimed_at = now(),
+                     updated_at = now(), revision = nextval('fleet_revision')
+              WHERE uuid = wanted;
+              PERFORM pg_notify('cyborgfs_requests', h);
+              RETURN 'BindStarted';
+            END IF;
+          EXCEPTION WHEN unique_violation THEN
+            NULL;  -- claimed by another request since this statement's snapshot: look again
+          END;
+        END LOOP;
+        EXIT WHEN NOT seen;
+        PERFORM pg_sleep(0.002);  -- candidates, but locked by other claimers: look again
+      END LOOP;
+      UPDATE fleet_requests SET state = 'BindFailed', updated_at = now(), revision = nextval('fleet_revision'),
+             error = CASE WHEN seen THEN 'no accelerator could be claimed: every candidate stayed busy'
+                     ELSE format('no accelerator available: no host that is up has %s free %s%s%s', r.count,
+                                 r.device_type, CASE WHEN r.match = '{}' THEN '' ELSE ' matching ' || r.match::text END,
+                                 CASE WHEN r.wanted_host IS NULL THEN '' ELSE ' on ' || r.wanted_host END) END
+      WHERE uuid = wanted;
+      RETURN 'BindFailed';
+    END
+    $claim$;
+    )sql",
 };
 constexpr int kFleetSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 

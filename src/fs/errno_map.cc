@@ -36,6 +36,8 @@ int ErrnoOf(const Status& status) {
       return ENOTEMPTY;
     case Code::kReadOnly:
       return EROFS;
+    case Code::kUnavailable:
+      return EAGAIN;
   }
   return EIO;
 }

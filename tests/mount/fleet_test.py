@@ -39,16 +39,19 @@ class FleetTest(MountTest):
         self.addCleanup(self.pg.close)
         super().setUp()
 
+    def fleet_args(self):
+        """The options every daemon of the test's fleet gets."""
+        return ["--fleet", self.pg.conninfo(), "--fleet-lease", str(self.lease)]
+
     def start(self, *args, **kwargs):
-        return super().start("--fleet", self.pg.conninfo(), "--fleet-lease", str(self.lease), *args, **kwargs)
+        return super().start(*self.fleet_args(), *args, **kwargs)
 
     def another_host(self, name, fake_devices, env=None):
         """A second daemon, host `name`, with a work folder, database and mount of its own."""
         workdir = os.path.join(self.workdir, name)
         os.mkdir(workdir)
         self.addCleanup(clear_mounts, os.path.join(workdir, "mnt"))
-        m = Mount(workdir, "--fleet", self.pg.conninfo(), "--fleet-lease", str(self.lease), host=name,
-                  fake_devices=fake_devices, env=env)
+        m = Mount(workdir, *self.fleet_args(), host=name, fake_devices=fake_devices, env=env)
         m.args_host = name
         self.addCleanup(m.stop)
         return m
@@ -506,18 +509,20 @@ class RefusalTest(FleetTest):
         wait_for(lambda: len(self.inventory()) == 4, what="the accelerators in PostgreSQL")
         self.assertEqual(self.fs.stop(), 0)
         # The schema as version 1 left it.
-        self.pg.psql("DROP INDEX fleet_accelerators_by_host_revision; "
+        self.pg.psql("DROP FUNCTION fleet_claim; DROP TABLE fleet_claims; DROP TABLE fleet_requests; "
+                     "DROP INDEX fleet_accelerators_by_host_revision; "
                      "CREATE INDEX fleet_accelerators_by_host ON fleet_accelerators (host); "
                      "UPDATE cyborgfs_schema SET version = 1")
         self.fs = self.start(db=self.fs.db)
         wait_for(lambda: self.fleet()["state"] == "ok", what="publishing after the migration")
-        self.assertEqual(self.pg.psql("SELECT version FROM cyborgfs_schema"), [["2"]])
+        self.assertEqual(self.pg.psql("SELECT version FROM cyborgfs_schema"), [["3"]])
         indexes = [r[0] for r in self.pg.psql("SELECT indexname FROM pg_indexes WHERE tablename = "
                                               "'fleet_accelerators' ORDER BY indexname")]
         self.assertIn("fleet_accelerators_by_host_revision", indexes)
         self.assertNotIn("fleet_accelerators_by_host", indexes)
         self.assertEqual(len(self.inventory()), 4)
-        self.assertIn("schema migrated from version 1 to 2", self.fs.log_text())
+        self.assertIn("schema migrated from version 1 to 3", self.fs.log_text())
+        self.assertEqual(self.pg.psql("SELECT count(*) FROM fleet_requests"), [["0"]])
 
     def test_an_old_copy_of_the_database_is_fenced_and_the_center_keeps_the_newer_state(self):
         wait_for(lambda: len(self.inventory()) == 4, what="the accelerators in PostgreSQL")
