@@ -40,6 +40,10 @@ struct Accelerator {
   // The user asked to detach and the host side has not finished: the
   // attachment is kept until a detach works (state error, or offline).
   bool detaching = false;
+  // The fleet's accelerator request that holds it (its uuid), or empty: set
+  // by an attach the request's binder makes, cleared by the detach. Only the
+  // request may detach it (cyborgfs/accelerator_requests.h).
+  std::string held_by;
 
   // Host side: which cyborgfs driver reports this accelerator (the file
   // `reported_by`; the file `driver` shows the kernel driver) and what it said.

@@ -14,6 +14,7 @@ void Detached(Accelerator& record) {
   record.attach_bytes.reset();
   record.attach_handle.clear();
   record.detaching = false;
+  record.held_by.clear();
 }
 
 }  // namespace
@@ -103,6 +104,9 @@ Status CheckInvariants(const Accelerator& a) {
     return broken("5: a record made by hand is available or attached");
   }
   if (!attached && !a.attach_handle.empty()) return broken("6: no attach_handle without an attachment");
+  if (!a.held_by.empty() && a.attachment.rfind("vm ", 0) != 0) {
+    return broken("8: an accelerator request holds only an attachment to its VM");
+  }
   return Status::Ok();
 }
 

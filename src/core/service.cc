@@ -29,6 +29,11 @@ namespace {
 
 int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
 
+// The fleet's accelerator request `request` acts for, or "".
+std::string HolderOf(const Service::Request& request) {
+  return request.caller.kind == Caller::Kind::kFleetRequest ? request.caller.address : "";
+}
+
 // The Cyborg columns follow the spec, falling back to the driver's facts.
 void DeriveColumns(Accelerator& a) {
   const Json spec = Json::parse(a.spec);
@@ -333,8 +338,15 @@ Result<Service::Change> Service::ApplyAttach(const Accelerator& current, const A
   Accelerator next = current;
   next.attach_bytes = std::move(bytes);
   const bool same = current.attachment == target.ToString();
+  const std::string holder = HolderOf(request);
+  if (!holder.empty() && !current.held_by.empty() && current.held_by != holder) {
+    return Status::Busy("held by accelerator request " + current.held_by);
+  }
+  if (!holder.empty()) next.held_by = holder;  // an attachment it has already is its from now on
   if (same && current.state != State::kError) {
-    if (next.attach_bytes == current.attach_bytes) return Unchanged(FindById(current.id));
+    if (next.attach_bytes == current.attach_bytes && next.held_by == current.held_by) {
+      return Unchanged(FindById(current.id));
+    }
     return Commit(current, std::move(next), request, Attr::kAttach);
   }
   if (!same && !current.attachment.empty()) {
@@ -362,6 +374,10 @@ Result<Service::Change> Service::ApplyAttach(const Accelerator& current, const A
 // rescan retries it) and returned; the attachment is kept until it works.
 Result<Service::Change> Service::ApplyDetach(const Accelerator& current, const Request& request) {
   if (current.attachment.empty()) return Unchanged(FindById(current.id));
+  if (!current.held_by.empty() && HolderOf(request) != current.held_by) {
+    return Status::Busy("held by accelerator request " + current.held_by + "; delete the request (DELETE " +
+                        "/fleet/accelerator_requests/" + current.held_by + ")");
+  }
   Accelerator next = current;
   Driver* driver = current.state == State::kOffline ? nullptr : DriverOf(current);
   if (driver) {

@@ -5,6 +5,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <set>
 #include <sstream>
 
 #include "timing.h"
@@ -121,6 +122,7 @@ Status Binder::Round(Postgres& db) {
     spdlog::warn("fleet: accelerator request {} not bound within {} s by host {}: BindFailed, released",
                  row[0].value_or(""), options_.bind_timeout.count(), row[1].value_or(""));
   }
+  if (Status s = ReleaseStrays(db); !s.ok()) return s;
   auto todo = db.Exec(kToDo, {options_.host});
   if (!todo.ok()) return todo.status();
   for (const Row& row : *todo) {
@@ -128,6 +130,27 @@ Status Binder::Round(Postgres& db) {
     ToDo request{row[0].value_or(""), row[1].value_or(""), row[2].value_or(""), Split(row[3].value_or(""))};
     Status done = request.state == "BindStarted" ? Bind(db, request) : Unbind(db, request);
     if (!done.ok()) return done;
+  }
+  return Status::Ok();
+}
+
+// Only this thread makes holds (Bind), so what it reads of them here cannot
+// be newer than the claims it reads next.
+Status Binder::ReleaseStrays(Postgres& db) {
+  std::vector<Service::Snapshot> held;
+  for (const Service::Snapshot& a : service_.List()) {
+    if (!a->held_by.empty()) held.push_back(a);
+  }
+  if (held.empty()) return Status::Ok();
+  auto claims = db.Exec("SELECT accelerator::text, request::text FROM fleet_claims WHERE host = $1", {options_.host});
+  if (!claims.ok()) return claims.status();
+  std::set<std::pair<std::string, std::string>> claimed;
+  for (const Row& row : *claims) claimed.emplace(row[0].value_or(""), row[1].value_or(""));
+  for (const Service::Snapshot& a : held) {
+    if (claimed.count({a->uuid, a->held_by})) continue;
+    auto released = service_.Detach(a->id, AsRequest(a->held_by));
+    spdlog::warn("fleet: accelerator {} was held by request {}, which no longer holds it: {}", a->uuid, a->held_by,
+                 released.ok() ? "detached" : "detaching it failed: " + released.status().message());
   }
   return Status::Ok();
 }

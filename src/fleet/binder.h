@@ -17,7 +17,10 @@
 // the claim): any host may, the first one does.
 //
 // Every step on PostgreSQL is a compare-and-swap on the request's state, so
-// a bind that comes after the timeout, or a delete, is undone, never kept.
+// a bind that comes after the timeout, or a delete, is undone, never kept;
+// and an accelerator held here (Accelerator::held_by) for a request that no
+// longer holds it there (the daemon stopped between the attach and Bound) is
+// detached at the next round.
 #pragma once
 
 #include <chrono>
@@ -65,6 +68,9 @@ class Binder {
   // Detaches those of `accelerators` attached to `instance` here, as `request`
   // asks; the first failure's words, or "".
   std::string DetachAll(const ToDo& request, const std::vector<std::string>& accelerators);
+  // Detaches what this host holds for a request that no longer holds it in
+  // PostgreSQL (it failed by the timeout after the attach, before Bound).
+  Status ReleaseStrays(Postgres& db);
   bool Stopping() const;
   void Pause(std::chrono::milliseconds d);
 

@@ -86,6 +86,10 @@ const char* const kMigrations[] = {
     DROP TABLE fleet_outbox;
     ALTER TABLE fleet_outbox_clustered RENAME TO fleet_outbox;
     )sql",
+    // The fleet's accelerator request holding an accelerator (a uuid, or '').
+    R"sql(
+    ALTER TABLE accelerators ADD COLUMN held_by TEXT NOT NULL DEFAULT '';
+    )sql",
 };
 constexpr int64_t kApplicationId = 1668899430;
 constexpr int kBusyTimeoutMs = 5000;  // another connection (sqlite3(1)) holding a lock
@@ -97,8 +101,8 @@ constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 constexpr const char* kColumns =
     "uuid, name, device_type, acc_type, acc_capability, vendor_id, product_id, remotable, spec, state, "
     "attachment, attach_handle, driver, driver_address, driver_device_type, driver_acc_type, name_bytes, "
-    "spec_bytes, attach_bytes, generation, created_at, updated_at, host_facts, driver_memory, detaching";
-constexpr int kColumnCount = 25;
+    "spec_bytes, attach_bytes, generation, created_at, updated_at, host_facts, driver_memory, detaching, held_by";
+constexpr int kColumnCount = 26;
 constexpr int CountColumns(const char* list) {
   int n = 1;
   for (; *list; ++list) n += *list == ',';
@@ -264,6 +268,7 @@ void BindColumns(Statement& s, const Accelerator& a) {
   s.Bind(i++, FactsToJson(a.facts));
   s.Bind(i++, a.driver_memory);
   s.Bind(i++, int64_t{a.detaching});
+  s.Bind(i++, a.held_by);
 }
 
 // The row of kColumns preceded by accelerator_id, from column `i` on.
@@ -295,6 +300,7 @@ Accelerator ReadColumns(const Statement& s, int i = 0) {
   a.facts = FactsFromJson(s.Text(i++));
   a.driver_memory = s.Text(i++);
   a.detaching = s.Int(i++) != 0;
+  a.held_by = s.Text(i++);
   return a;
 }
 

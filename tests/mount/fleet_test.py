@@ -330,7 +330,8 @@ class NoFleetTest(MountTest):
 
 class CuttingProxy:
     """A TCP proxy on 127.0.0.1 to `port` that cut() breaks: every connection
-    through it is shut at once, in whatever state it is (mid-publish)."""
+    through it is shut at once, in whatever state it is (mid-publish); after
+    partition() it also shuts every new one, until heal()."""
 
     def __init__(self, port):
         self.target = port
@@ -341,6 +342,7 @@ class CuttingProxy:
         self.lock = threading.Lock()
         self.open = []
         self.cuts = 0
+        self.partitioned = False
         self.thread = threading.Thread(target=self.accept, daemon=True)
         self.thread.start()
 
@@ -350,6 +352,9 @@ class CuttingProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            if self.partitioned:
+                client.close()
+                continue
             server = socket.create_connection(("127.0.0.1", self.target))
             with self.lock:
                 self.open += [client, server]
@@ -379,8 +384,16 @@ class CuttingProxy:
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+                s.close()  # its pump ends on the error
             self.open = []
             self.cuts += 1
+
+    def partition(self):
+        self.partitioned = True
+        self.cut()
+
+    def heal(self):
+        self.partitioned = False
 
     def close(self):
         self.listener.close()

@@ -4,14 +4,21 @@ A real PostgreSQL (harness.PrivatePostgres) and several real daemons, each its o
 as in fleet_test. Requests are made over any host's REST API; what the center holds is
 read with psql, what each host did through its own files.
 """
+import errno
 import json
 import multiprocessing
 import os
+import subprocess
+import sys
+import time
 import unittest
 import uuid as uuidlib
 
-from fleet_test import FleetTest
+from fleet_test import CuttingProxy, FleetTest
 from harness import HOST, Mount, UnixHTTPConnection, echo_into, http_request, wait_for
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sysfs"))
+import fake_sysfs  # noqa: E402
 
 VM = "8e45a2ea-5364-4b0d-a252-bf8becaa606e"
 OTHER_VM = "0b0b0b0b-1111-4222-8333-444444444444"
@@ -37,8 +44,8 @@ def requester(sock, instance, results):
         results.put((instance, 0, {"error": repr(e)}))
 
 
-class RequestTest(FleetTest):
-    """self.fs is host "testhost" with 3 fake devices (a GPU, an FPGA, a CRYPTO card);
+class ArqTest(FleetTest):
+    """Helpers; self.fs is host "testhost" with 3 fake devices (a GPU, an FPGA, a CRYPTO card);
     so is every other host unless said."""
 
     lease = 30
@@ -75,6 +82,15 @@ class RequestTest(FleetTest):
     def claims(self):
         return self.rows("SELECT accelerator::text, request::text FROM fleet_claims ORDER BY 1") or []
 
+    def restart_host(self, m):
+        again = Mount(m.workdir, *self.fleet_args(), db=m.db, host=m.args_host, fake_devices=3)
+        again.args_host = m.args_host
+        self.addCleanup(again.stop)
+        return again
+
+
+class RequestTest(ArqTest):
+
     def test_a_request_is_bound_by_the_host_that_has_a_free_gpu_and_deleting_it_detaches(self):
         b, c = self.another_host("hostb", 2), self.another_host("hostc", 2)
         for m in (b, c):  # their GPUs are taken locally: only testhost has a free one
@@ -94,6 +110,16 @@ class RequestTest(FleetTest):
         self.assertEqual(bound["error"], "")
         self.assertEqual(self.attach_of(self.fs, gpu), "vm %s\n" % VM)
         self.assertIn("accelerator_request=" + made["uuid"], self.fs.log_text())  # the audit names it
+        # Held: a local detach, by file or over HTTP, is refused and changes nothing.
+        with self.assertRaises(OSError) as refused:
+            echo_into(self.fs.path("accelerators", gpu, "attach"), "\n")
+        self.assertEqual(refused.exception.errno, errno.EBUSY)
+        self.assertIn("held by accelerator request %s; delete the request" % made["uuid"],
+                      self.read("accelerators", gpu, "error"))
+        reply = self.api("DELETE", "/accelerators/" + gpu)
+        self.assertEqual(reply.status, 409)
+        self.assertIn("held by accelerator request", reply.json()["error"]["message"])
+        self.assertEqual(self.attach_of(self.fs, gpu), "vm %s\n" % VM)
         # The same from every host, and listed by instance.
         self.assertEqual(self.request(made["uuid"], sock=b.api_socket), bound)
         listed = self.api("GET", ARQS + "?instance=" + VM, sock=b.api_socket).json()["arqs"]
@@ -178,11 +204,30 @@ class RequestTest(FleetTest):
         self.assertEqual(self.ended(again["uuid"])["state"], "Bound", again)
         self.assertEqual(self.attach_of(b, gpu), "vm %s\n" % VM)
 
-    def restart_host(self, m):
-        again = Mount(m.workdir, *self.fleet_args(), db=m.db, host=m.args_host, fake_devices=3)
-        again.args_host = m.args_host
-        self.addCleanup(again.stop)
-        return again
+    def test_postgresql_killed_during_binds_and_unbinds_leaves_every_request_final(self):
+        b, c = self.another_host("hostb", 3), self.another_host("hostc", 3)
+        hosts = {HOST: self.fs, "hostb": b, "hostc": c}
+        self.fleet_of(list(hosts.values()))
+        made = {}
+        for name in hosts:
+            status, r = post(self.fs.api_socket, {"device_type": "GPU", "instance_uuid": VM, "host": name})
+            self.assertEqual(status, 201, r)
+            made[name] = r["uuid"]
+        self.pg.kill()  # while the binders bind
+        self.pg.start()
+        for name, uuid in made.items():
+            final = self.ended(uuid)
+            self.assertEqual((final["state"], final["host"]), ("Bound", name), final)
+            self.assertEqual(self.attach_of(hosts[name], self.gpu_of(hosts[name])), "vm %s\n" % VM)
+        self.assertEqual(len(self.claims()), 3)
+        for uuid in made.values():
+            self.assertEqual(self.api("DELETE", ARQS + "/" + uuid).status, 204)
+        self.pg.kill()  # while they unbind
+        self.pg.start()
+        for name, uuid in made.items():
+            wait_for(lambda: self.request(uuid) == 404, timeout=30, what="request %s gone" % uuid)
+            self.assertEqual(self.attach_of(hosts[name], self.gpu_of(hosts[name])), "")
+        self.assertEqual(self.claims(), [])
 
     def test_bad_requests_are_refused_with_a_reason(self):
         cases = [
@@ -219,6 +264,82 @@ class RequestTest(FleetTest):
         self.pg.start()
         status, made = post(self.fs.api_socket, {"device_type": "GPU", "instance_uuid": VM})
         self.assertEqual(status, 201, made)
+
+
+class PartitionTest(ArqTest):
+    """Host "island" reaches PostgreSQL through a proxy that can cut it off."""
+
+    def fleet_args(self):  # no bind timeout during the partition
+        return FleetTest.fleet_args(self) + ["--fleet-bind-timeout", "120"]
+
+    def test_a_local_attach_while_the_center_binds_is_one_visible_conflict(self):
+        proxy = CuttingProxy(self.pg.port)
+        self.addCleanup(proxy.close)
+        workdir = os.path.join(self.workdir, "island")
+        os.mkdir(workdir)
+        conninfo = "host=127.0.0.1 port=%d user=postgres dbname=postgres" % proxy.port
+        island = Mount(workdir, "--fleet", conninfo, "--fleet-lease", "30", host="island", fake_devices=3)
+        self.addCleanup(island.stop)
+        self.fleet_of([self.fs, island])
+        gpu = self.gpu_of(island)
+        proxy.partition()  # its lease runs on: the center still claims its GPU
+        status, made = post(self.fs.api_socket, {"device_type": "GPU", "instance_uuid": VM, "host": "island"})
+        self.assertEqual((status, made["state"]), (201, "BindStarted"), made)
+        echo_into(island.path("accelerators", gpu, "attach"), "vm %s\n" % OTHER_VM)  # meanwhile, locally
+        time.sleep(1.5)  # a binder round or more without the center
+        self.assertEqual(self.request(made["uuid"])["state"], "BindStarted")
+        proxy.heal()
+        failed = self.ended(made["uuid"])
+        self.assertEqual(failed["state"], "BindFailed", failed)
+        self.assertTrue(failed["error"].startswith("conflict: "), failed["error"])
+        self.assertIn(OTHER_VM, failed["error"])
+        self.assertEqual(self.attach_of(island, gpu), "vm %s\n" % OTHER_VM)  # never overwritten
+        self.assertEqual(self.claims(), [])
+        wait_for(lambda: self.rows("SELECT attach FROM fleet_inventory WHERE uuid = '%s'" % gpu) ==
+                 [["vm " + OTHER_VM]], what="the local attach published after the partition")
+
+
+class DriverFailureTest(ArqTest):
+    """testhost with the pci driver on a test sysfs tree (tests/sysfs), its kernel faked."""
+
+    fake_devices = 0
+
+    def setUp(self):
+        self.tree = None
+        super().setUp()
+
+    def start(self, *args, **kwargs):
+        if self.tree is None:  # beside the database, removed with the work folder
+            self.tree = fake_sysfs.build(os.path.join(self.workdir, "sys"))
+            kernel = os.path.join(os.path.dirname(fake_sysfs.__file__), "fake_kernel.py")
+            proc = subprocess.Popen([sys.executable, kernel, self.tree])
+            self.addCleanup(proc.wait)
+            self.addCleanup(proc.terminate)
+            wait_for(lambda: os.path.exists(os.path.join(self.tree, ".ready")), what="the fake kernel")
+        return super().start("--drivers", "pci", "--sysfs-root", self.tree, *args, **kwargs)
+
+    def test_a_driver_failure_during_the_bind_fails_the_request_with_its_words_and_frees_the_device(self):
+        self.fleet_of([self.fs])
+        with open(os.path.join(self.tree, ".fail"), "w") as f:
+            f.write("probe 0000:17:00.0\n")
+        status, made = post(self.fs.api_socket, {"device_type": "GPU", "instance_uuid": VM,
+                                                 "match": {"product_id": "2330"}})  # the one at 0000:17:00.0
+        self.assertEqual((status, made["state"]), (201, "BindStarted"), made)
+        gpu = made["accelerators"][0]
+        failed = self.ended(made["uuid"])
+        self.assertEqual(failed["state"], "BindFailed", failed)
+        self.assertIn("drivers_probe failed: drivers_probe bound nothing", failed["error"])
+        self.assertEqual(self.claims(), [])
+        self.assertEqual(self.attach_of(self.fs, gpu), "")
+        self.assertEqual(self.read("accelerators", gpu, "status"), "available\n")
+        wait_for(lambda: os.path.basename(os.readlink(os.path.join(
+            self.tree, "bus/pci/devices/0000:17:00.0/driver"))) == "nvidia", what="the GPU back on nvidia")
+        # Free: once the driver works, the next request gets it.
+        os.unlink(os.path.join(self.tree, ".fail"))
+        status, again = post(self.fs.api_socket, {"device_type": "GPU", "instance_uuid": VM,
+                                                  "match": {"product_id": "2330"}})
+        self.assertEqual(self.ended(again["uuid"])["state"], "Bound")
+        self.assertEqual(self.attach_of(self.fs, gpu), "vm %s\n" % VM)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "cyborgfs/drivers.h"
+#include "cyborgfs/lifecycle.h"
 #include "test_db.h"
 
 namespace cyborgfs {
@@ -242,6 +243,35 @@ TEST_F(ServiceTest, AFailedDriverDetachIsTheErrorStateAndCanBeRetried) {
   driver->fail_detach = false;
   ASSERT_TRUE(Attach(id, "\n").ok());
   EXPECT_EQ(service_->FindById(id)->state, State::kAvailable);
+}
+
+TEST_F(ServiceTest, AnAcceleratorARequestHoldsIsDetachedByThatRequestOnly) {
+  Open();
+  const int64_t id = Driven(0)->id;
+  const std::string arq = "aaaaaaaa-2222-4333-8444-555555555555";
+  const Service::Request binder{Caller::FleetRequest(arq), nullptr, "accelerator request " + arq};
+  AttachTarget vm{AttachTarget::Kind::kVm, "11111111-2222-4333-8444-555555555555"};
+  AuditCapture audit;
+  ASSERT_TRUE(service_->Attach(id, vm, std::nullopt, binder).ok());
+  EXPECT_EQ(service_->FindById(id)->held_by, arq);
+  EXPECT_NE(audit.text().find("accelerator_request=" + arq), std::string::npos) << audit.text();
+  // A local detach (file or HTTP) is refused, saying what to do; so is another request's attach.
+  auto refused = Attach(id, "\n");
+  EXPECT_EQ(refused.status().code(), Code::kBusy);
+  EXPECT_NE(refused.status().message().find("held by accelerator request " + arq + "; delete the request"),
+            std::string::npos)
+      << refused.status().message();
+  const Service::Request other{Caller::FleetRequest(RandomUuid()), nullptr, ""};
+  EXPECT_EQ(service_->Attach(id, vm, std::nullopt, other).status().code(), Code::kBusy);
+  EXPECT_TRUE(Attach(id, kVm1).ok());  // the same target locally: a no-op, still held
+  EXPECT_EQ(service_->FindById(id)->held_by, arq);
+  // Kept across a restart; the request's own detach ends it.
+  Open();
+  EXPECT_EQ(service_->FindById(id)->held_by, arq);
+  ASSERT_TRUE(service_->Detach(id, binder).ok());
+  EXPECT_EQ(service_->FindById(id)->held_by, "");
+  EXPECT_EQ(service_->FindById(id)->state, State::kAvailable);
+  EXPECT_TRUE(CheckInvariants(*service_->FindById(id)).ok());
 }
 
 TEST_F(ServiceTest, RacingAttachesLetExactlyOneWin) {

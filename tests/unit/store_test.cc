@@ -106,7 +106,8 @@ TEST(Store, MigratesAVersion1FileKeepingItsRows) {
                        "DROP TABLE fleet_outbox; DROP TABLE fleet_starts; DROP TABLE fleet_meta; "
                        "ALTER TABLE accelerators DROP COLUMN detaching; "
                        "ALTER TABLE accelerators DROP COLUMN host_facts; "
-                       "ALTER TABLE accelerators DROP COLUMN driver_memory; PRAGMA user_version=1"),
+                       "ALTER TABLE accelerators DROP COLUMN driver_memory; "
+                       "ALTER TABLE accelerators DROP COLUMN held_by; PRAGMA user_version=1"),
             SQLITE_OK);
   auto store = Store::Open(dir.File("db"));
   ASSERT_TRUE(store.ok()) << store.status().message();
@@ -130,7 +131,8 @@ TEST(Store, MigratesTheErrorStateOfVersion2AsAFailedDetach) {
   }
   ASSERT_EQ(ExecOnFile(dir.File("db"),
                        "DROP TABLE fleet_outbox; DROP TABLE fleet_starts; DROP TABLE fleet_meta; "
-                       "ALTER TABLE accelerators DROP COLUMN detaching; PRAGMA user_version=2"),
+                       "ALTER TABLE accelerators DROP COLUMN detaching; "
+                       "ALTER TABLE accelerators DROP COLUMN held_by; PRAGMA user_version=2"),
             SQLITE_OK);
   auto store = Store::Open(dir.File("db"));
   ASSERT_TRUE(store.ok()) << store.status().message();
@@ -311,7 +313,7 @@ TEST(Store, MigratesAVersion5OutboxKeepingItsEntries) {
                  "CREATE TABLE old (uuid TEXT PRIMARY KEY, seq INTEGER NOT NULL); "
                  "INSERT INTO old SELECT uuid, seq FROM fleet_outbox; DROP TABLE fleet_outbox; "
                  "ALTER TABLE old RENAME TO fleet_outbox; CREATE INDEX fleet_outbox_by_seq ON fleet_outbox (seq); "
-                 "PRAGMA user_version=5"),
+                 "ALTER TABLE accelerators DROP COLUMN held_by; PRAGMA user_version=5"),
       SQLITE_OK);
   auto store = Store::Open(dir.File("db"));
   ASSERT_TRUE(store.ok()) << store.status().message();
