@@ -2,7 +2,7 @@
 # Builds cyborgfs optimized and runs the accelerator requests' benchmark
 # (bench/requests_bench.py): one private PostgreSQL, 3 real daemons, 200 simulated hosts.
 # Prints the figures beside their goals; writes bench/results/requests.txt and .json.
-# Usage: scripts/bench-requests.sh [--rounds 60] [--requesters 20] [--each 10]   (as root)
+# Usage: scripts/bench-requests.sh [--rounds 200] [--requesters 20] [--each 10]   (as root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
