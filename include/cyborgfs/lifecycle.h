@@ -14,12 +14,12 @@
 //  5. A record made by hand (no driver) has no host side: it is only ever
 //     available or attached.
 //  6. attach_handle is empty whenever there is no attachment.
-//  8. held_by (the fleet's accelerator request holding it) is set only with
-//     an attachment to a VM; every detach clears it.
 //  7. Every state is durable: each transition is one Store commit, made after
 //     the driver's step and before the request returns. A crash between the
 //     step and the commit leaves the host and the record disagreeing; the
 //     next rescan sees it (Driver::Agrees) and makes the host agree.
+//  8. held_by (the fleet's accelerator request holding it) is set only with
+//     an attachment to a VM; every detach clears it.
 //
 //                         attach [Service::ApplyAttach]
 //        +---------> available ----------------------------> attached <----+

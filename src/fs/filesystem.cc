@@ -250,13 +250,17 @@ std::string LinkTarget(const Accelerator& a) { return "../accelerators/" + a.uui
 
 }  // namespace
 
+Result<fleet_tree::Item> Filesystem::FleetItem(const Node& node) const {
+  if (!fleet_) return Status::NotFound("no fleet (--fleet)");
+  return fleet_tree::Describe(*fleet_->Current(), node, mounted_at_);
+}
+
 Result<std::string> Filesystem::Content(fuse_ino_t ino) const {
   const Node node = Decode(ino);
   if (node.kind == NodeKind::kCreate || node.kind == NodeKind::kRescan) return std::string();
   if (node.kind == NodeKind::kList) return service_.ListDocument()->body;
   if (IsFleet(node.kind)) {  // a link of fleet/accelerators/
-    if (!fleet_) return Status::NotFound("no fleet (--fleet)");
-    auto item = fleet_tree::Describe(*fleet_->Current(), node, mounted_at_);
+    auto item = FleetItem(node);
     if (!item.ok()) return item.status();
     return item->text();
   }
@@ -270,8 +274,7 @@ Result<Renderings::Rendering> Filesystem::Render(fuse_ino_t ino) const {
   const Node node = Decode(ino);
   Renderings::Rendering r;
   if (IsFleet(node.kind)) {
-    if (!fleet_) return Status::NotFound("no fleet (--fleet)");
-    auto item = fleet_tree::Describe(*fleet_->Current(), node, mounted_at_);
+    auto item = FleetItem(node);
     if (!item.ok()) return item.status();
     r.text = item->shared ? item->shared : std::make_shared<const std::string>(std::move(item->content));
     r.mode = item->mode;
@@ -315,8 +318,7 @@ Result<Filesystem::Described> Filesystem::Describe(fuse_ino_t ino, pid_t reader)
     return d;
   }
   if (IsFleet(node.kind)) {  // fleet/'s folders and links: never cached either
-    if (!fleet_) return Status::NotFound("no fleet (--fleet)");
-    auto item = fleet_tree::Describe(*fleet_->Current(), node, mounted_at_);
+    auto item = FleetItem(node);
     if (!item.ok()) return item.status();
     d.timeout = 0;
     st.st_mode = item->mode;
@@ -636,6 +638,16 @@ void Filesystem::ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offs
 
 // --- files -------------------------------------------------------------------
 
+namespace {
+
+// The bytes [offset, offset + size) of `text`, as far as it has them.
+void ReplySlice(fuse_req_t req, const std::string& text, off_t offset, size_t size) {
+  const size_t start = std::min(static_cast<size_t>(offset), text.size());
+  fuse_reply_buf(req, text.data() + start, std::min(size, text.size() - start));
+}
+
+}  // namespace
+
 // A READ is answered with the current content: pages the kernel caches are
 // never older than the value when they were filled.
 void Filesystem::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset) {
@@ -650,20 +662,15 @@ void Filesystem::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset)
     auto held = Rendered(ino, reader, Renderings::Ask::kBytes);
     if (!held.ok()) return ReplyStatus(req, held.status());
     const std::string& text = *(*held)->text;
-    const size_t start = std::min(static_cast<size_t>(offset), text.size());
-    if (size >= text.size() - start) renderings_.ReadToEnd(ino, reader, *held);
-    return (void)fuse_reply_buf(req, text.data() + start, std::min(size, text.size() - start));
+    if (static_cast<size_t>(offset) + size >= text.size()) renderings_.ReadToEnd(ino, reader, *held);
+    return ReplySlice(req, text, offset, size);
   }
   if (Decode(ino).kind == NodeKind::kList) {  // megabytes at 10 000 accelerators: not copied per READ
-    const auto listing = service_.ListDocument();
-    const std::string& body = listing->body;
-    const size_t start = std::min(static_cast<size_t>(offset), body.size());
-    return (void)fuse_reply_buf(req, body.data() + start, std::min(size, body.size() - start));
+    return ReplySlice(req, service_.ListDocument()->body, offset, size);
   }
   auto content = Content(ino);
   if (!content.ok()) return ReplyStatus(req, content.status());
-  const size_t start = std::min(static_cast<size_t>(offset), content->size());
-  fuse_reply_buf(req, content->data() + start, std::min(size, content->size() - start));
+  ReplySlice(req, *content, offset, size);
 }
 
 void Filesystem::Write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t offset,

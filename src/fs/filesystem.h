@@ -50,6 +50,7 @@
 #include "cyborgfs/fleet_view.h"
 #include "cyborgfs/service.h"
 #include "file_writes.h"
+#include "fleet_tree.h"
 #include "kernel_inodes.h"
 #include "nodes.h"
 #include "notifier.h"
@@ -127,6 +128,8 @@ class Filesystem {
   // answered from its rendering: renderings.h).
   Result<Described> Describe(fuse_ino_t ino, pid_t reader) const;
   Described DescribeScratch(fuse_ino_t ino, const ScratchFile& file) const;
+  // What fleet/ shows for `node` in the current view (kNotFound without --fleet).
+  Result<fleet_tree::Item> FleetItem(const Node& node) const;
   // The content of a file or a link that changes only when told (no scratch file).
   Result<std::string> Content(fuse_ino_t ino) const;
   // A file that changes by itself, as `reader` is answered (Renderings::For);
