@@ -1,9 +1,6 @@
 #include "binder.h"
 
-#include <poll.h>
 #include <spdlog/spdlog.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include <set>
 #include <sstream>
@@ -54,49 +51,30 @@ Service::Request AsRequest(const std::string& uuid) {
 
 }  // namespace
 
-Binder::Binder(Service& service, Options options)
-    : service_(service), options_(std::move(options)), wake_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
+Binder::Binder(Service& service, Options options) : service_(service), options_(std::move(options)) {}
 
-Binder::~Binder() {
-  Stop();
-  if (wake_fd_ >= 0) close(wake_fd_);
-}
+Binder::~Binder() { Stop(); }
 
 void Binder::Start() {
   thread_ = std::thread([this] { Run(); });
 }
 
 void Binder::Stop() {
-  {
-    std::lock_guard lock(mu_);
-    stopping_ = true;
-  }
-  const uint64_t one = 1;
-  if (wake_fd_ >= 0) (void)!write(wake_fd_, &one, sizeof one);
+  stop_.Stop();
   if (thread_.joinable()) thread_.join();
-}
-
-bool Binder::Stopping() const {
-  std::lock_guard lock(mu_);
-  return stopping_;
-}
-
-void Binder::Pause(std::chrono::milliseconds d) {
-  pollfd stop{wake_fd_, POLLIN, 0};
-  (void)poll(&stop, 1, static_cast<int>(d.count()));
 }
 
 void Binder::Run() {
   auto retry = std::chrono::milliseconds(kFirstRetry);
   std::string last_problem;
-  while (!Stopping()) {
+  while (!stop_.Stopping()) {
     bool served = false;
     Status why = Session(served);
-    if (Stopping()) break;
+    if (stop_.Stopping()) break;
     if (served) retry = kFirstRetry;
     if (why.message() != last_problem) spdlog::warn("fleet binder: {}; trying again soon", why.message());
     last_problem = why.message();
-    Pause(Jittered(retry));
+    stop_.Pause(Jittered(retry));
     retry = std::min<std::chrono::milliseconds>(retry * 2, kLastRetry);
   }
 }
@@ -106,10 +84,10 @@ Status Binder::Session(bool& served) {
   if (!db.ok()) return db.status();
   if (auto listening = (*db)->Exec("LISTEN cyborgfs_requests"); !listening.ok()) return listening.status();
   for (;;) {
-    if (Stopping()) return Status::Ok();
+    if (stop_.Stopping()) return Status::Ok();
     if (Status s = Round(**db); !s.ok()) return s;
     served = true;
-    auto woken = (*db)->AwaitNotifications(wake_fd_, kPollEvery);
+    auto woken = (*db)->AwaitNotifications(stop_.fd(), kPollEvery);
     if (!woken.ok()) return woken.status();
   }
 }
@@ -126,7 +104,7 @@ Status Binder::Round(Postgres& db) {
   auto todo = db.Exec(kToDo, {options_.host});
   if (!todo.ok()) return todo.status();
   for (const Row& row : *todo) {
-    if (Stopping()) return Status::Ok();
+    if (stop_.Stopping()) return Status::Ok();
     ToDo request{row[0].value_or(""), row[1].value_or(""), row[2].value_or(""), Split(row[3].value_or(""))};
     Status done = request.state == "BindStarted" ? Bind(db, request) : Unbind(db, request);
     if (!done.ok()) return done;

@@ -24,7 +24,6 @@
 #pragma once
 
 #include <chrono>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -32,6 +31,7 @@
 #include "cyborgfs/service.h"
 #include "cyborgfs/status.h"
 #include "postgres.h"
+#include "stop_signal.h"
 
 namespace cyborgfs::fleet {
 
@@ -71,14 +71,10 @@ class Binder {
   // Detaches what this host holds for a request that no longer holds it in
   // PostgreSQL (it failed by the timeout after the attach, before Bound).
   Status ReleaseStrays(Postgres& db);
-  bool Stopping() const;
-  void Pause(std::chrono::milliseconds d);
 
   Service& service_;
   const Options options_;
-  int wake_fd_ = -1;
-  mutable std::mutex mu_;
-  bool stopping_ = false;  // REQUIRES: mu_
+  StopSignal stop_;
   std::thread thread_;
 };
 

@@ -1,9 +1,6 @@
 #include "fleet_reader.h"
 
-#include <poll.h>
 #include <spdlog/spdlog.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include <algorithm>
 
@@ -55,17 +52,11 @@ std::string ArrayOf(const std::vector<std::string>& items, bool quoted) {
 }  // namespace
 
 FleetReader::FleetReader(Service& service, FleetBoard& board, Options options)
-    : board_(board),
-      options_(std::move(options)),
-      server_(Postgres::Describe(options_.conninfo)),
-      wake_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+    : board_(board), options_(std::move(options)), server_(Postgres::Describe(options_.conninfo)) {
   service.AddReport("fleet_view", [this] { return Report(); });
 }
 
-FleetReader::~FleetReader() {
-  Stop();
-  if (wake_fd_ >= 0) close(wake_fd_);
-}
+FleetReader::~FleetReader() { Stop(); }
 
 void FleetReader::Start() {
   {
@@ -77,23 +68,8 @@ void FleetReader::Start() {
 }
 
 void FleetReader::Stop() {
-  {
-    std::lock_guard lock(mu_);
-    stopping_ = true;
-  }
-  const uint64_t one = 1;
-  if (wake_fd_ >= 0) (void)!write(wake_fd_, &one, sizeof one);
+  stop_.Stop();
   if (thread_.joinable()) thread_.join();
-}
-
-void FleetReader::Pause(std::chrono::milliseconds d) {
-  pollfd stop{wake_fd_, POLLIN, 0};  // readable once Stop() wrote to it
-  (void)poll(&stop, 1, static_cast<int>(d.count()));
-}
-
-bool FleetReader::Stopping() const {
-  std::lock_guard lock(mu_);
-  return stopping_;
 }
 
 Json FleetReader::Report() const {
@@ -122,13 +98,13 @@ uint64_t FleetReader::Number(std::unordered_map<std::string, uint64_t>& numbers,
 void FleetReader::Run() {
   auto retry = std::chrono::milliseconds(kFirstRetry);
   std::string last_problem;
-  while (!Stopping()) {
+  while (!stop_.Stopping()) {
     const int64_t read_before = [&] {
       std::lock_guard lock(mu_);
       return read_at_;
     }();
     Status why = Session();
-    if (Stopping()) break;
+    if (stop_.Stopping()) break;
     {
       std::lock_guard lock(mu_);
       if (read_at_ != read_before) retry = kFirstRetry;  // it worked for a while
@@ -137,7 +113,7 @@ void FleetReader::Run() {
     }
     if (why.message() != last_problem) spdlog::warn("fleet view: {}; reading again soon", why.message());
     last_problem = why.message();
-    Pause(Jittered(retry));
+    stop_.Pause(Jittered(retry));
     retry = std::min<std::chrono::milliseconds>(retry * 2, kLastRetry);
   }
 }
@@ -148,7 +124,7 @@ Status FleetReader::Session() {
   if (auto listening = (*db)->Exec("LISTEN cyborgfs_fleet"); !listening.ok()) return listening.status();
   auto next_reload = std::chrono::steady_clock::now();
   for (;;) {
-    if (Stopping()) return Status::Ok();
+    if (stop_.Stopping()) return Status::Ok();
     const bool whole = std::chrono::steady_clock::now() >= next_reload;
     if (Status s = Read(**db, whole); !s.ok()) return s;
     if (whole) next_reload = std::chrono::steady_clock::now() + kReloadEvery;
@@ -162,10 +138,10 @@ Status FleetReader::Session() {
     // Woken by a publication (or a stop), or at the next poll; those that
     // come meanwhile are read with it.
     const auto read_at = std::chrono::steady_clock::now();
-    auto woken = (*db)->AwaitNotifications(wake_fd_, kPollEvery);
+    auto woken = (*db)->AwaitNotifications(stop_.fd(), kPollEvery);
     if (!woken.ok()) return woken.status();
     const auto early = read_at + kReadAtMostEvery - std::chrono::steady_clock::now();
-    if (early.count() > 0) Pause(std::chrono::ceil<std::chrono::milliseconds>(early));
+    if (early.count() > 0) stop_.Pause(std::chrono::ceil<std::chrono::milliseconds>(early));
   }
 }
 

@@ -34,6 +34,7 @@
 #include "cyborgfs/service.h"
 #include "cyborgfs/status.h"
 #include "cyborgfs/values.h"
+#include "stop_signal.h"
 
 namespace cyborgfs::fleet {
 
@@ -71,14 +72,11 @@ class FleetReader {
   // anything did.
   Status Read(Postgres& db, bool whole);
   uint64_t Number(std::unordered_map<std::string, uint64_t>& numbers, const std::string& key);
-  bool Stopping() const;
-  // Waits `d`, or less if Stop() is called.
-  void Pause(std::chrono::milliseconds d);
 
   FleetBoard& board_;
   const Options options_;
   const std::string server_;
-  int wake_fd_ = -1;  // an eventfd: Stop() makes it readable
+  StopSignal stop_;
 
   // The thread's own.
   std::unordered_map<std::string, uint64_t> host_numbers_, uuid_numbers_;
@@ -87,7 +85,6 @@ class FleetReader {
   std::map<std::string, int64_t> refused_;     // uuid -> the revision whose record was refused (logged once)
 
   mutable std::mutex mu_;
-  bool stopping_ = false;      // REQUIRES: mu_
   std::string problem_;        // REQUIRES: mu_; empty: reading works
   int64_t failing_since_ = 0;  // REQUIRES: mu_
   int64_t read_at_ = 0;        // REQUIRES: mu_; unix seconds of the last read that worked
