@@ -145,7 +145,7 @@ Result<Json> Requests::Create(const Json& body) {
   auto columns = Columns(body);
   if (!columns.ok()) return columns.status();
   const std::string uuid = *(*columns)[0];
-  Result<bool> made = With<bool>([&](Postgres& db) -> Result<bool> {
+  auto request = With<Json>([&](Postgres& db) -> Result<Json> {
     Transaction t(db);
     if (Status s = t.Begin(); !s.ok()) return s;
     auto inserted = db.Exec(
@@ -153,14 +153,13 @@ Result<Json> Requests::Create(const Json& body) {
         "VALUES ($1, $2, $3, $4, $5::jsonb, $6) ON CONFLICT (uuid) DO NOTHING RETURNING uuid",
         *columns);
     if (!inserted.ok()) return inserted.status();
-    if (inserted->empty()) return false;
+    if (inserted->empty()) return Status::Exists("accelerator request: the uuid " + uuid + " is taken");
     if (auto claimed = db.Exec("SELECT fleet_claim($1)", {uuid}); !claimed.ok()) return claimed.status();
+    auto rows = db.Exec(std::string(kSelect) + " WHERE r.uuid = $1", {uuid});  // as the claim left it
+    if (!rows.ok()) return rows.status();
     if (Status s = t.Commit(); !s.ok()) return s;
-    return true;
+    return FromRow(rows->front());
   });
-  if (!made.ok()) return made.status();
-  if (!*made) return Status::Exists("accelerator request: the uuid " + uuid + " is taken");
-  auto request = Get(uuid);
   if (request.ok())
     spdlog::info("fleet: accelerator request {} made: {}", uuid, (*request)["state"].get<std::string>());
   return request;
