@@ -1,7 +1,6 @@
 """The pci driver on sysfs trees built by tests/sysfs/fake_sysfs.py, through the real mount."""
 import json
 import os
-import subprocess
 import sys
 import unittest
 import uuid as uuidlib
@@ -163,10 +162,8 @@ class KernelTestBase(PciTestBase):
 
     def setUp(self):
         super().setUp()
-        kernel = os.path.join(os.path.dirname(fake_sysfs.__file__), "fake_kernel.py")
-        self.kernel = subprocess.Popen([sys.executable, kernel, self.tree])
+        self.kernel = fake_sysfs.start_kernel(self.tree)
         self.addCleanup(self.stop_kernel)
-        wait_for(lambda: os.path.exists(os.path.join(self.tree, ".ready")), what="the fake kernel")
         self.gpu = self.by_address()["0000:17:00.0"]
         self.dev = os.path.join(self.tree, "bus/pci/devices/0000:17:00.0")
 

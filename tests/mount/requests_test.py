@@ -8,7 +8,6 @@ import errno
 import json
 import multiprocessing
 import os
-import subprocess
 import sys
 import time
 import unittest
@@ -311,11 +310,9 @@ class DriverFailureTest(ArqTest):
     def start(self, *args, **kwargs):
         if self.tree is None:  # beside the database, removed with the work folder
             self.tree = fake_sysfs.build(os.path.join(self.workdir, "sys"))
-            kernel = os.path.join(os.path.dirname(fake_sysfs.__file__), "fake_kernel.py")
-            proc = subprocess.Popen([sys.executable, kernel, self.tree])
-            self.addCleanup(proc.wait)
-            self.addCleanup(proc.terminate)
-            wait_for(lambda: os.path.exists(os.path.join(self.tree, ".ready")), what="the fake kernel")
+            kernel = fake_sysfs.start_kernel(self.tree)
+            self.addCleanup(kernel.wait)
+            self.addCleanup(kernel.terminate)
         return super().start("--drivers", "pci", "--sysfs-root", self.tree, *args, **kwargs)
 
     def test_a_driver_failure_during_the_bind_fails_the_request_with_its_words_and_frees_the_device(self):

@@ -116,6 +116,23 @@ def build(root, devices=None):
     return root
 
 
+def start_kernel(root, timeout=10.0):
+    """fake_kernel.py answering `root`'s control files, once it is ready; its Popen (the
+    caller terminates it)."""
+    import subprocess
+    import time
+    proc = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                          "fake_kernel.py"), root])
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(os.path.join(root, ".ready")):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.terminate()
+            proc.wait()
+            raise AssertionError("the fake kernel did not start on " + root)
+        time.sleep(0.02)
+    return proc
+
+
 def remove_device(root, address):
     """The device leaves the bus (hot unplug): its bus/pci/devices link goes."""
     os.unlink(os.path.join(root, "bus/pci/devices", address))
