@@ -51,10 +51,14 @@ namespace cyborgfs {
 class AcceleratorRequests {
  public:
   virtual ~AcceleratorRequests() = default;
+  // What Create does with a uuid that is taken: kExists (REST: a POST makes
+  // a new request or fails), or, with kSameIsDone, the request as it is now
+  // if it asks what `body` asks (files: writing a value again is a no-op).
+  enum class Taken { kExists, kSameIsDone };
   // Records `body` ({"device_type", "instance_uuid"} and optionally "uuid",
   // "host", "match", "count") and claims for it; the request as it is then
   // (BindStarted or BindFailed).
-  virtual Result<Json> Create(const Json& body) = 0;
+  virtual Result<Json> Create(const Json& body, Taken taken) = 0;
   virtual Result<Json> Get(const std::string& uuid) = 0;
   // {"arqs": [...]}, of `instance` only if given; oldest first.
   virtual Result<Json> List(const std::optional<std::string>& instance) = 0;

@@ -33,7 +33,8 @@ namespace cyborgfs::audit {
 void Changed(const Caller& who, std::string_view accelerator, std::string_view file, std::string_view before,
              std::string_view after);
 // A change of `file` of `accelerator` was refused because of `why`; for a
-// refused mkdir, accelerator is the name asked for, for a refused create "".
+// refused mkdir, accelerator is the name asked for, for a refused create (or
+// fleet/requests/create) "".
 void Refused(const Caller& who, std::string_view accelerator, std::string_view file, const Status& why);
 
 }  // namespace cyborgfs::audit

@@ -2,6 +2,10 @@
 // PostgreSQL, its lease, and the accelerators it published. Read-only: a
 // host's accelerators change through that host.
 //
+// The accelerator requests of the fleet (accelerator_requests.h) are in the
+// view too, as PostgreSQL had them at the same read: MOUNT/fleet/requests/
+// shows them without waiting for PostgreSQL.
+//
 // A FleetView is an immutable value: the reader (src/fleet/fleet_reader.h)
 // builds a new one whenever what it reads differs, and publishes it on the
 // FleetBoard; the front ends (MOUNT/fleet/, GET /fleet/...) take the current
@@ -12,7 +16,10 @@
 // numbers and listing cookies come from them).
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -22,6 +29,7 @@
 #include <vector>
 
 #include "cyborgfs/accelerator.h"
+#include "cyborgfs/values.h"
 
 namespace cyborgfs {
 
@@ -43,14 +51,24 @@ struct FleetHost {
   std::vector<std::shared_ptr<const FleetAccelerator>> accelerators;  // by number
 };
 
+// An accelerator request, as the fleet's PostgreSQL had it.
+struct FleetRequest {
+  uint64_t number = 0;
+  int64_t revision = 0;  // the row's revision (+1 at every change)
+  std::string uuid;
+  Json record;  // as GET /fleet/accelerator_requests/{uuid} gives it
+};
+
 struct FleetView {
   std::vector<FleetHost> hosts;                                              // by number
   std::map<uint64_t, std::shared_ptr<const FleetAccelerator>> accelerators;  // every host's, by number
   std::unordered_map<std::string, size_t> host_index;                        // name -> index in hosts
   std::unordered_map<std::string, uint64_t> by_uuid;                         // uuid -> number
   std::unordered_map<uint64_t, size_t> host_by_number;                       // number -> index in hosts
+  std::map<uint64_t, std::shared_ptr<const FleetRequest>> requests;          // by number
+  std::unordered_map<std::string, uint64_t> request_by_uuid;                 // uuid -> number
   uint64_t revision = 0;                                                     // +1 at every change of the view
-  uint64_t names_revision = 0;  // +1 when a host or an accelerator comes or goes
+  uint64_t names_revision = 0;  // +1 when a host, an accelerator or a request comes or goes
   int64_t read_at = 0;          // unix seconds: when it was last read (this host's clock)
   // {"accelerator": [record + "host" + "host_status", ...]} in the order of
   // numbers: MOUNT/fleet/accelerators.json and GET /fleet/accelerators.
@@ -62,6 +80,8 @@ struct FleetView {
   const FleetAccelerator* Find(std::string_view uuid) const;
   const FleetAccelerator* FindByNumber(uint64_t number) const;
   bool HostUp(const std::string& name) const;
+  const FleetRequest* FindRequest(std::string_view uuid) const;
+  const FleetRequest* FindRequestByNumber(uint64_t number) const;
 
   struct Rendered;
   std::shared_ptr<Rendered> rendered;  // ListBody()'s, made by IndexFleetView
@@ -69,6 +89,10 @@ struct FleetView {
 
 // Where the current view is published; a published view has its indexes
 // filled (IndexFleetView).
+//
+// Read your writes: a front end that changed the fleet (a request made or
+// deleted through MOUNT/fleet/requests/) calls AwaitRead() before it
+// replies, so that the change is in the view its caller looks at next.
 //
 // Thread safety: all methods may be called concurrently.
 class FleetBoard {
@@ -78,9 +102,25 @@ class FleetBoard {
   View Current() const;
   void Publish(View view);
 
+  // Wakes the reader and returns true once it has ended a read begun after
+  // this call began (the view published then, if anything changed, is
+  // Current()); false after `timeout`, or at once without a reader.
+  bool AwaitRead(std::chrono::milliseconds timeout);
+
+  // The reader's side: `wake` makes it read soon (nullptr: no reader). A
+  // read takes BeginRead()'s ticket before its snapshot and gives it to
+  // EndRead() once done (whether it published or not).
+  void SetReader(std::function<void()> wake);
+  uint64_t BeginRead();
+  void EndRead(uint64_t ticket);
+
  private:
   mutable std::mutex mu_;
-  View current_;  // REQUIRES: mu_
+  View current_;                // REQUIRES: mu_
+  std::function<void()> wake_;  // REQUIRES: mu_
+  uint64_t asked_ = 0;          // REQUIRES: mu_; AwaitRead() calls so far
+  uint64_t read_ = 0;           // REQUIRES: mu_; the highest ticket of an ended read
+  std::condition_variable read_ended_;
 };
 
 // Fills the view's indexes from hosts and accelerators.

@@ -501,7 +501,7 @@ void Api::CreateRequest(Call& call) {
   if (!requests) return;
   auto body = Body(call, 0, "accelerator request");
   if (!body) return;
-  auto made = requests->Create(*body);
+  auto made = requests->Create(*body, AcceleratorRequests::Taken::kExists);
   if (!made.ok()) return FailWith(call, made.status());
   call.res.status = 201;
   call.res.set_header("Location", "/fleet/accelerator_requests/" + (*made)["uuid"].get<std::string>());

@@ -365,7 +365,8 @@ int Run(int argc, char** argv) {
   // ... and its accelerator requests.
   std::unique_ptr<fleet::Requests> requests =
       options.fleet.empty() ? nullptr : std::make_unique<fleet::Requests>(options.fleet, driver_options.host);
-  fs::Filesystem fs(service, *admin_group, static_cast<size_t>(options.scratch_limit) << 20, board.get());
+  fs::Filesystem fs(service, *admin_group, static_cast<size_t>(options.scratch_limit) << 20, board.get(),
+                    requests.get());
   std::unique_ptr<api::Api> rest;
   std::unique_ptr<api::HttpServer> http;
   if (options.api_socket != "none" || !options.api_listen.empty()) {

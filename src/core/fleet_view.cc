@@ -1,5 +1,7 @@
 #include "cyborgfs/fleet_view.h"
 
+#include <algorithm>
+
 #include "cyborgfs/records.h"
 
 namespace cyborgfs {
@@ -29,6 +31,16 @@ bool FleetView::HostUp(const std::string& name) const {
   return host && host->up;
 }
 
+const FleetRequest* FleetView::FindRequest(std::string_view uuid) const {
+  auto it = request_by_uuid.find(std::string(uuid));
+  return it == request_by_uuid.end() ? nullptr : FindRequestByNumber(it->second);
+}
+
+const FleetRequest* FleetView::FindRequestByNumber(uint64_t number) const {
+  auto it = requests.find(number);
+  return it == requests.end() ? nullptr : it->second.get();
+}
+
 struct FleetView::Rendered {
   std::once_flag once;
   std::shared_ptr<const std::string> body;
@@ -43,6 +55,8 @@ void IndexFleetView(FleetView& view) {
     view.host_by_number[view.hosts[i].number] = i;
   }
   for (const auto& [number, a] : view.accelerators) view.by_uuid[a->record.uuid] = number;
+  view.request_by_uuid.clear();
+  for (const auto& [number, r] : view.requests) view.request_by_uuid[r->uuid] = number;
   view.rendered = std::make_shared<FleetView::Rendered>();
 }
 
@@ -75,6 +89,31 @@ FleetBoard::View FleetBoard::Current() const {
 void FleetBoard::Publish(View view) {
   std::lock_guard lock(mu_);
   current_ = std::move(view);
+}
+
+bool FleetBoard::AwaitRead(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  if (!wake_) return false;
+  const uint64_t wanted = ++asked_;
+  wake_();  // it only signals: the reader never takes mu_ while wake_ runs
+  return read_ended_.wait_for(lock, timeout, [&] { return read_ >= wanted || !wake_; }) && read_ >= wanted;
+}
+
+void FleetBoard::SetReader(std::function<void()> wake) {
+  std::lock_guard lock(mu_);
+  wake_ = std::move(wake);
+  read_ended_.notify_all();
+}
+
+uint64_t FleetBoard::BeginRead() {
+  std::lock_guard lock(mu_);
+  return asked_;
+}
+
+void FleetBoard::EndRead(uint64_t ticket) {
+  std::lock_guard lock(mu_);
+  read_ = std::max(read_, ticket);
+  read_ended_.notify_all();
 }
 
 }  // namespace cyborgfs

@@ -3,9 +3,11 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "cyborgfs/records.h"
 #include "postgres.h"
+#include "requests.h"
 #include "timing.h"
 
 namespace cyborgfs::fleet {
@@ -29,6 +31,16 @@ constexpr const char* kChangedRows = R"sql(
 constexpr const char* kAllRows = R"sql(
     SELECT a.uuid::text, a.host, a.revision, a.removed, a.record::text FROM fleet_accelerators a WHERE NOT a.removed
     )sql";
+
+// Whether any request came, changed or went: a fingerprint of every (uuid,
+// revision) (a revision moves at every change of a request: schema 4's
+// trigger). Only when it moved are the requests listed, and only those new
+// or changed read whole.
+constexpr const char* kRequestsFingerprint = R"sql(
+    SELECT count(*) || '/' || coalesce(sum(hashtextextended(uuid::text || '/' || revision, 0)::numeric), 0)
+    FROM fleet_requests
+    )sql";
+constexpr const char* kRequestRevisions = "SELECT uuid::text, revision FROM fleet_requests";
 
 // A PostgreSQL array literal of `items` (text elements quoted).
 std::string ArrayOf(const std::vector<std::string>& items, bool quoted) {
@@ -59,6 +71,7 @@ FleetReader::FleetReader(Service& service, FleetBoard& board, Options options)
 FleetReader::~FleetReader() { Stop(); }
 
 void FleetReader::Start() {
+  board_.SetReader([this] { stop_.Wake(); });
   {
     std::lock_guard lock(mu_);
     problem_ = "not read yet";
@@ -68,6 +81,7 @@ void FleetReader::Start() {
 }
 
 void FleetReader::Stop() {
+  board_.SetReader(nullptr);
   stop_.Stop();
   if (thread_.joinable()) thread_.join();
 }
@@ -126,7 +140,11 @@ Status FleetReader::Session() {
   for (;;) {
     if (stop_.Stopping()) return Status::Ok();
     const bool whole = std::chrono::steady_clock::now() >= next_reload;
-    if (Status s = Read(**db, whole); !s.ok()) return s;
+    stop_.Drain();  // a wake from now on asks for the next read
+    const uint64_t ticket = board_.BeginRead();
+    const Status read = Read(**db, whole);
+    board_.EndRead(ticket);
+    if (!read.ok()) return read;
     if (whole) next_reload = std::chrono::steady_clock::now() + kReloadEvery;
     {
       std::lock_guard lock(mu_);
@@ -171,6 +189,26 @@ Status FleetReader::Read(Postgres& db, bool whole) {
     rows = db.Exec(kChangedRows, {ArrayOf(stale_hosts, true), ArrayOf(after, false)});
   }
   if (!rows.ok()) return rows.status();
+  auto fingerprint = db.Exec(kRequestsFingerprint);
+  if (!fingerprint.ok()) return fingerprint.status();
+  const std::string requests_fingerprint = fingerprint->front()[0].value_or("");
+  std::optional<std::vector<Row>> request_revisions;  // read when the fingerprint moved
+  Result<std::vector<Row>> request_rows = std::vector<Row>();
+  if (whole || requests_fingerprint != requests_fingerprint_) {
+    auto listed = db.Exec(kRequestRevisions);
+    if (!listed.ok()) return listed.status();
+    std::vector<std::string> changed;
+    for (const Row& row : *listed) {
+      const FleetRequest* before = old->FindRequest(row[0].value_or(""));
+      if (!before || before->revision != std::stoll(row[1].value_or("0"))) changed.push_back(row[0].value_or(""));
+    }
+    if (!changed.empty()) {
+      request_rows =
+          db.Exec(std::string(Requests::kSelect) + " WHERE r.uuid = ANY($1::uuid[])", {ArrayOf(changed, true)});
+      if (!request_rows.ok()) return request_rows.status();
+    }
+    request_revisions = std::move(*listed);
+  }
   (void)t.Commit();  // a read-only snapshot: nothing to keep
 
   // The new view: the old one's accelerators (none if whole), the rows read over them.
@@ -244,6 +282,32 @@ Status FleetReader::Read(Postgres& db, bool whole) {
     by_number[host->second].accelerators.push_back(it->second);
     ++it;
   }
+  // The requests: the old ones still at their revision, those read over them.
+  if (request_revisions) {
+    std::unordered_map<std::string, const Row*> read;
+    for (const Row& row : *request_rows) read[row[0].value_or("")] = &row;
+    for (const Row& row : *request_revisions) {
+      const std::string uuid = row[0].value_or("");
+      const uint64_t number = Number(request_numbers_, uuid);
+      auto fresh = read.find(uuid);
+      if (fresh == read.end()) {  // unchanged
+        next.requests[number] = old->requests.at(number);
+        continue;
+      }
+      auto r = std::make_shared<FleetRequest>();
+      r->number = number;
+      r->uuid = uuid;
+      r->revision = std::stoll(row[1].value_or("0"));
+      r->record = Requests::FromRow(*fresh->second);
+      names_changed |= !old->FindRequestByNumber(number);
+      changed = true;
+      next.requests[number] = std::move(r);
+    }
+    names_changed |= next.requests.size() != old->requests.size();
+  } else {
+    next.requests = old->requests;
+  }
+  requests_fingerprint_ = requests_fingerprint;
   read_up_to_ = std::move(highest);
   if (!changed && !names_changed && next.accelerators.size() == old->accelerators.size()) return Status::Ok();
   for (auto& [number, h] : by_number) next.hosts.push_back(std::move(h));

@@ -15,6 +15,14 @@
 // while disconnected costs nothing: the next poll finds the revision moved.
 // At every connection, and every kReloadEvery, it reads everything again.
 //
+// The accelerator requests come in the same snapshot: when a fingerprint of
+// every request's (uuid, revision) moved, the (uuid, revision) pairs, then
+// the requests new or changed, whole. Every change of a request NOTIFYs
+// cyborgfs_fleet too (schema 4's trigger).
+//
+// A front end's FleetBoard::AwaitRead() wakes it: the next read begins at
+// once (after those in flight), without kReadAtMostEvery's pause.
+//
 // While PostgreSQL is away the view stays as last read (its report says
 // since when); the local accelerators never wait for it.
 //
@@ -83,6 +91,8 @@ class FleetReader {
   uint64_t next_number_ = 1;
   std::map<std::string, int64_t> read_up_to_;  // host -> the highest revision of its rows read
   std::map<std::string, int64_t> refused_;     // uuid -> the revision whose record was refused (logged once)
+  std::unordered_map<std::string, uint64_t> request_numbers_;
+  std::string requests_fingerprint_;  // as last read
 
   mutable std::mutex mu_;
   std::string problem_;        // REQUIRES: mu_; empty: reading works

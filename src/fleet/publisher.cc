@@ -163,6 +163,27 @@ const char* const kMigrations[] = {
     END
     $claim$;
     )sql",
+    // 4: whoever changes a request (a host, a scheduler's SQL), its revision
+    // moves and the fleet's readers are woken (MOUNT/fleet/requests/ shows
+    // them from each host's view: fleet_reader.h).
+    R"sql(
+    CREATE FUNCTION fleet_request_revision() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      NEW.revision := nextval('fleet_revision');
+      RETURN NEW;
+    END
+    $$;
+    CREATE TRIGGER fleet_requests_revision BEFORE INSERT OR UPDATE ON fleet_requests
+      FOR EACH ROW EXECUTE FUNCTION fleet_request_revision();
+    CREATE FUNCTION fleet_requests_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      PERFORM pg_notify('cyborgfs_fleet', 'requests');
+      RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER fleet_requests_changed AFTER INSERT OR UPDATE OR DELETE ON fleet_requests
+      FOR EACH STATEMENT EXECUTE FUNCTION fleet_requests_changed();
+    )sql",
 };
 constexpr int kFleetSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 

@@ -141,7 +141,7 @@ Result<T> Requests::With(Call call) {
   return done;
 }
 
-Result<Json> Requests::Create(const Json& body) {
+Result<Json> Requests::Create(const Json& body, Taken taken) {
   auto columns = Columns(body);
   if (!columns.ok()) return columns.status();
   const std::string uuid = *(*columns)[0];
@@ -153,7 +153,17 @@ Result<Json> Requests::Create(const Json& body) {
         "VALUES ($1, $2, $3, $4, $5::jsonb, $6) ON CONFLICT (uuid) DO NOTHING RETURNING uuid",
         *columns);
     if (!inserted.ok()) return inserted.status();
-    if (inserted->empty()) return Status::Exists("accelerator request: the uuid " + uuid + " is taken");
+    if (inserted->empty()) {
+      if (taken == Taken::kSameIsDone) {
+        auto same = db.Exec(std::string(kSelect) +
+                                " WHERE r.uuid = $1 AND r.instance_uuid = $2 AND r.device_type = $3 AND "
+                                "r.wanted_host IS NOT DISTINCT FROM $4 AND r.match = $5::jsonb AND r.count = $6",
+                            *columns);
+        if (!same.ok()) return same.status();
+        if (!same->empty()) return FromRow(same->front());
+      }
+      return Status::Exists("accelerator request: the uuid " + uuid + " is taken");
+    }
     if (auto claimed = db.Exec("SELECT fleet_claim($1)", {uuid}); !claimed.ok()) return claimed.status();
     auto rows = db.Exec(std::string(kSelect) + " WHERE r.uuid = $1", {uuid});  // as the claim left it
     if (!rows.ok()) return rows.status();

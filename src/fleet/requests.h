@@ -27,7 +27,7 @@ class Requests : public AcceleratorRequests {
   Requests(std::string conninfo, std::string host);
   ~Requests() override;
 
-  Result<Json> Create(const Json& body) override;
+  Result<Json> Create(const Json& body, Taken taken) override;
   Result<Json> Get(const std::string& uuid) override;
   Result<Json> List(const std::optional<std::string>& instance) override;
   Status Delete(const std::string& uuid) override;

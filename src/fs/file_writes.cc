@@ -140,6 +140,34 @@ Result<FileWrites::Change> FileWrites::WriteCreate(uint64_t offset, std::string_
   return made.status().Prefixed("create");
 }
 
+Result<std::optional<Json>> FileWrites::WriteRequest(uint64_t offset, std::string_view data, const Caller& caller) {
+  constexpr const char* kFile = "fleet/requests/create";
+  std::optional<Json> body;
+  {
+    std::lock_guard lock(request_mu_);
+    auto added = request_.Add(offset, data, last_request_body_);
+    if (!added.ok()) {
+      const Status why = added.status().Prefixed(kFile);
+      audit::Refused(caller, "", kFile, why);
+      return why;
+    }
+    if (!*added) return std::optional<Json>();
+    last_request_body_ = (*added)->bytes;
+    body = std::move((*added)->document);
+  }
+  if (!requests_) return Status::NotFound("no fleet (--fleet)");
+  // Not under request_mu_: the fleet's PostgreSQL may be slow, other writers need not wait for it.
+  auto made = requests_->Create(*body, AcceleratorRequests::Taken::kSameIsDone);
+  if (made.ok()) return std::optional<Json>(std::move(*made));
+  {
+    std::lock_guard lock(request_mu_);
+    request_.Drop();  // the same body may be tried again
+  }
+  const Status why = made.status().Prefixed(kFile);
+  audit::Refused(caller, "", kFile, why);
+  return why;
+}
+
 Status FileWrites::WriteRescan(std::string_view data, const Caller& caller) {
   if (StripNewline(data) != "1") return Status::Invalid("rescan: write 1 to rescan the drivers");
   return service_.Rescan(RequestFor(caller, "rescan")).Prefixed("rescan");

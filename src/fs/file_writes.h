@@ -8,7 +8,10 @@
 //   writes (DocumentBuffer, one per accelerator and one for create);
 // - a rename(2) of a scratch file over a listed file (Replace) sets the
 //   whole content as one write would, worded "spec (renamed from sedAb12)";
-// - `rescan` takes "1".
+// - `rescan` takes "1";
+// - fleet/requests/create (--fleet) collects an accelerator request's body
+//   as create does, and makes the request (AcceleratorRequests::Create);
+//   the same body with the uuid of a request that asks it is that request.
 // A refusal is recorded by the Service (the error file, the audit trail)
 // under the file's name as label. A verb's Change is returned as is; a write
 // that did not reach a verb (a document not complete yet) returns the
@@ -21,10 +24,12 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 
+#include "cyborgfs/accelerator_requests.h"
 #include "cyborgfs/service.h"
 #include "document_buffer.h"
 
@@ -35,8 +40,10 @@ class FileWrites {
   using Change = Service::Change;
 
   // Requests carry `origin` (the file front end), so that the Service's
-  // listener for it is not told of what these calls return.
-  FileWrites(Service& service, const void* origin) : service_(service), origin_(origin) {}
+  // listener for it is not told of what these calls return. `requests`:
+  // the fleet's (--fleet), or nullptr.
+  FileWrites(Service& service, const void* origin, AcceleratorRequests* requests = nullptr)
+      : service_(service), origin_(origin), requests_(requests) {}
 
   // A write(2) of `attr` of accelerator `id` at `offset`. kAccessDenied for a
   // read-only file; kNotFound if the accelerator is gone.
@@ -53,6 +60,9 @@ class FileWrites {
   Result<Change> WriteCreate(uint64_t offset, std::string_view data, const Caller& caller);
   // A write(2) of `rescan`: "1" rescans, anything else is kInvalid.
   Status WriteRescan(std::string_view data, const Caller& caller);
+  // A write(2) of fleet/requests/create: the request made when a write
+  // completes its body, nullopt before. Errors as AcceleratorRequests::Create's.
+  Result<std::optional<Json>> WriteRequest(uint64_t offset, std::string_view data, const Caller& caller);
 
   // Forgets what is pending for an accelerator that is gone.
   void Forget(int64_t id);
@@ -76,11 +86,15 @@ class FileWrites {
 
   Service& service_;
   const void* const origin_;
+  AcceleratorRequests* const requests_;
   std::mutex mu_;
   std::unordered_map<int64_t, std::shared_ptr<SpecWrites>> specs_;  // REQUIRES: mu_
   std::mutex create_mu_;
   DocumentBuffer create_{DocumentBuffer::kQuiet, DuplicateKeys::kRefused};  // REQUIRES: create_mu_
   std::string last_create_body_;                                            // REQUIRES: create_mu_
+  std::mutex request_mu_;
+  DocumentBuffer request_{DocumentBuffer::kQuiet, DuplicateKeys::kRefused};  // REQUIRES: request_mu_
+  std::string last_request_body_;                                            // REQUIRES: request_mu_
 };
 
 }  // namespace cyborgfs::fs

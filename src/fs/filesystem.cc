@@ -142,10 +142,12 @@ const fuse_lowlevel_ops kOperations = [] {
 
 }  // namespace
 
-Filesystem::Filesystem(Service& service, gid_t admin_group, size_t scratch_limit, const FleetBoard* fleet)
+Filesystem::Filesystem(Service& service, gid_t admin_group, size_t scratch_limit, FleetBoard* fleet,
+                       AcceleratorRequests* requests)
     : service_(service),
       fleet_(fleet),
-      writes_(service, this),
+      requests_(requests),
+      writes_(service, this, requests),
       scratch_(scratch_limit),
       uid_(geteuid()),
       admin_group_(admin_group),
@@ -257,7 +259,9 @@ Result<fleet_tree::Item> Filesystem::FleetItem(const Node& node) const {
 
 Result<std::string> Filesystem::Content(fuse_ino_t ino) const {
   const Node node = Decode(ino);
-  if (node.kind == NodeKind::kCreate || node.kind == NodeKind::kRescan) return std::string();
+  if (node.kind == NodeKind::kCreate || node.kind == NodeKind::kRescan || node.kind == NodeKind::kFleetRequestCreate) {
+    return std::string();
+  }
   if (node.kind == NodeKind::kList) return service_.ListDocument()->body;
   if (IsFleet(node.kind)) {  // a link of fleet/accelerators/
     auto item = FleetItem(node);
@@ -346,6 +350,7 @@ Result<Filesystem::Described> Filesystem::Describe(fuse_ino_t ino, pid_t reader)
       return d;
     case NodeKind::kCreate:
     case NodeKind::kRescan:
+    case NodeKind::kFleetRequestCreate:
       st.st_mtim = st.st_ctim = At(mounted_at_, kernel_.MtimeBumps(ino));
       return file(0200, "");
     case NodeKind::kList: {  // marked stale at every change: its mtime is the revision's
@@ -444,8 +449,23 @@ void Filesystem::MakeDir(fuse_req_t req, fuse_ino_t parent, const char* name, mo
   Lookup(req, parent, name);
 }
 
+void Filesystem::AwaitFleetView() {
+  if (fleet_ && !fleet_->AwaitRead(kAwaitView)) {
+    spdlog::debug("fleet view: not read again within {} ms of a change", kAwaitView.count());
+  }
+}
+
+Status Filesystem::RemoveRequest(const char* name) {
+  if (std::string_view(name) == kFleetRequestsEntry.name) return Status::NotFolder("create is a file");
+  if (!fleet_ || !requests_ || !fleet_->Current()->FindRequest(name)) return Status::NotFound("no such request");
+  Status deleted = requests_->Delete(name);
+  if (deleted.ok()) AwaitFleetView();
+  return deleted;
+}
+
 void Filesystem::RemoveDir(fuse_req_t req, fuse_ino_t parent, const char* name) {
   const Node node = Decode(parent);
+  if (node.kind == NodeKind::kFleetRequests) return ReplyStatus(req, RemoveRequest(name));
   if (IsFleet(node.kind)) return ReplyStatus(req, fleet_tree::ReadOnly("rmdir"));
   if (node.kind == NodeKind::kAcceleratorDir && !Listed(node, name)) {
     return ReplyStatus(req, scratch_.Remove(node.id, name, true));
@@ -698,6 +718,15 @@ void Filesystem::Write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t 
     case NodeKind::kAttribute:
       written = writes_.Write(node.id, node.attr, static_cast<uint64_t>(offset), bytes, caller);
       break;
+    case NodeKind::kFleetRequestCreate: {
+      auto made = writes_.WriteRequest(static_cast<uint64_t>(offset), bytes, caller);
+      if (!made.ok()) {
+        written = made.status();
+      } else if (*made) {
+        AwaitFleetView();
+      }
+      break;
+    }
     default:
       written = IsFleet(node.kind) ? fleet_tree::ReadOnly("write") : Status::AccessDenied("the file is read-only");
   }
@@ -705,7 +734,8 @@ void Filesystem::Write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t 
   if (written.ok()) Invalidate(written->before, written->after, ino);
   notifier_.AwaitStale();  // the files this changed (error too, if refused) are read afresh
   if (!written.ok()) {
-    if (node.kind == NodeKind::kCreate || node.kind == NodeKind::kRescan) {
+    if (node.kind == NodeKind::kCreate || node.kind == NodeKind::kRescan ||
+        node.kind == NodeKind::kFleetRequestCreate) {
       spdlog::warn("refused: {}", written.status().message());
     }
     return ReplyStatus(req, written.status());

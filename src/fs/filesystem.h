@@ -33,6 +33,10 @@
 // adapter invalidates what the kernel holds of it. The Service's listener
 // tells of the others (rescans, other front ends).
 //
+// fleet/requests/create is written as create is (FileWrites); a request
+// made there, or deleted by rmdir, is in the fleet view once the call
+// returns (FleetBoard::AwaitRead).
+//
 // In an accelerator folder, a name that is not a listed file is a scratch
 // file (see scratch.h); rename(2) of a scratch file over a listed file
 // commits its content through FileWrites::Replace. The callbacks of the tree
@@ -47,6 +51,7 @@
 #include <atomic>
 #include <string>
 
+#include "cyborgfs/accelerator_requests.h"
 #include "cyborgfs/fleet_view.h"
 #include "cyborgfs/service.h"
 #include "file_writes.h"
@@ -75,9 +80,10 @@ class Filesystem {
   // With default_permissions the kernel enforces this at open(2), mkdir(2),
   // rename(2), ... for every caller (see the README, "Who may change what").
   // Scratch files hold `scratch_limit` bytes at most, all together.
-  // With `fleet` (--fleet), MOUNT/fleet/ shows its current view (fleet_tree.h).
+  // With `fleet` (--fleet), MOUNT/fleet/ shows its current view (fleet_tree.h),
+  // and fleet/requests/ makes and deletes `requests`.
   Filesystem(Service& service, gid_t admin_group, size_t scratch_limit = kDefaultScratchLimit,
-             const FleetBoard* fleet = nullptr);
+             FleetBoard* fleet = nullptr, AcceleratorRequests* requests = nullptr);
 
   // The operation table to pass to fuse_session_new, with `this` as userdata.
   static const fuse_lowlevel_ops& Operations();
@@ -166,8 +172,16 @@ class Filesystem {
   // Whether the root lists `entry` (fleet/ only with a fleet).
   bool Shown(const RootEntry& entry) const { return entry.kind != NodeKind::kFleet || fleet_; }
 
+  // After a request is made or deleted: returns once the view has it
+  // (FleetBoard::AwaitRead), kAwaitView at most.
+  void AwaitFleetView();
+  static constexpr std::chrono::milliseconds kAwaitView{2000};
+  // rmdir fleet/requests/<uuid>.
+  Status RemoveRequest(const char* name);
+
   Service& service_;
-  const FleetBoard* const fleet_;
+  FleetBoard* const fleet_;
+  AcceleratorRequests* const requests_;
   FileWrites writes_;
   ScratchSpace scratch_;
   KernelInodes kernel_;

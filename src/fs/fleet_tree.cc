@@ -1,6 +1,7 @@
 #include "fleet_tree.h"
 
 #include "cyborgfs/attributes.h"
+#include "cyborgfs/values.h"
 
 namespace cyborgfs::fs::fleet_tree {
 namespace {
@@ -10,6 +11,33 @@ timespec At(int64_t seconds, uint64_t nanoseconds) {
 }
 
 const FleetHost* HostOf(const FleetView& view, const FleetAccelerator& a) { return view.Host(a.host); }
+
+// A text member as a file: the value and a newline, nothing if empty or null.
+std::string Line(const Json& value) {
+  const std::string text = value.is_string() ? value.get<std::string>() : "";
+  return text.empty() ? std::string() : text + "\n";
+}
+
+// A request's file of kind `kind`, from its record (accelerator_requests.h).
+std::string RequestFile(const Json& record, NodeKind kind) {
+  switch (kind) {
+    case NodeKind::kFleetRequestState:
+      return Line(record["state"]);
+    case NodeKind::kFleetRequestHost:
+      return Line(record["host"]);
+    case NodeKind::kFleetRequestAccelerators: {
+      std::string lines;
+      for (const Json& uuid : record["accelerators"]) lines += Line(uuid);
+      return lines;
+    }
+    case NodeKind::kFleetRequestHandle:  // as an accelerator's attach_handle file
+      return record["attach_handle"].is_null() ? std::string() : RenderJson(record["attach_handle"]);
+    case NodeKind::kFleetRequestError:
+      return Line(record["error"]);
+    default:
+      return record.dump() + "\n";
+  }
+}
 
 }  // namespace
 
@@ -45,6 +73,17 @@ fuse_ino_t Lookup(const FleetView& view, const Node& parent, std::string_view na
       const FleetAccelerator* a = view.Find(name);
       return host && a && a->host == host->name ? FleetDirIno(a->number) : 0;
     }
+    case NodeKind::kFleetRequests: {
+      if (name == kFleetRequestsEntry.name) return kFleetRequestsEntry.ino;
+      const FleetRequest* r = view.FindRequest(name);
+      return r ? FleetRequestIno(r->number) : 0;
+    }
+    case NodeKind::kFleetRequestDir:
+      if (!view.FindRequestByNumber(static_cast<uint64_t>(parent.id))) return 0;
+      for (const RootEntry& e : kFleetRequestFiles) {
+        if (name == e.name) return FleetRequestIno(static_cast<uint64_t>(parent.id), e.ino);
+      }
+      return 0;
     case NodeKind::kFleetAcceleratorDir: {
       const AttrInfo* info = FindAttribute(name);
       return info && view.FindByNumber(static_cast<uint64_t>(parent.id))
@@ -81,8 +120,20 @@ Result<Item> Describe(const FleetView& view, const Node& node, time_t mounted_at
       item.shared = view.ListBody();
       item.mtime = At(view.read_at, view.revision);
       return item;
+    case NodeKind::kFleetRequests:  // its owner and admin group may rmdir a request
+      folder(listing);
+      item.mode = S_IFDIR | 0775;
+      return item;
     default:
       break;
+  }
+  if (node.kind >= NodeKind::kFleetRequestDir && node.kind <= NodeKind::kFleetRequestRecord) {
+    const FleetRequest* r = view.FindRequestByNumber(number);
+    if (!r) return Status::NotFound("no such accelerator request in the fleet");
+    return node.kind == NodeKind::kFleetRequestDir
+               ? folder(At(r->record.value("created_at", int64_t{0}), 0))
+               : file(RequestFile(r->record, node.kind),
+                      At(r->record.value("updated_at", int64_t{0}), static_cast<uint64_t>(r->revision)));
   }
   if (node.kind == NodeKind::kFleetHost || node.kind == NodeKind::kFleetHostStatus ||
       node.kind == NodeKind::kFleetHostLease || node.kind == NodeKind::kFleetHostAccelerators) {
@@ -158,6 +209,19 @@ std::vector<Entry> List(const FleetView& view, const Node& folder, off_t offset,
       if (const FleetHost* host = view.HostByNumber(number)) {
         for (const auto& a : host->accelerators) accelerator(*a, FleetDirIno(a->number), S_IFDIR);
       }
+      break;
+    case NodeKind::kFleetRequests:
+      parent = kFleetIno;
+      if (offset < 3) entries.push_back({kFleetRequestsEntry.name, kFleetRequestsEntry.ino, S_IFREG, 3});
+      for (auto it = view.requests.upper_bound(static_cast<uint64_t>(std::max<off_t>(offset - 3, 0)));
+           it != view.requests.end(); ++it) {
+        entries.push_back({it->second->uuid, FleetRequestIno(it->first), S_IFDIR, static_cast<off_t>(3 + it->first)});
+      }
+      break;
+    case NodeKind::kFleetRequestDir:
+      parent = kFleetRequestsIno;
+      if (view.FindRequestByNumber(number))
+        fixed(kFleetRequestFiles, [&](const RootEntry& e) { return FleetRequestIno(number, e.ino); });
       break;
     case NodeKind::kFleetAcceleratorDir: {
       const FleetAccelerator* a = view.FindByNumber(number);

@@ -5,7 +5,15 @@
 //     fleet/hosts/<host>/accelerators/<uuid>/<file>   as accelerators/<uuid>/, 0444
 //     fleet/accelerators/<uuid> -> ../hosts/<host>/accelerators/<uuid>
 //     fleet/accelerators.json              every host's records, each with "host"
+//     fleet/requests/create                a request body written here makes one (0220)
+//     fleet/requests/<uuid>/state          Initial | BindStarted | Bound | ... (accelerator_requests.h)
+//     fleet/requests/<uuid>/host           the host whose accelerators it holds (empty before)
+//     fleet/requests/<uuid>/accelerators   their uuids, one per line
+//     fleet/requests/<uuid>/attach_handle  the first one's handle, once Bound (JSON)
+//     fleet/requests/<uuid>/error          why it failed
+//     fleet/requests/<uuid>/request        the whole request, as GET /fleet/accelerator_requests/{uuid}
 //
+// (rmdir of fleet/requests/<uuid> deletes the request: the Filesystem's.)
 // Nothing of it is cached by the kernel (entry and attribute timeouts 0): it
 // changes when PostgreSQL says so, and every look at it is answered from the
 // view the reader last published. Every value has an mtime of its own that
@@ -27,7 +35,7 @@
 
 namespace cyborgfs::fs::fleet_tree {
 
-// What a write to the tree is told (EACCES).
+// What a change of the tree is told (EACCES).
 Status ReadOnly(const char* what);
 
 // The inode `name` names in fleet folder `parent`; 0 if none.
@@ -47,7 +55,7 @@ struct Entry {
   std::string name;
   fuse_ino_t ino;
   mode_t type;
-  off_t cookie;  // 3 + index for fixed entries, 2 + number for hosts and accelerators
+  off_t cookie;  // 3 + index for fixed entries, 2 + number for hosts and accelerators, 3 + number for requests
 };
 // The entries of fleet folder `folder` after cookie `offset`, in cookie order
 // ("." and ".." are the caller's); `parent` is the folder's parent.

@@ -18,12 +18,38 @@ VM1 = "11111111-2222-4333-8444-555555555555"
 VM2 = "66666666-7777-4888-9999-aaaaaaaaaaaa"
 
 
-def readme_block(language):
-    """The first fenced block in `language` of the README's Ansible and Puppet section."""
+def readme_block(language, section="## Using cyborgfs from Ansible and Puppet"):
+    """The first fenced block in `language` of the README's `section` (and after)."""
     with open(README) as f:
         text = f.read()
-    section = text[text.index("## Using cyborgfs from Ansible and Puppet"):]
-    return re.search(r"```%s\n(.*?)```" % language, section, re.S).group(1)
+    return re.search(r"```%s\n(.*?)```" % language, text[text.index(section):], re.S).group(1)
+
+
+def run_tool(workdir, args, env):
+    r = subprocess.run(args, cwd=workdir, env=dict(os.environ, **env), capture_output=True, text=True, timeout=300)
+    return r.returncode, r.stdout, r.stderr
+
+
+def run_playbook(workdir, text):
+    """Runs playbook `text`; returns (exit status, {task name: result}) (the json callback's per-host result)."""
+    path = os.path.join(workdir, "play.yml")
+    with open(path, "w") as f:
+        f.write(text)
+    tmp = os.path.join(workdir, "ansible-tmp")
+    rc, out, err = run_tool(
+        workdir, ["ansible-playbook", "-i", "localhost,", path],
+        {"ANSIBLE_STDOUT_CALLBACK": "json", "ANSIBLE_LOCAL_TEMP": tmp, "ANSIBLE_REMOTE_TEMP": tmp,
+         "ANSIBLE_NOCOLOR": "1", "ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3",
+         "ANSIBLE_LOCALHOST_WARNING": "0", "ANSIBLE_RETRY_FILES_ENABLED": "0"})
+    try:
+        report = json.loads(out)
+    except ValueError:
+        raise AssertionError("ansible-playbook gave no report (exit %d): %s %s" % (rc, out, err))
+    results = {}
+    for play in report["plays"]:
+        for task in play["tasks"]:
+            results[task["task"]["name"]] = task["hosts"]["localhost"]
+    return rc, results
 
 
 class ConfigToolTest(MountTest):
@@ -33,30 +59,10 @@ class ConfigToolTest(MountTest):
         self.acc_dir = self.fs.path("accelerators", self.u)
 
     def run_tool(self, args, env):
-        r = subprocess.run(args, cwd=self.workdir, env=dict(os.environ, **env), capture_output=True, text=True,
-                           timeout=300)
-        return r.returncode, r.stdout, r.stderr
+        return run_tool(self.workdir, args, env)
 
     def playbook(self, text):
-        """Runs playbook `text`; returns {task name: result} (the json callback's per-host result)."""
-        path = os.path.join(self.workdir, "play.yml")
-        with open(path, "w") as f:
-            f.write(text)
-        tmp = os.path.join(self.workdir, "ansible-tmp")
-        rc, out, err = self.run_tool(
-            ["ansible-playbook", "-i", "localhost,", path],
-            {"ANSIBLE_STDOUT_CALLBACK": "json", "ANSIBLE_LOCAL_TEMP": tmp, "ANSIBLE_REMOTE_TEMP": tmp,
-             "ANSIBLE_NOCOLOR": "1", "ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3",
-             "ANSIBLE_LOCALHOST_WARNING": "0", "ANSIBLE_RETRY_FILES_ENABLED": "0"})
-        try:
-            report = json.loads(out)
-        except ValueError:
-            raise AssertionError("ansible-playbook gave no report (exit %d): %s %s" % (rc, out, err))
-        results = {}
-        for play in report["plays"]:
-            for task in play["tasks"]:
-                results[task["task"]["name"]] = task["hosts"]["localhost"]
-        return rc, results
+        return run_playbook(self.workdir, text)
 
     def assertPlaybookConverges(self, text):
         rc, first = self.playbook(text)

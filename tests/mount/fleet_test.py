@@ -176,7 +176,7 @@ class ViewTest(FleetTest):
         fleet = other.path("fleet")
         wait_for(lambda: sorted(os.listdir(os.path.join(fleet, "accelerators"))) ==
                  sorted(self.uuids() + os.listdir(other.path("accelerators"))), what="all 6 accelerators on B")
-        self.assertEqual(sorted(os.listdir(fleet)), ["accelerators", "accelerators.json", "hosts"])
+        self.assertEqual(sorted(os.listdir(fleet)), ["accelerators", "accelerators.json", "hosts", "requests"])
         self.assertEqual(sorted(os.listdir(os.path.join(fleet, "hosts"))), ["otherhost", HOST])
         mine = os.path.join(fleet, "hosts", HOST)
         self.assertEqual(sorted(os.listdir(mine)), ["accelerators", "lease_expires_at", "status"])
@@ -523,18 +523,19 @@ class RefusalTest(FleetTest):
         self.assertEqual(self.fs.stop(), 0)
         # The schema as version 1 left it.
         self.pg.psql("DROP FUNCTION fleet_claim; DROP TABLE fleet_claims; DROP TABLE fleet_requests; "
+                     "DROP FUNCTION fleet_request_revision; DROP FUNCTION fleet_requests_changed; "
                      "DROP INDEX fleet_accelerators_by_host_revision; "
                      "CREATE INDEX fleet_accelerators_by_host ON fleet_accelerators (host); "
                      "UPDATE cyborgfs_schema SET version = 1")
         self.fs = self.start(db=self.fs.db)
         wait_for(lambda: self.fleet()["state"] == "ok", what="publishing after the migration")
-        self.assertEqual(self.pg.psql("SELECT version FROM cyborgfs_schema"), [["3"]])
+        self.assertEqual(self.pg.psql("SELECT version FROM cyborgfs_schema"), [["4"]])
         indexes = [r[0] for r in self.pg.psql("SELECT indexname FROM pg_indexes WHERE tablename = "
                                               "'fleet_accelerators' ORDER BY indexname")]
         self.assertIn("fleet_accelerators_by_host_revision", indexes)
         self.assertNotIn("fleet_accelerators_by_host", indexes)
         self.assertEqual(len(self.inventory()), 4)
-        self.assertIn("schema migrated from version 1 to 3", self.fs.log_text())
+        self.assertIn("schema migrated from version 1 to 4", self.fs.log_text())
         self.assertEqual(self.pg.psql("SELECT count(*) FROM fleet_requests"), [["0"]])
 
     def test_an_old_copy_of_the_database_is_fenced_and_the_center_keeps_the_newer_state(self):

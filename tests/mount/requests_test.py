@@ -8,11 +8,13 @@ import errno
 import json
 import multiprocessing
 import os
+import subprocess
 import sys
 import time
 import unittest
 import uuid as uuidlib
 
+from config_tools_test import readme_block, run_playbook
 from fleet_test import CuttingProxy, FleetTest
 from harness import HOST, Mount, UnixHTTPConnection, echo_into, http_request, wait_for
 
@@ -337,6 +339,168 @@ class DriverFailureTest(ArqTest):
                                                   "match": {"product_id": "2330"}})
         self.assertEqual(self.ended(again["uuid"])["state"], "Bound")
         self.assertEqual(self.attach_of(self.fs, gpu), "vm %s\n" % VM)
+
+
+# A shell script that makes a request through the files, waits for it to end, and
+# prints what its files say ($M: the mount, $U: the request's uuid, $BODY: its body).
+MAKE_AND_WAIT = r"""
+set -eu
+cd "$M/fleet/requests"
+echo "$BODY" > create
+test -d "$U"                    # there as soon as the write returned
+for i in $(seq 200); do
+  state=$(cat "$U/state")
+  case $state in Bound|BindFailed) break;; esac
+  sleep 0.05
+done
+echo "state=$state"
+echo "host=$(cat "$U/host")"
+echo "accelerators=$(cat "$U/accelerators")"
+echo "error=$(cat "$U/error")"
+echo "files=$(ls "$U" | tr '\n' ' ')"
+"""
+
+
+class FileRequestTest(ArqTest):
+    """MOUNT/fleet/requests/: requests made by writing create, read from their files, deleted by rmdir."""
+
+    def requests_dir(self, m=None, *parts):
+        return (m or self.fs).path("fleet", "requests", *parts)
+
+    def make(self, m, body, uuid):
+        done = subprocess.run(["bash", "-c", MAKE_AND_WAIT], capture_output=True, text=True, timeout=60,
+                              env=dict(os.environ, M=m.path(), U=uuid, BODY=json.dumps(body)))
+        self.assertEqual(done.returncode, 0, done.stderr)
+        return dict(line.split("=", 1) for line in done.stdout.splitlines())
+
+    def request_file(self, uuid, name, m=None):
+        with open(self.requests_dir(m, uuid, name)) as f:
+            return f.read()
+
+    def test_a_shell_script_makes_a_request_waits_for_bound_and_removes_it(self):
+        b = self.another_host("hostb", 3)
+        self.fleet_of([self.fs, b])
+        uuid = str(uuidlib.uuid4())
+        out = self.make(self.fs, {"uuid": uuid, "device_type": "GPU", "instance_uuid": VM, "host": "hostb"}, uuid)
+        gpu = self.gpu_of(b)
+        self.assertEqual(out, {"state": "Bound", "host": "hostb", "accelerators": gpu, "error": "",
+                               "files": "accelerators attach_handle error host request state "})
+        self.assertEqual(self.attach_of(b, gpu), "vm %s\n" % VM)
+        handle = json.loads(self.request_file(uuid, "attach_handle"))
+        self.assertEqual(handle["type"], "TEST_PCI")
+        self.assertEqual(json.loads(self.request_file(uuid, "request")), self.request(uuid))
+        self.assertEqual(self.request_file(uuid, "accelerators"), gpu + "\n")
+        # Every host shows it; the folders' modes say who may do what.
+        wait_for(lambda: os.path.isdir(self.requests_dir(b, uuid)), what="the request in hostb's view")
+        self.assertEqual(self.request_file(uuid, "state", b), "Bound\n")
+        self.assertEqual(os.stat(self.requests_dir()).st_mode & 0o7777, 0o775)
+        self.assertEqual(os.stat(self.requests_dir(None, "create")).st_mode & 0o7777, 0o220)
+        self.assertEqual(os.stat(self.requests_dir(None, uuid, "state")).st_mode & 0o7777, 0o444)
+        with open(self.requests_dir(None, "create")) as f:
+            self.assertEqual(f.read(), "")  # reads as empty
+        self.assertEqual(sorted(os.listdir(self.requests_dir())), sorted(["create", uuid]))
+        # Writing the same body again is a no-op: the same request, no second one.
+        echo_into(self.requests_dir(None, "create"), json.dumps(
+            {"uuid": uuid, "device_type": "GPU", "instance_uuid": VM, "host": "hostb"}) + "\n")
+        self.assertEqual(self.rows("SELECT count(*) FROM fleet_requests"), [["1"]])
+        # rmdir deletes it: the host detaches, and the folder goes.
+        os.rmdir(self.requests_dir(None, uuid))
+        wait_for(lambda: not os.path.exists(self.requests_dir(None, uuid)), what="the request's folder gone")
+        self.assertEqual(self.request(uuid), 404)
+        wait_for(lambda: self.attach_of(b, gpu) == "", what="the GPU detached")
+        self.assertEqual(os.listdir(self.requests_dir()), ["create"])
+
+    def test_the_readme_playbook_makes_one_request_and_waits_for_it(self):
+        self.fleet_of([self.fs])
+        play = readme_block("yaml", "## The fleet").replace("/accelerators/fleet/requests",
+                                                            self.requests_dir())
+        arq = "5f0c9a1e-6a53-4c1e-9d38-2f4a7a2b1c0d"
+        rc, first = run_playbook(self.workdir, play)
+        self.assertEqual(rc, 0, first)
+        self.assertTrue(first["Ask for it"]["changed"], first)
+        self.assertEqual(self.request_file(arq, "state"), "Bound\n")
+        self.assertEqual(self.attach_of(self.fs, self.gpu_of(self.fs)), "vm %s\n" % VM)
+        rc, second = run_playbook(self.workdir, play)
+        self.assertEqual(rc, 0, second)
+        self.assertEqual([name for name, r in second.items() if r["changed"]], [])
+        self.assertEqual(self.rows("SELECT uuid::text, state FROM fleet_requests"), [[arq, "Bound"]])
+
+    def test_a_request_that_fails_says_why_in_its_files(self):
+        self.fleet_of([self.fs])
+        uuid = str(uuidlib.uuid4())
+        out = self.make(self.fs, {"uuid": uuid, "device_type": "GPU", "instance_uuid": VM, "count": 2}, uuid)
+        self.assertEqual(out["state"], "BindFailed")
+        self.assertIn("no accelerator available: no host that is up has 2 free GPU", out["error"])
+        self.assertEqual((out["host"], out["accelerators"]), ("", ""))
+        self.assertEqual(self.request_file(uuid, "attach_handle"), "")
+        self.assertEqual(self.attach_of(self.fs, self.gpu_of(self.fs)), "")
+        os.rmdir(self.requests_dir(None, uuid))  # it holds nothing: gone at once
+        self.assertFalse(os.path.exists(self.requests_dir(None, uuid)))
+        self.assertEqual(self.rows("SELECT count(*) FROM fleet_requests"), [["0"]])
+
+    def test_a_request_a_scheduler_inserts_in_sql_shows_in_the_files(self):
+        self.fleet_of([self.fs])
+        uuid = str(uuidlib.uuid4())
+        self.pg.psql("BEGIN; INSERT INTO fleet_requests (uuid, instance_uuid, device_type) "
+                     "VALUES ('%s', '%s', 'GPU'); SELECT fleet_claim('%s'); COMMIT" % (uuid, VM, uuid))
+        wait_for(lambda: os.path.exists(self.requests_dir(None, uuid, "state")) and
+                 self.request_file(uuid, "state") == "Bound\n", what="the SQL request Bound in the files")
+        self.assertEqual(self.request_file(uuid, "host"), HOST + "\n")
+        # Even an update that sets no revision is seen (the trigger moves it).
+        self.pg.psql("UPDATE fleet_requests SET error = 'noted by the scheduler' WHERE uuid = '%s'" % uuid)
+        wait_for(lambda: self.request_file(uuid, "error") == "noted by the scheduler\n",
+                 what="the scheduler's update in the files")
+
+    def test_bad_requests_and_changes_of_the_tree_get_an_errno(self):
+        self.fleet_of([self.fs])
+        create = self.requests_dir(None, "create")
+        taken = str(uuidlib.uuid4())
+        echo_into(create, json.dumps({"uuid": taken, "device_type": "GPU", "instance_uuid": VM}))
+        cases = [
+            ("[]", errno.EINVAL),
+            ("{\"device_type\": \"GPU\"}", errno.EINVAL),
+            ("{\"device_type\": \"GPU\", \"instance_uuid\": \"%s\", \"colour\": 1}" % VM, errno.EINVAL),
+            ("{\"device_type\": \"GPU\", \"device_type\": \"FPGA\", \"instance_uuid\": \"%s\"}" % VM,
+             errno.EINVAL),
+            ("not json", errno.EINVAL),
+            (json.dumps({"uuid": taken, "device_type": "FPGA", "instance_uuid": VM}), errno.EEXIST),
+        ]
+        for body, code in cases:
+            with self.assertRaises(OSError, msg=body) as refused:
+                echo_into(create, body + "\n")
+            self.assertEqual(refused.exception.errno, code, body)
+        self.assertEqual(self.rows("SELECT count(*) FROM fleet_requests"), [["1"]])
+        self.assertIn("unknown member \"colour\"", self.fs.log_text())
+        changes = [
+            (lambda: os.rmdir(self.requests_dir(None, "00000000-0000-4000-8000-000000000000")), errno.ENOENT),
+            (lambda: os.rmdir(create), errno.ENOTDIR),
+            (lambda: os.mkdir(self.requests_dir(None, str(uuidlib.uuid4()))), errno.EACCES),
+            (lambda: os.unlink(create), errno.EACCES),
+            (lambda: echo_into(self.requests_dir(None, taken, "state"), "Bound\n"), errno.EACCES),
+            (lambda: os.unlink(self.requests_dir(None, taken, "state")), errno.EACCES),
+        ]
+        for change, code in changes:
+            with self.assertRaises(OSError) as refused:
+                change()
+            self.assertEqual(refused.exception.errno, code)
+        self.assertTrue(os.path.isdir(self.requests_dir(None, taken)))
+
+    def test_postgresql_away_is_eagain_and_the_files_show_the_last_view(self):
+        self.fleet_of([self.fs])
+        uuid = str(uuidlib.uuid4())
+        self.assertEqual(self.make(self.fs, {"uuid": uuid, "device_type": "GPU", "instance_uuid": VM}, uuid)["state"],
+                         "Bound")
+        self.pg.stop()
+        with self.assertRaises(OSError) as refused:
+            echo_into(self.requests_dir(None, "create"), json.dumps({"device_type": "GPU", "instance_uuid": VM}))
+        self.assertEqual(refused.exception.errno, errno.EAGAIN)
+        with self.assertRaises(OSError) as refused:
+            os.rmdir(self.requests_dir(None, uuid))
+        self.assertEqual(refused.exception.errno, errno.EAGAIN)
+        self.assertEqual(self.request_file(uuid, "state"), "Bound\n")  # as last read
+        self.pg.start()
+        os.rmdir(self.requests_dir(None, uuid))
+        wait_for(lambda: not os.path.exists(self.requests_dir(None, uuid)), what="the request gone")
 
 
 if __name__ == "__main__":

@@ -142,5 +142,59 @@ TEST_F(FileWritesTest, RescanTakesOnly1) {
   EXPECT_EQ(writes_->WriteRescan("yes", caller_).code(), Code::kInvalid);
 }
 
+// What fleet/requests/create hands the fleet: the requests a fake fleet was
+// asked to make, and what it answers.
+class RecordedRequests : public AcceleratorRequests {
+ public:
+  Result<Json> Create(const Json& body, Taken taken) override {
+    made.push_back(body);
+    takens.push_back(taken);
+    if (!answer.ok()) return answer;
+    return Json{{"uuid", "aaaaaaaa-2222-4333-8444-555555555555"}, {"state", "BindStarted"}};
+  }
+  Result<Json> Get(const std::string&) override { return Status::NotFound("none"); }
+  Result<Json> List(const std::optional<std::string>&) override { return Json{{"arqs", Json::array()}}; }
+  Status Delete(const std::string&) override { return Status::NotFound("none"); }
+
+  std::vector<Json> made;
+  std::vector<Taken> takens;
+  Status answer = Status::Ok();
+};
+
+TEST_F(FileWritesTest, ARequestBodyInPiecesMakesOneRequestWhenComplete) {
+  RecordedRequests fleet;
+  FileWrites writes(*service_, this, &fleet);
+  const std::string body = R"({"device_type": "GPU", "instance_uuid": "11111111-2222-4333-8444-555555555555"})";
+  auto first = writes.WriteRequest(0, body.substr(0, 10), caller_);
+  ASSERT_TRUE(first.ok());
+  EXPECT_FALSE(*first) << "not complete yet";
+  EXPECT_TRUE(fleet.made.empty());
+  auto second = writes.WriteRequest(10, body.substr(10) + "\n", caller_);
+  ASSERT_TRUE(second.ok()) << second.status().message();
+  ASSERT_TRUE(*second);
+  EXPECT_EQ((**second)["state"], "BindStarted");
+  ASSERT_EQ(fleet.made.size(), 1u);
+  EXPECT_EQ(fleet.made[0], Json::parse(body));
+  EXPECT_EQ(fleet.takens[0], AcceleratorRequests::Taken::kSameIsDone) << "writing it again is a no-op";
+}
+
+TEST_F(FileWritesTest, ARequestTheFleetRefusesIsTheWritesErrorAndMayBeWrittenAgain) {
+  RecordedRequests fleet;
+  FileWrites writes(*service_, this, &fleet);
+  EXPECT_EQ(writes.WriteRequest(0, "{\"a\": 1, \"a\": 2}", caller_).status().code(), Code::kInvalid)
+      << "a key given twice";
+  EXPECT_EQ(writes.WriteRequest(0, "[1]x", caller_).status().code(), Code::kInvalid);
+  EXPECT_TRUE(fleet.made.empty());
+  fleet.answer = Status::Unavailable("the fleet's PostgreSQL cannot be reached");
+  auto away = writes.WriteRequest(0, "{\"device_type\": \"GPU\"}", caller_);
+  EXPECT_EQ(away.status().code(), Code::kUnavailable);
+  EXPECT_EQ(away.status().message().rfind("fleet/requests/create: ", 0), 0u) << away.status().message();
+  fleet.answer = Status::Ok();
+  auto again = writes.WriteRequest(0, "{\"device_type\": \"GPU\"}", caller_);
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(*again);
+  EXPECT_EQ(fleet.made.size(), 2u);
+}
+
 }  // namespace
 }  // namespace cyborgfs::fs

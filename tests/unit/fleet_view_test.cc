@@ -1,9 +1,14 @@
 // The fleet's view without PostgreSQL or FUSE: records read back as
-// accelerators (records.h), the view's indexes (fleet_view.h), and the tree
-// MOUNT/fleet/ makes of a view (fleet_tree.h).
+// accelerators (records.h), the view's indexes and the board's read-your-
+// writes wait (fleet_view.h), and the tree MOUNT/fleet/ makes of a view
+// (fleet_tree.h), requests too.
 #include "cyborgfs/fleet_view.h"
 
 #include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 
 #include "cyborgfs/attributes.h"
 #include "cyborgfs/records.h"
@@ -168,7 +173,131 @@ TEST(FleetTreeTest, ListingsResumeAfterTheirCookies) {
   ASSERT_EQ(of_a.size(), 2u);
   EXPECT_EQ(of_a[1].name, "11111111-2222-4333-8444-555555555553");
   EXPECT_EQ(tree::List(view, fs::Decode(fs::FleetDirIno(1)), 0, parent).size(), Attributes().size());
-  EXPECT_EQ(tree::List(view, fs::Node{fs::NodeKind::kFleet}, 4, parent).size(), 1u) << "after hosts, accelerators";
+  EXPECT_EQ(tree::List(view, fs::Node{fs::NodeKind::kFleet}, 4, parent).size(), 2u) << "after hosts, accelerators";
+}
+
+// Requests 5 (Bound on "a", two accelerators) and 6 (BindFailed).
+FleetView WithRequests() {
+  FleetView view = TwoHosts();
+  auto bound = std::make_shared<FleetRequest>();
+  bound->number = 5;
+  bound->revision = 200;
+  bound->uuid = "aaaaaaaa-2222-4333-8444-555555555555";
+  bound->record =
+      Json{{"uuid", bound->uuid},
+           {"state", "Bound"},
+           {"host", "a"},
+           {"accelerators", {"11111111-2222-4333-8444-555555555551", "11111111-2222-4333-8444-555555555553"}},
+           {"attach_handle", {{"pci_address", "0000:3b:00.0"}}},
+           {"error", ""},
+           {"created_at", 1700000000},
+           {"updated_at", 1700000200}};
+  auto failed = std::make_shared<FleetRequest>();
+  failed->number = 6;
+  failed->revision = 201;
+  failed->uuid = "bbbbbbbb-2222-4333-8444-555555555555";
+  failed->record =
+      Json{{"uuid", failed->uuid},          {"state", "BindFailed"},    {"host", nullptr},
+           {"accelerators", Json::array()}, {"attach_handle", nullptr}, {"error", "no accelerator available"},
+           {"created_at", 1700000000},      {"updated_at", 1700000300}};
+  view.requests[5] = bound;
+  view.requests[6] = failed;
+  IndexFleetView(view);
+  return view;
+}
+
+TEST(FleetTreeTest, ARequestsFilesSayItsStateHostAcceleratorsAndHandle) {
+  const FleetView view = WithRequests();
+  const fs::Node requests = fs::Decode(tree::Lookup(view, fs::Node{fs::NodeKind::kFleet}, "requests"));
+  ASSERT_EQ(requests.kind, fs::NodeKind::kFleetRequests);
+  EXPECT_EQ(tree::Describe(view, requests, 0)->mode, S_IFDIR | 0775) << "rmdir needs a writable folder";
+  EXPECT_EQ(fs::Decode(tree::Lookup(view, requests, "create")).kind, fs::NodeKind::kFleetRequestCreate);
+  EXPECT_FALSE(fs::IsFleet(fs::NodeKind::kFleetRequestCreate)) << "written as create is, not from the view";
+  const fuse_ino_t bound = tree::Lookup(view, requests, "aaaaaaaa-2222-4333-8444-555555555555");
+  ASSERT_EQ(bound, fs::FleetRequestIno(5));
+  EXPECT_EQ(tree::Lookup(view, requests, "cccccccc-2222-4333-8444-555555555555"), 0u);
+  const auto file = [&](fuse_ino_t folder, const char* name) {
+    const fuse_ino_t ino = tree::Lookup(view, fs::Decode(folder), name);
+    EXPECT_NE(ino, 0u) << name;
+    EXPECT_TRUE(fs::ChangesByItself(fs::Decode(ino).kind)) << name;
+    auto item = tree::Describe(view, fs::Decode(ino), 0);
+    EXPECT_EQ(item->mode, S_IFREG | 0444) << name;
+    return item->text();
+  };
+  EXPECT_EQ(file(bound, "state"), "Bound\n");
+  EXPECT_EQ(file(bound, "host"), "a\n");
+  EXPECT_EQ(file(bound, "accelerators"),
+            "11111111-2222-4333-8444-555555555551\n11111111-2222-4333-8444-555555555553\n");
+  EXPECT_EQ(Json::parse(file(bound, "attach_handle")), Json::parse(R"({"pci_address": "0000:3b:00.0"})"));
+  EXPECT_EQ(file(bound, "error"), "");
+  EXPECT_EQ(Json::parse(file(bound, "request")), view.FindRequestByNumber(5)->record);
+  const fuse_ino_t failed = fs::FleetRequestIno(6);
+  EXPECT_EQ(file(failed, "state"), "BindFailed\n");
+  EXPECT_EQ(file(failed, "host") + file(failed, "accelerators") + file(failed, "attach_handle"), "");
+  EXPECT_EQ(file(failed, "error"), "no accelerator available\n");
+  EXPECT_EQ(tree::Lookup(view, fs::Decode(failed), "uuid"), 0u);
+  EXPECT_EQ(tree::Describe(view, fs::Decode(fs::FleetRequestIno(7, 1)), 0).status().code(), Code::kNotFound);
+  EXPECT_EQ(fs::Decode(fs::FleetRequestIno(5, 7)).kind, fs::NodeKind::kUnknown);
+}
+
+TEST(FleetTreeTest, RequestsAreListedAfterCreateInTheirOrder) {
+  const FleetView view = WithRequests();
+  fuse_ino_t parent = 0;
+  auto all = tree::List(view, fs::Node{fs::NodeKind::kFleetRequests}, 2, parent);
+  EXPECT_EQ(parent, fs::kFleetIno);
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(all[0].name, "create");
+  EXPECT_EQ(all[1].name, "aaaaaaaa-2222-4333-8444-555555555555");
+  auto rest = tree::List(view, fs::Node{fs::NodeKind::kFleetRequests}, all[1].cookie, parent);
+  ASSERT_EQ(rest.size(), 1u);
+  EXPECT_EQ(rest[0].name, "bbbbbbbb-2222-4333-8444-555555555555");
+  auto files = tree::List(view, fs::Decode(fs::FleetRequestIno(6)), 0, parent);
+  EXPECT_EQ(parent, fs::kFleetRequestsIno);
+  ASSERT_EQ(files.size(), 6u);
+  EXPECT_EQ(files[5].name, "request");
+  EXPECT_EQ(files[5].ino, fs::FleetRequestIno(6, 6));
+}
+
+TEST(FleetBoardTest, AwaitReadWaitsForAReadBegunAfterIt) {
+  FleetBoard board;
+  EXPECT_FALSE(board.AwaitRead(std::chrono::milliseconds(1000))) << "no reader: at once";
+  // A reader that reads whenever woken, and one read already begun.
+  std::mutex mu;
+  std::condition_variable woken;
+  int wakes = 0;
+  bool stop = false;
+  board.SetReader([&] {
+    std::lock_guard lock(mu);
+    ++wakes;
+    woken.notify_all();
+  });
+  const uint64_t early = board.BeginRead();
+  std::thread reader([&] {
+    std::unique_lock lock(mu);
+    for (int seen = 0;;) {
+      woken.wait(lock, [&] { return wakes > seen || stop; });
+      if (stop) return;
+      seen = wakes;
+      lock.unlock();         // the board calls the waker with its lock held
+      board.EndRead(early);  // began before the ask: does not answer it
+      board.EndRead(board.BeginRead());
+      lock.lock();
+    }
+  });
+  EXPECT_TRUE(board.AwaitRead(std::chrono::milliseconds(10000)));
+  EXPECT_TRUE(board.AwaitRead(std::chrono::milliseconds(10000)));
+  {
+    std::lock_guard lock(mu);
+    EXPECT_EQ(wakes, 2);
+    stop = true;
+    woken.notify_all();
+  }
+  reader.join();
+  // A reader that never reads: the wait ends at its timeout.
+  board.SetReader([] {});
+  EXPECT_FALSE(board.AwaitRead(std::chrono::milliseconds(20)));
+  board.EndRead(board.BeginRead());
+  EXPECT_FALSE(board.AwaitRead(std::chrono::milliseconds(20))) << "an older read answers no newer ask";
 }
 
 }  // namespace
