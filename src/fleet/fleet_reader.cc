@@ -303,7 +303,12 @@ Status FleetReader::Read(Postgres& db, bool whole) {
       changed = true;
       next.requests[number] = std::move(r);
     }
-    names_changed |= next.requests.size() != old->requests.size();
+    for (const auto& [number, r] : old->requests) {  // gone: its number is not needed again (nor reused)
+      if (!next.requests.count(number)) {
+        request_numbers_.erase(r->uuid);
+        names_changed = true;
+      }
+    }
   } else {
     next.requests = old->requests;
   }

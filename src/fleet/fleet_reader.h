@@ -91,8 +91,8 @@ class FleetReader {
   uint64_t next_number_ = 1;
   std::map<std::string, int64_t> read_up_to_;  // host -> the highest revision of its rows read
   std::map<std::string, int64_t> refused_;     // uuid -> the revision whose record was refused (logged once)
-  std::unordered_map<std::string, uint64_t> request_numbers_;
-  std::string requests_fingerprint_;  // as last read
+  std::unordered_map<std::string, uint64_t> request_numbers_;  // of the requests in the view
+  std::string requests_fingerprint_;                           // as last read
 
   mutable std::mutex mu_;
   std::string problem_;        // REQUIRES: mu_; empty: reading works
