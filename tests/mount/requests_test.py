@@ -8,6 +8,7 @@ import errno
 import json
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -35,6 +36,11 @@ def post(sock, body):
         return reply.status, reply.json()
     finally:
         conn.close()
+
+
+def read_file(path):
+    with open(path) as f:
+        return f.read()
 
 
 def requester(sock, instance, results):
@@ -312,9 +318,10 @@ class DriverFailureTest(ArqTest):
     def start(self, *args, **kwargs):
         if self.tree is None:  # beside the database, removed with the work folder
             self.tree = fake_sysfs.build(os.path.join(self.workdir, "sys"))
-            kernel = fake_sysfs.start_kernel(self.tree)
-            self.addCleanup(kernel.wait)
-            self.addCleanup(kernel.terminate)
+            self.kernel = fake_sysfs.start_kernel(self.tree)
+            self.addCleanup(self.kernel.wait)
+            self.addCleanup(self.kernel.terminate)
+            self.addCleanup(self.kernel.send_signal, signal.SIGCONT)  # a test may have stopped it
         return super().start("--drivers", "pci", "--sysfs-root", self.tree, *args, **kwargs)
 
     def test_a_driver_failure_during_the_bind_fails_the_request_with_its_words_and_frees_the_device(self):
@@ -339,6 +346,56 @@ class DriverFailureTest(ArqTest):
                                                   "match": {"product_id": "2330"}})
         self.assertEqual(self.ended(again["uuid"])["state"], "Bound")
         self.assertEqual(self.attach_of(self.fs, gpu), "vm %s\n" % VM)
+
+    def bound_gpu(self):
+        """A request Bound to the GPU at 0000:17:00.0; (request uuid, GPU uuid)."""
+        self.fleet_of([self.fs])
+        status, made = post(self.fs.api_socket, {"device_type": "GPU", "instance_uuid": VM,
+                                                 "match": {"product_id": "2330"}})
+        self.assertEqual(self.ended(made["uuid"])["state"], "Bound")
+        return made["uuid"], made["accelerators"][0]
+
+    def native_driver(self):
+        return os.path.basename(os.readlink(os.path.join(self.tree, "bus/pci/devices/0000:17:00.0/driver")))
+
+    def test_an_unbind_that_fails_is_unbindfailed_with_the_drivers_words_and_is_retried(self):
+        arq, gpu = self.bound_gpu()
+        with open(os.path.join(self.tree, ".fail"), "w") as f:
+            f.write("unbind vfio-pci 0000:17:00.0\n")
+        self.assertEqual(self.api("DELETE", ARQS + "/" + arq).status, 204)
+        failed = self.ended(arq, ("UnbindFailed",))
+        self.assertIn("unbind from vfio-pci", failed["error"])
+        wait_for(lambda: read_file(self.fs.path("fleet", "requests", arq, "state")) == "UnbindFailed\n",
+                 what="UnbindFailed in the files too")
+        self.assertEqual(self.attach_of(self.fs, gpu), "vm %s\n" % VM)  # still held, still attached
+        self.assertEqual([c[1] for c in self.claims()], [arq])
+        # Deleting it again while it fails changes nothing but the state; once the driver
+        # works, the binder's next round detaches, and the request is gone.
+        self.assertEqual(self.api("DELETE", ARQS + "/" + arq).status, 204)
+        os.unlink(os.path.join(self.tree, ".fail"))
+        wait_for(lambda: self.request(arq) == 404, timeout=20, what="the request gone")
+        self.assertEqual(self.attach_of(self.fs, gpu), "")
+        self.assertEqual(self.claims(), [])
+        wait_for(lambda: self.native_driver() == "nvidia", what="the GPU back on nvidia")
+
+    def test_a_request_deleted_while_its_host_binds_it_is_unbound_never_bound(self):
+        self.fleet_of([self.fs])
+        self.kernel.send_signal(signal.SIGSTOP)  # the bind's first step (unbind from nvidia) waits
+        status, made = post(self.fs.api_socket, {"device_type": "GPU", "instance_uuid": VM,
+                                                 "match": {"product_id": "2330"}})
+        self.assertEqual((status, made["state"]), (201, "BindStarted"), made)
+        arq, gpu = made["uuid"], made["accelerators"][0]
+        unbind = os.path.join(self.tree, "bus/pci/drivers/nvidia/unbind")
+        wait_for(lambda: read_file(unbind).strip() == "0000:17:00.0", what="the bind under way")
+        self.assertEqual(self.api("DELETE", ARQS + "/" + arq).status, 204)
+        self.assertEqual(self.request(arq)["state"], "Deleting")
+        self.kernel.send_signal(signal.SIGCONT)  # the attach completes; its compare-and-swap to Bound fails
+        wait_for(lambda: self.request(arq) == 404, timeout=20, what="the request gone")
+        self.assertEqual(self.attach_of(self.fs, gpu), "")
+        self.assertEqual(self.claims(), [])
+        wait_for(lambda: self.native_driver() == "nvidia", what="the GPU back on nvidia")
+        self.assertNotIn("%s: Bound" % arq, self.fs.log_text())
+        self.assertIn("accelerator request %s: unbound and deleted" % arq, self.fs.log_text())
 
 
 # A shell script that makes a request through the files, waits for it to end, and
@@ -374,8 +431,7 @@ class FileRequestTest(ArqTest):
         return dict(line.split("=", 1) for line in done.stdout.splitlines())
 
     def request_file(self, uuid, name, m=None):
-        with open(self.requests_dir(m, uuid, name)) as f:
-            return f.read()
+        return read_file(self.requests_dir(m, uuid, name))
 
     def test_a_shell_script_makes_a_request_waits_for_bound_and_removes_it(self):
         b = self.another_host("hostb", 3)
@@ -450,6 +506,13 @@ class FileRequestTest(ArqTest):
         self.pg.psql("UPDATE fleet_requests SET error = 'noted by the scheduler' WHERE uuid = '%s'" % uuid)
         wait_for(lambda: self.request_file(uuid, "error") == "noted by the scheduler\n",
                  what="the scheduler's update in the files")
+        # One inserted without fleet_claim() stays Initial until a binder's round claims it.
+        left = str(uuidlib.uuid4())
+        self.pg.psql("INSERT INTO fleet_requests (uuid, instance_uuid, device_type) VALUES ('%s', '%s', 'FPGA')"
+                     % (left, VM))
+        wait_for(lambda: os.path.exists(self.requests_dir(None, left, "state")) and
+                 self.request_file(left, "state") == "Bound\n", what="the request left Initial claimed and bound")
+        self.assertEqual(self.request_file(left, "host"), HOST + "\n")
 
     def test_bad_requests_and_changes_of_the_tree_get_an_errno(self):
         self.fleet_of([self.fs])
