@@ -36,6 +36,7 @@ enum class Attr {
   kSriovTotalvfs,
   kSriovNumvfs,
   kSubsystemId,
+  kHealth,
 };
 
 enum class WriteKind {

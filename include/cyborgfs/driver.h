@@ -87,6 +87,15 @@ class Driver {
   // Returns the device at `address` to its detached state. Detaching a
   // detached device succeeds.
   virtual Status Detach(const std::string& address, std::string& memory) = 0;
+
+  // Adds to `facts` (the device's, as Discover() or Describe() gave them,
+  // health judged from what the device says of itself) what depends on how
+  // its record holds it (`target`, `memory` as for Agrees): a device not
+  // bound as its record wants, powered off while attached. It may read the
+  // host, cheaply, and changes nothing. The core calls it whenever it takes
+  // a device's facts into its record.
+  virtual void JudgeHealth(const std::string& address, const AttachTarget* target, const std::string& memory,
+                           HostFacts& facts) const {}
 };
 
 }  // namespace cyborgfs

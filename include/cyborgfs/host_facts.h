@@ -3,6 +3,7 @@
 // as a JSON column), informational only.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <tuple>
@@ -28,11 +29,26 @@ struct HostFacts {
   };
   std::map<std::string, MdevType> mdev_types;
 
+  // Its health as the driver judged it at the last look: "ok", "degraded",
+  // "failed" or "unknown" (a signal could not be read, or nothing judged
+  // it), with one reason per signal that is not clean ("pcie link at 8 GT/s
+  // x8, capable of 16 GT/s x16"). The worst signal decides; a read that
+  // fails is "unknown", never "failed".
+  std::string health = "unknown";
+  std::vector<std::string> health_reasons;
+  // PCIe AER error counts since boot (the device's aer_dev_* TOTAL_ERR_*
+  // lines), -1 where the device has none: for the metrics; health counts
+  // those since the last rescan.
+  int64_t aer_correctable = -1;
+  int64_t aer_nonfatal = -1;
+  int64_t aer_fatal = -1;
+
   bool operator==(const HostFacts& o) const {
     return std::tie(kernel_driver, model, numa_node, iommu_group, physfn, virtfns, sriov_totalvfs, sriov_numvfs,
-                    subsystem_id, mdev_types) == std::tie(o.kernel_driver, o.model, o.numa_node, o.iommu_group,
-                                                          o.physfn, o.virtfns, o.sriov_totalvfs, o.sriov_numvfs,
-                                                          o.subsystem_id, o.mdev_types);
+                    subsystem_id, mdev_types, health, health_reasons, aer_correctable, aer_nonfatal,
+                    aer_fatal) == std::tie(o.kernel_driver, o.model, o.numa_node, o.iommu_group, o.physfn, o.virtfns,
+                                           o.sriov_totalvfs, o.sriov_numvfs, o.subsystem_id, o.mdev_types, o.health,
+                                           o.health_reasons, o.aer_correctable, o.aer_nonfatal, o.aer_fatal);
   }
   bool operator!=(const HostFacts& o) const { return !(*this == o); }
 };

@@ -45,6 +45,12 @@ std::string RenderMdevTypes(const Accelerator& a) {
   }
   return RenderJson(types);
 }
+// The state, then one reason per line.
+std::string RenderHealth(const Accelerator& a) {
+  std::string lines = a.facts.health + "\n";
+  for (const std::string& reason : a.facts.health_reasons) lines += reason + "\n";
+  return lines;
+}
 std::string RenderAttachHandle(const Accelerator& a) {
   return a.attach_handle.empty() ? std::string() : RenderJson(Json::parse(a.attach_handle));
 }
@@ -72,6 +78,7 @@ const std::vector<AttrInfo> kAttributes = {
     {Attr::kSriovTotalvfs, "sriov_totalvfs", 0444, WriteKind::kReadOnly, RenderSriovTotalvfs},
     {Attr::kSriovNumvfs, "sriov_numvfs", 0444, WriteKind::kReadOnly, RenderSriovNumvfs},
     {Attr::kSubsystemId, "subsystem_id", 0444, WriteKind::kReadOnly, RenderSubsystemId},
+    {Attr::kHealth, "health", 0444, WriteKind::kReadOnly, RenderHealth},
 };
 
 }  // namespace

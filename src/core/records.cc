@@ -70,6 +70,16 @@ void AppendCount(std::string& out, const char* key, int64_t value, bool null_if_
   out += null_if_negative && value < 0 ? "null" : std::to_string(value);
 }
 
+void AppendStrings(std::string& out, const char* key, const std::vector<std::string>& values) {
+  Key(out, key);
+  out += '[';
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ',';
+    AppendString(out, values[i]);
+  }
+  out += ']';
+}
+
 // Compact JSON text the record keeps (the spec, the attach handle), or null.
 void AppendJsonText(std::string& out, const char* key, const std::string& compact, const char* if_empty) {
   Key(out, key);
@@ -102,16 +112,15 @@ void AppendRecord(std::string& out, const Accelerator& a, std::string_view host 
   AppendCount(out, "numa_node", f.numa_node, true);
   AppendString(out, "iommu_group", f.iommu_group);
   AppendString(out, "physfn", f.physfn);
-  Key(out, "virtfns");
-  out += '[';
-  for (size_t i = 0; i < f.virtfns.size(); ++i) {
-    if (i) out += ',';
-    AppendString(out, f.virtfns[i]);
-  }
-  out += ']';
+  AppendStrings(out, "virtfns", f.virtfns);
   AppendCount(out, "sriov_totalvfs", f.sriov_totalvfs, true);
   AppendCount(out, "sriov_numvfs", f.sriov_numvfs, true);
   AppendString(out, "subsystem_id", f.subsystem_id);
+  AppendString(out, "health", f.health);
+  AppendStrings(out, "health_reasons", f.health_reasons);
+  AppendCount(out, "aer_correctable", f.aer_correctable, true);
+  AppendCount(out, "aer_nonfatal", f.aer_nonfatal, true);
+  AppendCount(out, "aer_fatal", f.aer_fatal, true);
   Key(out, "mdev_types");  // null for a device without mediated-device types, as the empty file
   if (f.mdev_types.empty()) out += "null";
   for (auto it = f.mdev_types.begin(); it != f.mdev_types.end(); ++it) {
@@ -192,6 +201,19 @@ Result<Accelerator> AcceleratorFromRecord(const Json& record) {
   count("sriov_totalvfs", f.sriov_totalvfs);
   count("sriov_numvfs", f.sriov_numvfs);
   text("subsystem_id", f.subsystem_id);
+  text("health", f.health);
+  count("aer_correctable", f.aer_correctable);
+  count("aer_nonfatal", f.aer_nonfatal);
+  count("aer_fatal", f.aer_fatal);
+  if (auto reasons = Member(record, "health_reasons", &Json::is_array, true); !reasons.ok()) {
+    bad = reasons.status();
+  } else if (*reasons) {
+    for (const Json& reason : **reasons) {
+      if (!reason.is_string())
+        return Status::Invalid("the record's \"health_reasons\" holds a value that is not a string");
+      f.health_reasons.push_back(reason.get<std::string>());
+    }
+  }
   count("generation", a.generation);
   count("created_at", a.created_at);
   count("updated_at", a.updated_at);

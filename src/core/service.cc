@@ -361,9 +361,9 @@ Result<Service::Change> Service::ApplyAttach(const Accelerator& current, const A
     auto attached = driver->Attach(current.driver_address, target, next.driver_memory);
     if (!attached.ok()) return attached.status().Prefixed("driver " + driver->Name());
     handle = *attached;
-    RefreshFacts(*driver, next);
   }
   if (Status s = Transition(next, Event::kAttach, &target, handle); !s.ok()) return s;
+  if (driver) RefreshFacts(*driver, next);  // judged as attached
   std::string memory = next.driver_memory;
   auto committed = Commit(current, std::move(next), request, Attr::kAttach);
   if (!committed.ok() && driver && !same) (void)driver->Detach(current.driver_address, memory);  // host side back
@@ -382,10 +382,10 @@ Result<Service::Change> Service::ApplyDetach(const Accelerator& current, const R
   Driver* driver = current.state == State::kOffline ? nullptr : DriverOf(current);
   if (driver) {
     Status detached = driver->Detach(current.driver_address, next.driver_memory);
-    RefreshFacts(*driver, next);
     if (!detached.ok()) {
       detached = detached.Prefixed("driver " + driver->Name());
       if (Status s = Transition(next, Event::kDetachFailed); !s.ok()) return s;
+      RefreshFacts(*driver, next);
       if (auto c = Commit(current, std::move(next), request); !c.ok()) {
         spdlog::error("accelerator {}: recording the failed detach failed: {}", current.uuid, c.status().message());
         return Status::IoError(detached.message() + "; recording it failed too: " + c.status().message());
@@ -394,6 +394,7 @@ Result<Service::Change> Service::ApplyDetach(const Accelerator& current, const R
     }
   }
   if (Status s = Transition(next, Event::kDetach); !s.ok()) return s;
+  if (driver) RefreshFacts(*driver, next);  // judged as detached
   return Commit(current, std::move(next), request, Attr::kAttach);
 }
 
@@ -433,8 +434,11 @@ Status Service::Start() {
 
 namespace {
 
-// What a driver says about a device, taken into its record. The columns
-// derived from the spec are derived again only if the driver's types changed.
+std::optional<AttachTarget> TargetOf(const Accelerator& a);
+
+// What a driver says about a device, taken into its record, with its health
+// judged against what the record wants of it. The columns derived from the
+// spec are derived again only if the driver's types changed.
 void TakeDriverFacts(const Driver& driver, const DiscoveredDevice& device, Accelerator& a) {
   const bool types_changed = a.driver_device_type != device.device_type || a.driver_acc_type != device.acc_type;
   a.driver = driver.Name();
@@ -444,6 +448,8 @@ void TakeDriverFacts(const Driver& driver, const DiscoveredDevice& device, Accel
   a.vendor_id = device.vendor_id;
   a.product_id = device.product_id;
   a.facts = device.facts;
+  const auto target = a.detaching ? std::nullopt : TargetOf(a);
+  driver.JudgeHealth(device.address, target ? &*target : nullptr, a.driver_memory, a.facts);
   if (types_changed) DeriveColumns(a);
 }
 

@@ -46,6 +46,7 @@ class FakeDriver final : public Driver {
       d.facts.model = model.name;
       d.facts.numa_node = i % 2;
       d.facts.iommu_group = std::to_string(kFirstIommuGroup + i);
+      d.facts.health = "ok";  // nothing of a fake device can fail
       by_address_.emplace(d.address, devices_.size());
       devices_.push_back(d);
     }

@@ -6,6 +6,7 @@
 #include <cctype>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <thread>
 
 #include "cyborgfs/values.h"
@@ -32,7 +33,7 @@ Result<std::vector<DiscoveredDevice>> PciDriver::Discover() {
   const std::vector<std::string> addresses = sysfs_.List("bus/pci/devices");
   for (const std::string& address : addresses) {
     std::string why_not;
-    if (auto device = Read(address, &why_not)) {
+    if (auto device = Read(address, true, &why_not)) {
       found.push_back(std::move(*device));
     } else {
       spdlog::debug("pci: {} is not taken: {}", address, why_not);
@@ -61,13 +62,13 @@ std::vector<std::string> PciDriver::Health() {
 }
 
 Result<DiscoveredDevice> PciDriver::Describe(const std::string& address) {
-  auto device = Read(address);
+  auto device = Read(address, false);
   if (!device) return Status::NoDevice("no accelerator at " + address);
   return std::move(*device);
 }
 
 // The device at `address` if it is an accelerator; else why not, in `why_not`.
-std::optional<DiscoveredDevice> PciDriver::Read(const std::string& address, std::string* why_not) {
+std::optional<DiscoveredDevice> PciDriver::Read(const std::string& address, bool rescan, std::string* why_not) {
   const std::string dir = kDevices + address + "/";
   const auto class_code = ParseSysfsHex(sysfs_.Read(dir + "class"));
   const auto vendor = ParseSysfsHex(sysfs_.Read(dir + "vendor"));
@@ -118,7 +119,141 @@ std::optional<DiscoveredDevice> PciDriver::Read(const std::string& address, std:
     d.facts.mdev_types[type] = {sysfs_.Read(t + "name").value_or(type),
                                 std::max(0, ParseSysfsCount(sysfs_.Read(t + "available_instances")))};
   }
+  ReadSignals(address, rescan, d.facts);
   return d;
+}
+
+// --- health ---------------------------------------------------------------------
+
+namespace {
+
+int Rank(const std::string& health) {
+  return health == "failed" ? 3 : health == "degraded" ? 2 : health == "unknown" ? 1 : 0;
+}
+
+// One signal's verdict: the worst so far decides.
+void Judged(HostFacts& facts, const char* health, std::string reason) {
+  if (Rank(health) > Rank(facts.health)) facts.health = health;
+  facts.health_reasons.push_back(std::move(reason));
+}
+
+// The TOTAL_ERR_* line of an aer_dev_* file ("TOTAL_ERR_COR 5").
+std::optional<int64_t> AerTotal(const std::string& text) {
+  size_t at = text.find("TOTAL_ERR_");
+  if (at == std::string::npos) return std::nullopt;
+  at = text.find(' ', at);
+  if (at == std::string::npos) return std::nullopt;
+  const char* start = text.c_str() + at + 1;
+  char* end = nullptr;
+  const long long n = std::strtoll(start, &end, 10);
+  if (end == start || n < 0) return std::nullopt;
+  return static_cast<int64_t>(n);
+}
+
+// "16.0 GT/s PCIe" -> 16; nullopt for what is not a speed ("Unknown").
+std::optional<double> LinkSpeed(const std::string& text) {
+  char* end = nullptr;
+  const double speed = std::strtod(text.c_str(), &end);
+  if (end == text.c_str() || speed <= 0) return std::nullopt;
+  return speed;
+}
+
+std::string Speed(double gts) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g GT/s", gts);
+  return text;
+}
+
+}  // namespace
+
+void PciDriver::ReadSignals(const std::string& address, bool rescan, HostFacts& facts) {
+  const std::string dir = kDevices + address + "/";
+  facts.health = "ok";
+  facts.health_reasons.clear();
+  // A file the device has that cannot be read is unknown; one it has not is no signal.
+  auto read = [&](const std::string& file) -> std::optional<std::string> {
+    if (!sysfs_.Exists(dir + file)) return std::nullopt;
+    auto text = sysfs_.Read(dir + file);
+    if (!text) Judged(facts, "unknown", file + " cannot be read");
+    return text;
+  };
+  struct Aer {
+    const char* file;
+    const char* words;
+    const char* health;
+    int64_t HostFacts::*total;
+  };
+  static constexpr Aer kAer[] = {
+      {"aer_dev_correctable", "correctable", "degraded", &HostFacts::aer_correctable},
+      {"aer_dev_nonfatal", "nonfatal", "degraded", &HostFacts::aer_nonfatal},
+      {"aer_dev_fatal", "fatal", "failed", &HostFacts::aer_fatal},
+  };
+  std::array<std::optional<int64_t>, 3> totals;
+  for (size_t k = 0; k < 3; ++k) {
+    facts.*kAer[k].total = -1;
+    auto text = read(kAer[k].file);
+    if (!text) continue;
+    totals[k] = AerTotal(*text);
+    if (!totals[k]) Judged(facts, "unknown", std::string(kAer[k].file) + " has no TOTAL_ERR_ line");
+    if (totals[k]) facts.*kAer[k].total = *totals[k];
+  }
+  {
+    std::lock_guard lock(aer_mu_);
+    auto [seen, first] = aer_.try_emplace(address);
+    for (size_t k = 0; k < 3; ++k) {
+      if (!totals[k]) continue;
+      int64_t& base = seen->second.at_rescan[k];
+      if (first) base = *totals[k];                                             // first look: no count yet
+      const int64_t now = *totals[k] >= base ? *totals[k] - base : *totals[k];  // lower: the device was reset
+      const int64_t errors = rescan ? now : seen->second.that_rescan[k] + now;
+      if (rescan) {
+        base = *totals[k];
+        seen->second.that_rescan[k] = now;
+      }
+      if (errors > 0) {
+        Judged(facts, kAer[k].health,
+               "pcie aer: " + std::to_string(errors) + " " + kAer[k].words + " error" + (errors == 1 ? "" : "s") +
+                   " since the last rescan");
+      }
+    }
+  }
+  if (auto power = read("power_state")) {
+    if (*power == "error") Judged(facts, "failed", "power state error");
+    if (*power == "unknown") Judged(facts, "unknown", "power state unknown");
+  }
+  const auto speed = read("current_link_speed"), max_speed = read("max_link_speed");
+  const auto width = read("current_link_width"), max_width = read("max_link_width");
+  if (speed && max_speed && width && max_width) {
+    const auto s = LinkSpeed(*speed), ms = LinkSpeed(*max_speed);
+    const int w = ParseSysfsCount(width), mw = ParseSysfsCount(max_width);
+    const bool unknown_speed = *speed == "Unknown" || *max_speed == "Unknown" || speed->rfind("Unknown", 0) == 0;
+    if (!unknown_speed && (!s || !ms || w < 0 || mw < 0)) {
+      Judged(facts, "unknown", "pcie link: speed or width unreadable (" + *speed + ", x" + *width + ")");
+    } else if (!unknown_speed && mw > 0 && (*s < *ms || w < mw)) {
+      Judged(facts, "degraded",
+             "pcie link at " + Speed(*s) + " x" + std::to_string(w) + ", capable of " + Speed(*ms) + " x" +
+                 std::to_string(mw));
+    }
+  }
+  if (auto qat = read("qat/state"); qat && *qat != "up") Judged(facts, "failed", "qat state " + *qat);
+}
+
+void PciDriver::JudgeHealth(const std::string& address, const AttachTarget* target, const std::string& memory,
+                            HostFacts& facts) const {
+  DiscoveredDevice observed;
+  observed.address = address;
+  observed.facts = facts;
+  if (!Holds(observed, target, memory)) {
+    const std::string bound = facts.kernel_driver.empty() ? "no driver" : facts.kernel_driver;
+    if (target) {
+      Judged(facts, "failed", "bound to " + bound + ", not as its attachment to " + target->ToString() + " needs");
+    } else {
+      Judged(facts, "degraded", "bound to " + bound + " while detached (the next rescan releases it)");
+    }
+  }
+  if (target && sysfs_.Read(kDevices + address + "/power_state").value_or("") == "D3cold") {
+    Judged(facts, "degraded", "power state D3cold while attached");
+  }
 }
 
 // --- attaching -----------------------------------------------------------------
@@ -284,6 +419,10 @@ std::optional<std::string> PciDriver::VgpuPresent(const std::string& memory) con
 }
 
 bool PciDriver::Agrees(const DiscoveredDevice& observed, const AttachTarget* target, const std::string& memory) {
+  return Holds(observed, target, memory);
+}
+
+bool PciDriver::Holds(const DiscoveredDevice& observed, const AttachTarget* target, const std::string& memory) const {
   const std::string& bound = observed.facts.kernel_driver;
   const std::string native = NativeDriver(memory);
   const auto vgpu = VgpuPresent(memory);

@@ -9,9 +9,13 @@
 // Thread safety: as Driver requires; Discover may run beside attaches.
 #pragma once
 
+#include <array>
 #include <atomic>
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -62,9 +66,26 @@ class PciDriver final : public Driver {
   // Any other device is left as it is.
   Status Detach(const std::string& address, std::string& memory) override;
 
+  // Health, from sysfs alone (no vendor library). What the device says of
+  // itself (at every Discover and Describe): PCIe AER errors counted since
+  // the last rescan (aer_dev_correctable and aer_dev_nonfatal: degraded;
+  // aer_dev_fatal: failed), power_state `error` (failed), a link slower or
+  // narrower than it can be (current_link_speed/width below max_link_*:
+  // degraded), a QAT device whose qat/state is not `up` (failed). And here:
+  // not bound as its record wants (failed while attached, degraded while
+  // detached; a rescan repairs it), D3cold while attached (degraded). A
+  // signal the device does not have is not judged; one it has that cannot
+  // be read is `unknown`.
+  void JudgeHealth(const std::string& address, const AttachTarget* target, const std::string& memory,
+                   HostFacts& facts) const override;
+
  private:
   class Steps;
-  std::optional<DiscoveredDevice> Read(const std::string& address, std::string* why_not = nullptr);
+  // `rescan`: AER counts read now are the baseline of the next rescan's.
+  std::optional<DiscoveredDevice> Read(const std::string& address, bool rescan, std::string* why_not = nullptr);
+  // What the device at `address` says of its health (into `facts`).
+  void ReadSignals(const std::string& address, bool rescan, HostFacts& facts);
+  bool Holds(const DiscoveredDevice& observed, const AttachTarget* target, const std::string& memory) const;
   std::string BoundDriver(const std::string& address) const;
   // Polls `condition` for up to settle_ms: whether it came true.
   bool Eventually(const std::function<bool()>& condition) const;
@@ -84,6 +105,14 @@ class PciDriver final : public Driver {
   std::unique_ptr<PciNames> names_;
   const int settle_ms_;
   std::atomic<bool> said_what_it_sees_{false};
+  // AER counts per address (correctable, nonfatal, fatal), for the errors
+  // since the last rescan.
+  struct AerSeen {
+    std::array<int64_t, 3> at_rescan{};    // the totals the last rescan read
+    std::array<int64_t, 3> that_rescan{};  // the errors it counted (since the one before)
+  };
+  std::mutex aer_mu_;
+  std::map<std::string, AerSeen> aer_;  // REQUIRES: aer_mu_
 };
 
 }  // namespace cyborgfs

@@ -188,7 +188,7 @@ std::string FactsToJson(const HostFacts& f) {
   auto text = [&](const char* key, const std::string& value) {
     if (!value.empty()) facts[key] = value;
   };
-  auto count = [&](const char* key, int value) {
+  auto count = [&](const char* key, int64_t value) {
     if (value >= 0) facts[key] = value;
   };
   text("kernel_driver", f.kernel_driver);
@@ -203,6 +203,11 @@ std::string FactsToJson(const HostFacts& f) {
   for (const auto& [type, offer] : f.mdev_types) {
     facts["mdev_types"][type] = {{"name", offer.name}, {"available_instances", offer.available_instances}};
   }
+  facts["health"] = f.health;
+  if (!f.health_reasons.empty()) facts["health_reasons"] = f.health_reasons;
+  count("aer_correctable", f.aer_correctable);
+  count("aer_nonfatal", f.aer_nonfatal);
+  count("aer_fatal", f.aer_fatal);
   return facts.dump();
 }
 
@@ -238,6 +243,19 @@ HostFacts FactsFromJson(const std::string& text) {
       f.mdev_types[type] = {offer.value("name", type), offer.value("available_instances", 0)};
     }
   }
+  if (std::string health = text_of("health"); !health.empty()) f.health = health;  // before health: unknown
+  if (auto it = facts.find("health_reasons"); it != facts.end() && it->is_array()) {
+    for (const Json& reason : *it) {
+      if (reason.is_string()) f.health_reasons.push_back(reason.get<std::string>());
+    }
+  }
+  auto total_of = [&](const char* key) {
+    auto it = facts.find(key);
+    return it != facts.end() && it->is_number_integer() ? it->get<int64_t>() : int64_t{-1};
+  };
+  f.aer_correctable = total_of("aer_correctable");
+  f.aer_nonfatal = total_of("aer_nonfatal");
+  f.aer_fatal = total_of("aer_fatal");
   return f;
 }
 

@@ -50,9 +50,11 @@ class ApiTestBase(MountTest):
     def assert_record_is_the_files(self, record):
         u = record["uuid"]
         self.assertEqual(set(record), (LISTED - {"spec"}) | {"uuid", "acc_specs", "generation", "created_at",
-                                                            "updated_at"})
-        for name in LISTED - {"spec"}:
+                                                            "updated_at", "health_reasons", "aer_correctable",
+                                                            "aer_nonfatal", "aer_fatal"})
+        for name in LISTED - {"spec", "health"}:
             self.assertEqual(record[name], file_value(name, self.acc(u, name)), name)
+        self.assertEqual([record["health"]] + record["health_reasons"], self.acc(u, "health").splitlines())
         self.assertEqual(record["acc_specs"], json.loads(self.acc(u, "spec")))
 
 

@@ -26,7 +26,8 @@ class TreeTest(MountTest):
                 ["name", "spec", "attach", "status", "error", "device_type", "acc_type", "vendor_id",
                  "product_id", "remotable", "driver", "attach_handle", "reported_by", "model", "numa_node",
                  "iommu_group", "physfn", "mdev_types", "virtfns", "sriov_totalvfs", "sriov_numvfs",
-                 "subsystem_id"]))
+                 "subsystem_id", "health"]))
+            self.assertEqual(self.acc(u, "health"), "ok\n")
             self.assertEqual(self.acc(u, "status"), "available\n")
             self.assertEqual(self.acc(u, "reported_by"), "fake\n")
             self.assertIn(self.acc(u, "driver"), ["nvidia\n", "dfl-pci\n", "c6xx\n"])
@@ -52,7 +53,7 @@ class TreeTest(MountTest):
                                  "remotable": "444", "driver": "444", "attach_handle": "444", "reported_by": "444",
                                  "model": "444", "numa_node": "444", "iommu_group": "444", "physfn": "444",
                                  "mdev_types": "444", "virtfns": "444", "sriov_totalvfs": "444",
-                                 "sriov_numvfs": "444", "subsystem_id": "444"})
+                                 "sriov_numvfs": "444", "subsystem_id": "444", "health": "444"})
 
     def test_by_name_links_every_accelerator(self):
         for name in os.listdir(self.fs.path("by-name")):

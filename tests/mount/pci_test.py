@@ -352,6 +352,89 @@ class RescanTest(KernelTestBase):
         wait_for(lambda: self.bound() == "nvidia", what="the native driver")
 
 
+class HealthTest(KernelTestBase):
+    """Each signal of tests/sysfs, flipped and back, moves `health` at the next rescan."""
+
+    def health(self, u=None):
+        return self.acc(u or self.gpu, "health")
+
+    def record(self, u=None):
+        return self.api("GET", "/accelerators/" + (u or self.gpu)).json()
+
+    def rescan(self):
+        self.ok("echo 1 > rescan")
+
+    def test_every_device_of_the_tree_starts_ok(self):
+        for address, u in self.by_address().items():
+            self.assertEqual(self.health(u), "ok\n", address)
+            self.assertEqual((self.record(u)["health"], self.record(u)["health_reasons"]), ("ok", []))
+            self.assertEqual(self.record(u)["aer_fatal"], 0)
+
+    def test_aer_errors_since_the_last_rescan_degrade_or_fail_then_recover(self):
+        for severity, state in [("correctable", "degraded"), ("nonfatal", "degraded"), ("fatal", "failed")]:
+            path = os.path.join(self.dev, "aer_dev_" + severity)
+            with open(path, "w") as f:
+                f.write(fake_sysfs.aer_text(severity, 3))
+            self.rescan()
+            self.assertEqual(self.health(), "%s\npcie aer: 3 %s errors since the last rescan\n" % (state, severity))
+            record = self.record()
+            self.assertEqual((record["health"], record["aer_" + severity]), (state, 3))
+            self.rescan()  # no new ones: counted since boot, but not since the last rescan
+            self.assertEqual(self.health(), "ok\n", severity)
+            self.assertEqual(self.record()["aer_" + severity], 3)
+
+    def test_power_link_and_qat_state_move_health_and_back(self):
+        qat = self.by_address()["0000:5e:00.0"]
+        cases = [
+            (self.gpu, "power_state", "error", "D0", "failed\npower state error\n"),
+            (self.gpu, "current_link_speed", "8.0 GT/s PCIe", "16.0 GT/s PCIe",
+             "degraded\npcie link at 8 GT/s x16, capable of 16 GT/s x16\n"),
+            (self.gpu, "current_link_width", "8", "16", "degraded\npcie link at 16 GT/s x8, capable of 16 GT/s x16\n"),
+            (qat, "qat/state", "down", "up", "failed\nqat state down\n"),
+        ]
+        for u, name, bad, good, said in cases:
+            address = [a for a, v in self.by_address().items() if v == u][0]
+            fake_sysfs.signal(self.tree, address, name, bad)
+            self.rescan()
+            self.assertEqual(self.health(u), said, name)
+            fake_sysfs.signal(self.tree, address, name, good)
+            self.rescan()
+            self.assertEqual(self.health(u), "ok\n", name)
+
+    def test_a_signal_that_cannot_be_read_is_unknown_never_failed(self):
+        path = os.path.join(self.dev, "aer_dev_fatal")
+        with open(path, "w") as f:
+            f.write("garbage\n")
+        self.rescan()
+        self.assertEqual(self.health(), "unknown\naer_dev_fatal has no TOTAL_ERR_ line\n")
+        for _ in range(3):  # stays unknown: never failed by itself
+            self.rescan()
+            self.assertEqual(self.health().split("\n")[0], "unknown")
+        fake_sysfs.signal(self.tree, "0000:17:00.0", "power_state", "unknown")
+        self.rescan()
+        self.assertEqual(self.health(), "unknown\naer_dev_fatal has no TOTAL_ERR_ line\npower state unknown\n")
+        with open(path, "w") as f:
+            f.write(fake_sysfs.aer_text("fatal", 0))
+        fake_sysfs.signal(self.tree, "0000:17:00.0", "power_state", "D0")
+        self.rescan()
+        self.assertEqual(self.health(), "ok\n")
+        os.unlink(path)  # a signal the device does not have is not judged
+        self.rescan()
+        self.assertEqual(self.health(), "ok\n")
+
+    def test_attached_a_device_powered_off_or_bound_elsewhere_is_judged_against_its_record(self):
+        self.ok("echo vm %s > accelerators/%s/attach" % (self.VM, self.gpu))
+        self.assertEqual(self.health(), "ok\n")
+        fake_sysfs.signal(self.tree, "0000:17:00.0", "power_state", "D3cold")
+        self.rescan()
+        self.assertEqual(self.health(), "degraded\npower state D3cold while attached\n")
+        fake_sysfs.signal(self.tree, "0000:17:00.0", "power_state", "D0")
+        self.stop_kernel()  # nothing answers: the rescan cannot put it back on vfio-pci
+        fake_sysfs.link(os.path.join(self.dev, "driver"), "../../../bus/pci/drivers/nvidia")
+        self.ok("echo 1 > rescan")
+        self.assertIn("failed\nbound to nvidia, not as its attachment to vm %s needs\n" % self.VM, self.health())
+
+
 class VgpuTest(KernelTestBase):
     def setUp(self):
         super().setUp()

@@ -8,8 +8,12 @@ driver_override, sriov_*), the links (driver, iommu_group, physfn, virtfnN),
 bus/pci/devices/<address> links to them, bus/pci/drivers/<name>/{bind,unbind}
 control files, bus/pci/drivers_probe, kernel/iommu_groups/<n>/devices/ and,
 for vGPU-capable GPUs, mdev_supported_types/<type>/{name,available_instances,
-device_api,create}. Control files are plain empty files: nothing answers a
-write (the tests that need a kernel's answer simulate it).
+device_api,create}. Every device has the health signals the kernel shows
+(aer_dev_correctable, aer_dev_nonfatal, aer_dev_fatal with their TOTAL_ERR_*
+lines, power_state, current_/max_link_speed and _width), QAT devices
+qat/state; aer_text() and signal() change them. Control files are plain
+empty files: nothing answers a write (the tests that need a kernel's answer
+simulate it).
 """
 import os
 import sys
@@ -83,6 +87,7 @@ def add_device(root, d):
                         ("subsystem_device", "0x%04x" % d.subsystem_device), ("numa_node", str(d.numa_node)),
                         ("driver_override", "(null)"), ("enable", "1"), ("remove", ""), ("reset", "")]:
         write(os.path.join(path, name), value + ("\n" if value else ""))
+    add_signals(path, d)
     link(os.path.join(root, "bus/pci/devices", d.address), "../../../" + rel)
     if d.driver:
         add_driver(root, d.driver)
@@ -104,6 +109,43 @@ def add_device(root, d):
                          ("description", name), ("create", "")]:
             write(os.path.join(t, f), value + ("\n" if value else ""))
         os.makedirs(os.path.join(t, "devices"), exist_ok=True)
+
+
+AER_LINES = {
+    "correctable": (["RxErr", "BadTLP", "BadDLLP", "Rollover", "Timeout", "NonFatalErr", "CorrIntErr", "HeaderOF"],
+                    "TOTAL_ERR_COR"),
+    "nonfatal": (["Undefined", "DLP", "SDES", "TLP", "FCP", "CmpltTO", "CmpltAbrt", "UnxCmplt", "RxOF",
+                  "MalfTLP", "ECRC", "UnsupReq", "ACSViol"], "TOTAL_ERR_NONFATAL"),
+    "fatal": (["Undefined", "DLP", "SDES", "TLP", "FCP", "CmpltTO", "CmpltAbrt", "UnxCmplt", "RxOF",
+               "MalfTLP", "ECRC", "UnsupReq", "ACSViol"], "TOTAL_ERR_FATAL"),
+}
+
+
+def aer_text(severity, total):
+    """An aer_dev_<severity> file as the kernel shows it, `total` errors (counted as the first kind)."""
+    names, total_name = AER_LINES[severity]
+    return "".join("%s %d\n" % (n, total if k == 0 else 0) for k, n in enumerate(names)) + \
+        "%s %d\n" % (total_name, total)
+
+
+def device_dir(root, address):
+    return os.path.join(root, "devices/pci0000:00", address)
+
+
+def signal(root, address, name, value):
+    """Sets health signal file `name` (power_state, current_link_speed, qat/state, ...) of a device."""
+    write(os.path.join(device_dir(root, address), name), value + "\n")
+
+
+def add_signals(path, d):
+    for severity in AER_LINES:
+        write(os.path.join(path, "aer_dev_" + severity), aer_text(severity, 0))
+    for name, value in [("power_state", "D0"), ("current_link_speed", "16.0 GT/s PCIe"),
+                        ("max_link_speed", "16.0 GT/s PCIe"), ("current_link_width", "16"),
+                        ("max_link_width", "16")]:
+        write(os.path.join(path, name), value + "\n")
+    if d.pci_class >> 8 == 0x0b40 and not d.physfn:  # a crypto co-processor (QAT), its PF
+        write(os.path.join(path, "qat/state"), "up\n")
 
 
 def build(root, devices=None):

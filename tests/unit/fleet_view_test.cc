@@ -40,6 +40,10 @@ Accelerator Full() {
   a.facts.sriov_numvfs = 2;
   a.facts.subsystem_id = "10de:145f";
   a.facts.mdev_types["nvidia-1"] = {"GRID A100-1B", 3};
+  a.facts.health = "degraded";
+  a.facts.health_reasons = {"pcie link at 8 GT/s x8, capable of 16 GT/s x16", "pcie aer: 2 correctable errors"};
+  a.facts.aer_correctable = 7;
+  a.facts.aer_nonfatal = 0;
   a.last_error = "attach: busy";
   a.generation = 7;
   a.created_at = 1700000000;

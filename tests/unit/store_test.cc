@@ -70,6 +70,9 @@ TEST(Store, KeepsEveryFieldAcrossReopening) {
   a.facts.numa_node = 1;
   a.facts.virtfns = {"0000:3b:00.4"};
   a.facts.mdev_types["nvidia-222"] = {"GRID T4-1B", 16};
+  a.facts.health = "failed";
+  a.facts.health_reasons = {"power state error"};
+  a.facts.aer_fatal = 2;
   {
     auto store = Store::Open(dir.File("db"));
     ASSERT_TRUE(store.ok());
