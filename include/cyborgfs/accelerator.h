@@ -44,6 +44,10 @@ struct Accelerator {
   // by an attach the request's binder makes, cleared by the detach. Only the
   // request may detach it (cyborgfs/accelerator_requests.h).
   std::string held_by;
+  // Out of service (the maintenance file, Cyborg's device disable): its
+  // attachment stays, a new attach is refused (kBusy), the fleet never
+  // claims it.
+  bool maintenance = false;
 
   // Host side: which cyborgfs driver reports this accelerator (the file
   // `reported_by`; the file `driver` shows the kernel driver) and what it said.

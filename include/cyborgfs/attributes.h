@@ -37,6 +37,7 @@ enum class Attr {
   kSriovNumvfs,
   kSubsystemId,
   kHealth,
+  kMaintenance,
 };
 
 enum class WriteKind {

@@ -7,7 +7,7 @@
 // empty), JSON files as JSON (`attach_handle` and `mdev_types`: null where
 // the file is empty), counts as numbers (`numa_node`, `sriov_totalvfs`,
 // `sriov_numvfs`: null where unknown, `remotable` 0 or 1), `virtfns` as an
-// array; `health` (the health file's first line) and `health_reasons` (its
+// array; `maintenance` 0 or 1; `health` (the health file's first line) and `health_reasons` (its
 // other lines, an array); `aer_correctable`, `aer_nonfatal`, `aer_fatal`
 // (PCIe AER errors since boot; null where the device has no counters); and
 // `generation` (+1 at every change: the ETag), `created_at`, `updated_at`

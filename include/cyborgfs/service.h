@@ -207,6 +207,10 @@ class Service {
   // changes nothing. A detach the driver fails is kIoError, and committed as
   // the error state (the attachment kept; a rescan retries it).
   Result<Change> Detach(int64_t id, const Request& request);
+  // Takes the accelerator out of service (`on`) or puts it back: its
+  // attachment stays; while on, an attach is kBusy ("in maintenance") and
+  // the fleet never claims it. Setting what it has is a no-op.
+  Result<Change> SetMaintenance(int64_t id, bool on, const Request& request);
 
   // Removes the record. kBusy while attached or still reported by a driver.
   Result<Change> Remove(int64_t id, const Request& request);

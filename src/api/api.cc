@@ -114,6 +114,8 @@ Api::Api(Service& service, Options options)
           {"PUT", {"accelerators", "{uuid}", "acc_spec"}, &Api::SetSpec, true},
           {"PUT", {"accelerators", "{uuid}", "name"}, &Api::Rename, true},
           {"DELETE", {"accelerators", "{uuid}", "record"}, &Api::Remove, true},
+          {"POST", {"accelerators", "{uuid}", "disable"}, &Api::Disable, true},
+          {"POST", {"accelerators", "{uuid}", "enable"}, &Api::Enable, true},
           {"POST", {"rescan"}, &Api::Rescan, true},
           {"GET", {"drivers"}, &Api::Drivers, false},
           {"GET", {"fleet", "hosts"}, &Api::ListFleetHosts, false},
@@ -374,6 +376,16 @@ void Api::Rename(Call& call) {
     return Refuse(call, a->id, "name", Status::Invalid("expected {\"name\": \"<new name>\"}"));
   }
   ReplyChange(call, service_.Rename(a->id, (*body)["name"].get<std::string>(), std::nullopt, RequestOf(call)), true);
+}
+
+// Cyborg v2's device disable and enable: the maintenance file.
+void Api::Disable(Call& call) {
+  if (Service::Snapshot a = Named(call)) ReplyChange(call, service_.SetMaintenance(a->id, true, RequestOf(call)), true);
+}
+
+void Api::Enable(Call& call) {
+  if (Service::Snapshot a = Named(call))
+    ReplyChange(call, service_.SetMaintenance(a->id, false, RequestOf(call)), true);
 }
 
 void Api::Remove(Call& call) {

@@ -80,6 +80,8 @@ class Api {
   void Attach(Call& call);
   void Detach(Call& call);
   void Rename(Call& call);
+  void Disable(Call& call);
+  void Enable(Call& call);
   void Remove(Call& call);
   void Rescan(Call& call);
   void Drivers(Call& call);

@@ -45,6 +45,7 @@ std::string RenderMdevTypes(const Accelerator& a) {
   }
   return RenderJson(types);
 }
+std::string RenderMaintenance(const Accelerator& a) { return a.maintenance ? "1\n" : "0\n"; }
 // The state, then one reason per line.
 std::string RenderHealth(const Accelerator& a) {
   std::string lines = a.facts.health + "\n";
@@ -79,6 +80,7 @@ const std::vector<AttrInfo> kAttributes = {
     {Attr::kSriovNumvfs, "sriov_numvfs", 0444, WriteKind::kReadOnly, RenderSriovNumvfs},
     {Attr::kSubsystemId, "subsystem_id", 0444, WriteKind::kReadOnly, RenderSubsystemId},
     {Attr::kHealth, "health", 0444, WriteKind::kReadOnly, RenderHealth},
+    {Attr::kMaintenance, "maintenance", 0644, WriteKind::kText, RenderMaintenance},
 };
 
 }  // namespace

@@ -116,6 +116,7 @@ void AppendRecord(std::string& out, const Accelerator& a, std::string_view host 
   AppendCount(out, "sriov_totalvfs", f.sriov_totalvfs, true);
   AppendCount(out, "sriov_numvfs", f.sriov_numvfs, true);
   AppendString(out, "subsystem_id", f.subsystem_id);
+  AppendCount(out, "maintenance", a.maintenance ? 1 : 0);
   AppendString(out, "health", f.health);
   AppendStrings(out, "health_reasons", f.health_reasons);
   AppendCount(out, "aer_correctable", f.aer_correctable, true);
@@ -201,6 +202,9 @@ Result<Accelerator> AcceleratorFromRecord(const Json& record) {
   count("sriov_totalvfs", f.sriov_totalvfs);
   count("sriov_numvfs", f.sriov_numvfs);
   text("subsystem_id", f.subsystem_id);
+  int64_t maintenance = 0;
+  count("maintenance", maintenance);
+  a.maintenance = maintenance == 1;
   text("health", f.health);
   count("aer_correctable", f.aer_correctable);
   count("aer_nonfatal", f.aer_nonfatal);

@@ -323,6 +323,16 @@ Result<Service::Change> Service::Attach(int64_t id, const AttachTarget& target, 
                 [&](const Locked& locked) { return ApplyAttach(*locked.current, target, std::move(bytes), request); });
 }
 
+Result<Service::Change> Service::SetMaintenance(int64_t id, bool on, const Request& request) {
+  return Modify(id, "maintenance", request, [&](const Locked& locked) -> Result<Change> {
+    const Accelerator& current = *locked.current;
+    if (current.maintenance == on) return Unchanged(locked.current);
+    Accelerator next = current;
+    next.maintenance = on;
+    return Commit(current, std::move(next), request, Attr::kMaintenance);
+  });
+}
+
 Result<Service::Change> Service::Detach(int64_t id, const Request& request) {
   return Modify(id, "attach", request, [&](const Locked& locked) { return ApplyDetach(*locked.current, request); });
 }
@@ -351,6 +361,9 @@ Result<Service::Change> Service::ApplyAttach(const Accelerator& current, const A
   }
   if (!same && !current.attachment.empty()) {
     return Status::Busy("attached to " + current.attachment + "; detach it first (echo > attach)");
+  }
+  if (current.maintenance && !same) {
+    return Status::Busy("in maintenance: out of service until it is put back (echo 0 > maintenance)");
   }
   if (current.state == State::kOffline) {
     return Status::NoDevice("offline: driver " + current.driver + " no longer reports it");

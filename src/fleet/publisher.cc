@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <ctime>
 #include <fstream>
+#include <iterator>
 #include <random>
 
 #include "cyborgfs/records.h"
@@ -14,10 +15,80 @@
 namespace cyborgfs::fleet {
 namespace {
 
+// fleet_claim(): claims for a request in state Initial, atomically, without
+// waiting for other claimers (SKIP LOCKED on the candidates, fleet_claims'
+// key as the last word). Candidates: available, not in maintenance, not
+// held, on hosts that are up, of the type, host and match asked. Made by
+// migration 3, made again (as it is now) by 5.
+const std::string kClaimFunction = R"sql(
+    CREATE OR REPLACE FUNCTION fleet_claim(wanted uuid) RETURNS text LANGUAGE plpgsql AS $claim$
+    DECLARE
+      r fleet_requests;
+      h text;
+      picked uuid[];
+      seen boolean;
+    BEGIN
+      SELECT * INTO r FROM fleet_requests WHERE uuid = wanted FOR UPDATE;
+      IF NOT FOUND THEN RETURN NULL; END IF;
+      IF r.state <> 'Initial' THEN RETURN r.state; END IF;
+      -- The candidate conditions are spelled out in both queries below: a SQL
+      -- function holding them once (fleet_is_candidate(a, r), whole rows as
+      -- arguments) is not inlined, and made claims 3x slower in
+      -- bench/requests_bench.py (173/s instead of 500-600/s).
+      FOR attempt IN 1..200 LOOP
+        seen := false;
+        FOR h IN
+          SELECT a.host FROM fleet_accelerators a JOIN fleet_hosts fh ON fh.name = a.host
+          WHERE NOT a.removed AND a.status = 'available' AND a.device_type = r.device_type
+            AND a.record->>'maintenance' IS DISTINCT FROM '1'
+            AND fh.lease_expires_at > now() AND (r.wanted_host IS NULL OR a.host = r.wanted_host)
+            AND NOT EXISTS (SELECT 1 FROM jsonb_each_text(r.match) m
+                            WHERE m.value IS DISTINCT FROM a.record->>m.key
+                              AND m.value IS DISTINCT FROM a.record->'acc_specs'->>m.key)
+            AND NOT EXISTS (SELECT 1 FROM fleet_claims k WHERE k.accelerator = a.uuid)
+          GROUP BY a.host HAVING count(*) >= r.count ORDER BY random()
+        LOOP
+          seen := true;
+          BEGIN
+            SELECT array_agg(c.uuid) INTO picked FROM (
+              SELECT a.uuid FROM fleet_accelerators a
+              WHERE a.host = h AND NOT a.removed AND a.status = 'available' AND a.device_type = r.device_type
+                AND a.record->>'maintenance' IS DISTINCT FROM '1'
+                AND NOT EXISTS (SELECT 1 FROM jsonb_each_text(r.match) m
+                                WHERE m.value IS DISTINCT FROM a.record->>m.key
+                                  AND m.value IS DISTINCT FROM a.record->'acc_specs'->>m.key)
+                AND NOT EXISTS (SELECT 1 FROM fleet_claims k WHERE k.accelerator = a.uuid)
+              ORDER BY random() LIMIT r.count FOR UPDATE OF a SKIP LOCKED) c;
+            IF coalesce(array_length(picked, 1), 0) = r.count THEN
+              INSERT INTO fleet_claims (accelerator, request, host) SELECT unnest(picked), wanted, h;
+              UPDATE fleet_requests SET state = 'BindStarted', host = h, error = '', claimed_at = now(),
+                     updated_at = now(), revision = nextval('fleet_revision')
+              WHERE uuid = wanted;
+              PERFORM pg_notify('cyborgfs_requests', h);
+              RETURN 'BindStarted';
+            END IF;
+          EXCEPTION WHEN unique_violation THEN
+            NULL;  -- claimed by another request since this statement's snapshot: look again
+          END;
+        END LOOP;
+        EXIT WHEN NOT seen;
+        PERFORM pg_sleep(0.002);  -- candidates, but locked by other claimers: look again
+      END LOOP;
+      UPDATE fleet_requests SET state = 'BindFailed', updated_at = now(), revision = nextval('fleet_revision'),
+             error = CASE WHEN seen THEN 'no accelerator could be claimed: every candidate stayed busy'
+                     ELSE format('no accelerator available: no host that is up has %s free %s%s%s', r.count,
+                                 r.device_type, CASE WHEN r.match = '{}' THEN '' ELSE ' matching ' || r.match::text END,
+                                 CASE WHEN r.wanted_host IS NULL THEN '' ELSE ' on ' || r.wanted_host END) END
+      WHERE uuid = wanted;
+      RETURN 'BindFailed';
+    END
+    $claim$;
+    )sql";
+
 // Migration i takes the fleet's schema from version i to i + 1. Never edit
 // one that has shipped; append. The tables are an interface: schedulers and
 // people query them (README, "The fleet's tables").
-const char* const kMigrations[] = {
+const std::string kMigrations[] = {
     R"sql(
     CREATE TABLE fleet_hosts (
       name             text PRIMARY KEY,
@@ -102,67 +173,8 @@ const char* const kMigrations[] = {
       claimed_at    timestamptz NOT NULL DEFAULT now()
     );
     CREATE INDEX fleet_claims_by_request ON fleet_claims (request);
-    CREATE FUNCTION fleet_claim(wanted uuid) RETURNS text LANGUAGE plpgsql AS $claim$
-    DECLARE
-      r fleet_requests;
-      h text;
-      picked uuid[];
-      seen boolean;
-    BEGIN
-      SELECT * INTO r FROM fleet_requests WHERE uuid = wanted FOR UPDATE;
-      IF NOT FOUND THEN RETURN NULL; END IF;
-      IF r.state <> 'Initial' THEN RETURN r.state; END IF;
-      -- The candidate conditions are spelled out in both queries below: a SQL
-      -- function holding them once (fleet_is_candidate(a, r), whole rows as
-      -- arguments) is not inlined, and made claims 3x slower in
-      -- bench/requests_bench.py (173/s instead of 500-600/s).
-      FOR attempt IN 1..200 LOOP
-        seen := false;
-        FOR h IN
-          SELECT a.host FROM fleet_accelerators a JOIN fleet_hosts fh ON fh.name = a.host
-          WHERE NOT a.removed AND a.status = 'available' AND a.device_type = r.device_type
-            AND fh.lease_expires_at > now() AND (r.wanted_host IS NULL OR a.host = r.wanted_host)
-            AND NOT EXISTS (SELECT 1 FROM jsonb_each_text(r.match) m
-                            WHERE m.value IS DISTINCT FROM a.record->>m.key
-                              AND m.value IS DISTINCT FROM a.record->'acc_specs'->>m.key)
-            AND NOT EXISTS (SELECT 1 FROM fleet_claims k WHERE k.accelerator = a.uuid)
-          GROUP BY a.host HAVING count(*) >= r.count ORDER BY random()
-        LOOP
-          seen := true;
-          BEGIN
-            SELECT array_agg(c.uuid) INTO picked FROM (
-              SELECT a.uuid FROM fleet_accelerators a
-              WHERE a.host = h AND NOT a.removed AND a.status = 'available' AND a.device_type = r.device_type
-                AND NOT EXISTS (SELECT 1 FROM jsonb_each_text(r.match) m
-                                WHERE m.value IS DISTINCT FROM a.record->>m.key
-                                  AND m.value IS DISTINCT FROM a.record->'acc_specs'->>m.key)
-                AND NOT EXISTS (SELECT 1 FROM fleet_claims k WHERE k.accelerator = a.uuid)
-              ORDER BY random() LIMIT r.count FOR UPDATE OF a SKIP LOCKED) c;
-            IF coalesce(array_length(picked, 1), 0) = r.count THEN
-              INSERT INTO fleet_claims (accelerator, request, host) SELECT unnest(picked), wanted, h;
-              UPDATE fleet_requests SET state = 'BindStarted', host = h, error = '', claimed_at = now(),
-                     updated_at = now(), revision = nextval('fleet_revision')
-              WHERE uuid = wanted;
-              PERFORM pg_notify('cyborgfs_requests', h);
-              RETURN 'BindStarted';
-            END IF;
-          EXCEPTION WHEN unique_violation THEN
-            NULL;  -- claimed by another request since this statement's snapshot: look again
-          END;
-        END LOOP;
-        EXIT WHEN NOT seen;
-        PERFORM pg_sleep(0.002);  -- candidates, but locked by other claimers: look again
-      END LOOP;
-      UPDATE fleet_requests SET state = 'BindFailed', updated_at = now(), revision = nextval('fleet_revision'),
-             error = CASE WHEN seen THEN 'no accelerator could be claimed: every candidate stayed busy'
-                     ELSE format('no accelerator available: no host that is up has %s free %s%s%s', r.count,
-                                 r.device_type, CASE WHEN r.match = '{}' THEN '' ELSE ' matching ' || r.match::text END,
-                                 CASE WHEN r.wanted_host IS NULL THEN '' ELSE ' on ' || r.wanted_host END) END
-      WHERE uuid = wanted;
-      RETURN 'BindFailed';
-    END
-    $claim$;
-    )sql",
+    )sql" +
+        kClaimFunction,
     // 4: whoever changes a request (a host, a scheduler's SQL), its revision
     // moves and the fleet's readers are woken (MOUNT/fleet/requests/ shows
     // them from each host's view: fleet_reader.h).
@@ -184,8 +196,10 @@ const char* const kMigrations[] = {
     CREATE TRIGGER fleet_requests_changed AFTER INSERT OR UPDATE OR DELETE ON fleet_requests
       FOR EACH STATEMENT EXECUTE FUNCTION fleet_requests_changed();
     )sql",
+    // 5: accelerators in maintenance are never claimed.
+    kClaimFunction,
 };
-constexpr int kFleetSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
+const int kFleetSchemaVersion = static_cast<int>(std::size(kMigrations));
 
 // Every accelerator of a JSON array [{"seq": n, "r": record}, ...], over an
 // older change of it from this host ($1 host, $2 epoch, $3 the array).

@@ -86,6 +86,14 @@ Result<FileWrites::Change> FileWrites::SetText(int64_t id, Attr attr, std::strin
                                                const Service::Request& request) {
   if (bytes.size() > kMaxTextBytes) return service_.Refuse(id, TooLong(bytes.size(), kMaxTextBytes, "value"), request);
   if (attr == Attr::kName) return service_.Rename(id, std::string(StripNewline(bytes)), std::string(bytes), request);
+  if (attr == Attr::kMaintenance) {
+    const std::string_view value = StripNewline(bytes);
+    if (value != "0" && value != "1") {
+      return service_.Refuse(id, Status::Invalid("maintenance: write 1 to take it out of service, 0 to put it back"),
+                             request);
+    }
+    return service_.SetMaintenance(id, value == "1", request);
+  }
   auto target = ParseAttach(bytes);
   if (!target.ok()) return service_.Refuse(id, target.status(), request);
   if (!*target) return service_.Detach(id, request);

@@ -2,7 +2,7 @@
 //
 // The core takes whole values (a spec, a name, an attach target); how a
 // value arrives through files is this front end's business:
-// - text files (name, attach) take one value per write(2), as sysfs does, at
+// - text files (name, attach, maintenance) take one value per write(2), as sysfs does, at
 //   most kMaxTextBytes, with or without a trailing newline;
 // - document files (spec, create) collect a JSON document over several
 //   writes (DocumentBuffer, one per accelerator and one for create);

@@ -90,6 +90,10 @@ const char* const kMigrations[] = {
     R"sql(
     ALTER TABLE accelerators ADD COLUMN held_by TEXT NOT NULL DEFAULT '';
     )sql",
+    // Out of service (the maintenance file): 0 or 1.
+    R"sql(
+    ALTER TABLE accelerators ADD COLUMN maintenance INTEGER NOT NULL DEFAULT 0;
+    )sql",
 };
 constexpr int64_t kApplicationId = 1668899430;
 constexpr int kBusyTimeoutMs = 5000;  // another connection (sqlite3(1)) holding a lock
@@ -101,8 +105,9 @@ constexpr int kSchemaVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 constexpr const char* kColumns =
     "uuid, name, device_type, acc_type, acc_capability, vendor_id, product_id, remotable, spec, state, "
     "attachment, attach_handle, driver, driver_address, driver_device_type, driver_acc_type, name_bytes, "
-    "spec_bytes, attach_bytes, generation, created_at, updated_at, host_facts, driver_memory, detaching, held_by";
-constexpr int kColumnCount = 26;
+    "spec_bytes, attach_bytes, generation, created_at, updated_at, host_facts, driver_memory, detaching, held_by, "
+    "maintenance";
+constexpr int kColumnCount = 27;
 constexpr int CountColumns(const char* list) {
   int n = 1;
   for (; *list; ++list) n += *list == ',';
@@ -287,6 +292,7 @@ void BindColumns(Statement& s, const Accelerator& a) {
   s.Bind(i++, a.driver_memory);
   s.Bind(i++, int64_t{a.detaching});
   s.Bind(i++, a.held_by);
+  s.Bind(i++, int64_t{a.maintenance});
 }
 
 // The row of kColumns preceded by accelerator_id, from column `i` on.
@@ -319,6 +325,7 @@ Accelerator ReadColumns(const Statement& s, int i = 0) {
   a.driver_memory = s.Text(i++);
   a.detaching = s.Int(i++) != 0;
   a.held_by = s.Text(i++);
+  a.maintenance = s.Int(i++) != 0;
   return a;
 }
 

@@ -31,7 +31,7 @@ def file_value(record_key, text):
     """What a file's text is as a record's value (records.h)."""
     if record_key in ("attach_handle", "mdev_types"):
         return json.loads(text) if text else None
-    if record_key in ("numa_node", "sriov_totalvfs", "sriov_numvfs", "remotable"):
+    if record_key in ("numa_node", "sriov_totalvfs", "sriov_numvfs", "remotable", "maintenance"):
         return int(text) if text.strip() else None
     if record_key == "virtfns":
         return text.split()

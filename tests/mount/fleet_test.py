@@ -529,13 +529,13 @@ class RefusalTest(FleetTest):
                      "UPDATE cyborgfs_schema SET version = 1")
         self.fs = self.start(db=self.fs.db)
         wait_for(lambda: self.fleet()["state"] == "ok", what="publishing after the migration")
-        self.assertEqual(self.pg.psql("SELECT version FROM cyborgfs_schema"), [["4"]])
+        self.assertEqual(self.pg.psql("SELECT version FROM cyborgfs_schema"), [["5"]])
         indexes = [r[0] for r in self.pg.psql("SELECT indexname FROM pg_indexes WHERE tablename = "
                                               "'fleet_accelerators' ORDER BY indexname")]
         self.assertIn("fleet_accelerators_by_host_revision", indexes)
         self.assertNotIn("fleet_accelerators_by_host", indexes)
         self.assertEqual(len(self.inventory()), 4)
-        self.assertIn("schema migrated from version 1 to 4", self.fs.log_text())
+        self.assertIn("schema migrated from version 1 to 5", self.fs.log_text())
         self.assertEqual(self.pg.psql("SELECT count(*) FROM fleet_requests"), [["0"]])
 
     def test_an_old_copy_of_the_database_is_fenced_and_the_center_keeps_the_newer_state(self):

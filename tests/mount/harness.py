@@ -21,7 +21,8 @@ HOST = "testhost"
 # The files of every accelerator folder; any other name there is a scratch file.
 LISTED = {"name", "spec", "attach", "status", "error", "device_type", "acc_type", "vendor_id", "product_id",
           "remotable", "driver", "attach_handle", "reported_by", "model", "numa_node", "iommu_group", "physfn",
-          "mdev_types", "virtfns", "sriov_totalvfs", "sriov_numvfs", "subsystem_id", "health"}
+          "mdev_types", "virtfns", "sriov_totalvfs", "sriov_numvfs", "subsystem_id", "health",
+          "maintenance"}
 
 
 def wait_for(predicate, timeout=10.0, what="condition"):

@@ -26,7 +26,8 @@ class TreeTest(MountTest):
                 ["name", "spec", "attach", "status", "error", "device_type", "acc_type", "vendor_id",
                  "product_id", "remotable", "driver", "attach_handle", "reported_by", "model", "numa_node",
                  "iommu_group", "physfn", "mdev_types", "virtfns", "sriov_totalvfs", "sriov_numvfs",
-                 "subsystem_id", "health"]))
+                 "subsystem_id", "health", "maintenance"]))
+            self.assertEqual(self.acc(u, "maintenance"), "0\n")
             self.assertEqual(self.acc(u, "health"), "ok\n")
             self.assertEqual(self.acc(u, "status"), "available\n")
             self.assertEqual(self.acc(u, "reported_by"), "fake\n")
@@ -53,7 +54,8 @@ class TreeTest(MountTest):
                                  "remotable": "444", "driver": "444", "attach_handle": "444", "reported_by": "444",
                                  "model": "444", "numa_node": "444", "iommu_group": "444", "physfn": "444",
                                  "mdev_types": "444", "virtfns": "444", "sriov_totalvfs": "444",
-                                 "sriov_numvfs": "444", "subsystem_id": "444", "health": "444"})
+                                 "sriov_numvfs": "444", "subsystem_id": "444", "health": "444",
+                                 "maintenance": "664"})
 
     def test_by_name_links_every_accelerator(self):
         for name in os.listdir(self.fs.path("by-name")):
@@ -302,6 +304,32 @@ class AttachTest(MountTest):
         self.assertEqual(os.stat(self.fs.path(attach)).st_size, 0)
         self.assertEqual(self.acc(u, "status"), "available\n")
         self.assertEqual(self.acc(u, "attach_handle"), "")
+
+    def test_maintenance_keeps_the_attachment_refuses_a_new_one_and_is_audited(self):
+        u = self.fake_uuid("GPU")
+        attach = "accelerators/%s/attach" % u
+        self.ok("echo 'vm %s' > %s" % (VM1, attach))
+        self.ok("echo 1 > accelerators/%s/maintenance" % u)
+        self.assertEqual(self.acc(u, "maintenance"), "1\n")
+        self.assertEqual(self.acc(u, "attach"), "vm %s\n" % VM1)  # kept
+        self.ok("echo 1 > accelerators/%s/maintenance" % u)  # again: a no-op
+        self.ok("echo > " + attach)  # a detach is allowed
+        self.fails("echo 'vm %s' > %s" % (VM1, attach), "Device or resource busy")
+        self.assertIn("in maintenance", self.acc(u, "error"))
+        for bad in ["2", "yes", "on"]:
+            self.fails("echo %s > accelerators/%s/maintenance" % (bad, u), "Invalid argument")
+        self.assertEqual(self.acc(u, "maintenance"), "1\n")
+        self.assertIn('file="maintenance" old="0\\n" new="1\\n"', self.fs.log_text())
+        # Over HTTP: Cyborg's device enable and disable; the record says it.
+        self.assertEqual(self.api("POST", "/accelerators/%s/enable" % u).json()["maintenance"], 0)
+        self.ok("echo 'vm %s' > %s" % (VM1, attach))
+        reply = self.api("POST", "/accelerators/%s/disable" % u)
+        self.assertEqual((reply.status, reply.json()["maintenance"]), (200, 1))
+        self.ok("echo > " + attach)
+        reply = self.api("PUT", "/accelerators/" + u, {"instance_uuid": VM1})
+        self.assertEqual(reply.status, 409)
+        self.assertIn("in maintenance", reply.json()["error"]["message"])
+        self.assertEqual(self.acc(u, "status"), "available\n")
 
     def test_attach_to_this_host(self):
         u = self.fake_uuid("FPGA")

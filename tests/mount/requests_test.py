@@ -167,6 +167,23 @@ class RequestTest(ArqTest):
         self.assertEqual((status, none["state"]), (201, "BindFailed"), none)
         self.assertIn('matching {"vendor_id": "1002"}', none["error"])
 
+    def test_an_accelerator_in_maintenance_is_never_claimed(self):
+        self.fleet_of([self.fs])
+        gpu = self.gpu_of(self.fs)
+        echo_into(self.fs.path("accelerators", gpu, "maintenance"), "1\n")
+        wait_for(lambda: self.rows("SELECT record->>'maintenance' FROM fleet_inventory WHERE uuid = '%s'" % gpu)
+                 == [["1"]], what="the maintenance published")
+        status, made = post(self.fs.api_socket, {"device_type": "GPU", "instance_uuid": VM})
+        self.assertEqual((status, made["state"]), (201, "BindFailed"), made)
+        self.assertIn("no accelerator available", made["error"])
+        self.assertEqual(self.attach_of(self.fs, gpu), "")
+        echo_into(self.fs.path("accelerators", gpu, "maintenance"), "0\n")
+        wait_for(lambda: self.rows("SELECT record->>'maintenance' FROM fleet_inventory WHERE uuid = '%s'" % gpu)
+                 == [["0"]], what="back in service, published")
+        status, made = post(self.fs.api_socket, {"device_type": "GPU", "instance_uuid": VM})
+        self.assertEqual(self.ended(made["uuid"])["state"], "Bound")
+        self.assertEqual(self.attach_of(self.fs, gpu), "vm %s\n" % VM)
+
     def test_twenty_requesters_for_three_gpus_never_share_one(self):
         b, c = self.another_host("hostb", 3), self.another_host("hostc", 3)
         hosts = [self.fs, b, c]

@@ -274,6 +274,33 @@ TEST_F(ServiceTest, AnAcceleratorARequestHoldsIsDetachedByThatRequestOnly) {
   EXPECT_TRUE(CheckInvariants(*service_->FindById(id)).ok());
 }
 
+TEST_F(ServiceTest, InMaintenanceAnAcceleratorKeepsItsAttachmentButTakesNoNewOne) {
+  Open();
+  const int64_t attached = Driven(0)->id, free = Driven(1)->id;
+  ASSERT_TRUE(Attach(attached, kVm1).ok());
+  AuditCapture audit;
+  for (int64_t id : {attached, free}) {
+    auto on = service_->SetMaintenance(id, true, request_);
+    ASSERT_TRUE(on.ok()) << on.status().message();
+    EXPECT_EQ(Render(on->after, Attr::kMaintenance), "1\n");
+  }
+  EXPECT_NE(audit.text().find("file=\"maintenance\" old=\"0\\n\" new=\"1\\n\""), std::string::npos) << audit.text();
+  const int64_t generation = service_->FindById(free)->generation;
+  EXPECT_FALSE(service_->SetMaintenance(free, true, request_)->changed()) << "setting what it has is a no-op";
+  EXPECT_EQ(service_->FindById(free)->generation, generation);
+  auto refused = Attach(free, kVm1);
+  EXPECT_EQ(refused.status().code(), Code::kBusy);
+  EXPECT_NE(refused.status().message().find("in maintenance"), std::string::npos) << refused.status().message();
+  EXPECT_EQ(service_->FindById(attached)->attachment, StripNewline(kVm1)) << "its attachment stays";
+  EXPECT_TRUE(Attach(attached, kVm1).ok()) << "the attachment it has is no new one";
+  EXPECT_TRUE(Attach(attached, "\n").ok()) << "a detach is allowed";
+  EXPECT_EQ(Attach(attached, kVm1).status().code(), Code::kBusy);
+  Open();  // kept across a restart
+  EXPECT_TRUE(service_->FindById(free)->maintenance);
+  ASSERT_TRUE(service_->SetMaintenance(free, false, request_).ok());
+  EXPECT_TRUE(Attach(free, kVm1).ok());
+}
+
 TEST_F(ServiceTest, RacingAttachesLetExactlyOneWin) {
   Open(0);
   for (int round = 0; round < 50; ++round) {

@@ -73,6 +73,7 @@ TEST(Store, KeepsEveryFieldAcrossReopening) {
   a.facts.health = "failed";
   a.facts.health_reasons = {"power state error"};
   a.facts.aer_fatal = 2;
+  a.maintenance = true;
   {
     auto store = Store::Open(dir.File("db"));
     ASSERT_TRUE(store.ok());
@@ -95,6 +96,7 @@ TEST(Store, KeepsEveryFieldAcrossReopening) {
   EXPECT_TRUE(b.remotable);
   EXPECT_EQ(b.vendor_id, "8086");
   EXPECT_EQ(b.facts, a.facts);
+  EXPECT_TRUE(b.maintenance);
 }
 
 TEST(Store, MigratesAVersion1FileKeepingItsRows) {
@@ -110,7 +112,8 @@ TEST(Store, MigratesAVersion1FileKeepingItsRows) {
                        "ALTER TABLE accelerators DROP COLUMN detaching; "
                        "ALTER TABLE accelerators DROP COLUMN host_facts; "
                        "ALTER TABLE accelerators DROP COLUMN driver_memory; "
-                       "ALTER TABLE accelerators DROP COLUMN held_by; PRAGMA user_version=1"),
+                       "ALTER TABLE accelerators DROP COLUMN held_by; "
+                       "ALTER TABLE accelerators DROP COLUMN maintenance; PRAGMA user_version=1"),
             SQLITE_OK);
   auto store = Store::Open(dir.File("db"));
   ASSERT_TRUE(store.ok()) << store.status().message();
@@ -135,7 +138,8 @@ TEST(Store, MigratesTheErrorStateOfVersion2AsAFailedDetach) {
   ASSERT_EQ(ExecOnFile(dir.File("db"),
                        "DROP TABLE fleet_outbox; DROP TABLE fleet_starts; DROP TABLE fleet_meta; "
                        "ALTER TABLE accelerators DROP COLUMN detaching; "
-                       "ALTER TABLE accelerators DROP COLUMN held_by; PRAGMA user_version=2"),
+                       "ALTER TABLE accelerators DROP COLUMN held_by; "
+                       "ALTER TABLE accelerators DROP COLUMN maintenance; PRAGMA user_version=2"),
             SQLITE_OK);
   auto store = Store::Open(dir.File("db"));
   ASSERT_TRUE(store.ok()) << store.status().message();
@@ -316,7 +320,8 @@ TEST(Store, MigratesAVersion5OutboxKeepingItsEntries) {
                  "CREATE TABLE old (uuid TEXT PRIMARY KEY, seq INTEGER NOT NULL); "
                  "INSERT INTO old SELECT uuid, seq FROM fleet_outbox; DROP TABLE fleet_outbox; "
                  "ALTER TABLE old RENAME TO fleet_outbox; CREATE INDEX fleet_outbox_by_seq ON fleet_outbox (seq); "
-                 "ALTER TABLE accelerators DROP COLUMN held_by; PRAGMA user_version=5"),
+                 "ALTER TABLE accelerators DROP COLUMN held_by; "
+                 "ALTER TABLE accelerators DROP COLUMN maintenance; PRAGMA user_version=5"),
       SQLITE_OK);
   auto store = Store::Open(dir.File("db"));
   ASSERT_TRUE(store.ok()) << store.status().message();
