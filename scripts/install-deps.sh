@@ -14,6 +14,8 @@ packages=(
   libcpp-httplib-dev curl
   # the fleet (issue 14): libpq, and a PostgreSQL server the tests start privately
   libpq-dev postgresql-15
+  # GET /metrics in the Prometheus text format (issue 16)
+  prometheus-cpp-dev
   # a host whose clock is far off, in fleet_test (LD_PRELOAD)
   faketime
   # the man page test renders cyborgfs(8); setpriv runs tests as another user

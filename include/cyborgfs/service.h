@@ -153,6 +153,8 @@ class Service {
   // SQLite transactions committed since the start (Store::Commits: a group
   // commit of many changes counts once).
   uint64_t StoreCommits() const { return store_.Commits(); }
+  // This host's name (--host).
+  const std::string& host() const { return host_; }
 
   // --- GET: snapshots, never blocked by a writer -------------------------------
   Snapshot FindById(int64_t id) const;

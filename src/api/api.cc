@@ -8,6 +8,7 @@
 
 #include "cyborgfs/audit.h"
 #include "cyborgfs/records.h"
+#include "metrics.h"
 
 namespace cyborgfs::api {
 namespace {
@@ -118,6 +119,7 @@ Api::Api(Service& service, Options options)
           {"POST", {"accelerators", "{uuid}", "enable"}, &Api::Enable, true},
           {"POST", {"rescan"}, &Api::Rescan, true},
           {"GET", {"drivers"}, &Api::Drivers, false},
+          {"GET", {"metrics"}, &Api::Metrics, false},
           {"GET", {"fleet", "hosts"}, &Api::ListFleetHosts, false},
           {"GET", {"fleet", "hosts", "{name}"}, &Api::GetFleetHost, false},
           {"GET", {"fleet", "accelerators"}, &Api::ListFleet, false},
@@ -376,6 +378,20 @@ void Api::Rename(Call& call) {
     return Refuse(call, a->id, "name", Status::Invalid("expected {\"name\": \"<new name>\"}"));
   }
   ReplyChange(call, service_.Rename(a->id, (*body)["name"].get<std::string>(), std::nullopt, RequestOf(call)), true);
+}
+
+void Api::Metrics(Call& call) {
+  MetricsInput in;
+  in.host = service_.host();
+  in.accelerators = service_.List();
+  if (options_.request_counts) in.requests = options_.request_counts();
+  in.store_commits = service_.StoreCommits();
+  if (options_.fleet) {
+    const Json report = Json::parse(service_.DriversReport(), nullptr, false);
+    if (report.is_object() && report.contains("fleet")) in.fleet = report["fleet"];
+  }
+  call.res.status = 200;
+  call.res.set_content(RenderMetrics(in), "text/plain; version=0.0.4; charset=utf-8");
 }
 
 // Cyborg v2's device disable and enable: the maintenance file.

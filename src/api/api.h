@@ -51,6 +51,7 @@ class Api {
     std::function<void()> settle;             // after a change, before the reply
     const FleetBoard* fleet = nullptr;        // --fleet: GET /fleet/... show its view
     AcceleratorRequests* requests = nullptr;  // --fleet: /fleet/accelerator_requests
+    std::function<Json()> request_counts;     // GET /metrics: the FUSE requests answered, per operation
   };
   Api(Service& service, Options options);
 
@@ -81,6 +82,7 @@ class Api {
   void Detach(Call& call);
   void Rename(Call& call);
   void Disable(Call& call);
+  void Metrics(Call& call);
   void Enable(Call& call);
   void Remove(Call& call);
   void Rescan(Call& call);

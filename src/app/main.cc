@@ -370,8 +370,9 @@ int Run(int argc, char** argv) {
   std::unique_ptr<api::Api> rest;
   std::unique_ptr<api::HttpServer> http;
   if (options.api_socket != "none" || !options.api_listen.empty()) {
-    rest = std::make_unique<api::Api>(
-        service, api::Api::Options{*admin_group, token, [&fs] { fs.Settle(); }, board.get(), requests.get()});
+    rest =
+        std::make_unique<api::Api>(service, api::Api::Options{*admin_group, token, [&fs] { fs.Settle(); }, board.get(),
+                                                              requests.get(), [&fs] { return fs.RequestCounts(); }});
     http = std::make_unique<api::HttpServer>([&rest](const api::Peer& peer, const httplib::Request& req,
                                                      httplib::Response& res) { rest->Handle(peer, req, res); },
                                              &api::Api::ErrorBody);

@@ -105,6 +105,8 @@ class Filesystem {
   // Called by the callbacks (public so the C callbacks can reach them).
   // Counts a request about inode `about` (0: none in particular). Those
   // about `stats` are not counted: reading it leaves what it measures alone.
+  // The requests answered so far, per operation (the stats file's).
+  Json RequestCounts() const { return counters_.Counts(); }
   void Count(Op op, fuse_ino_t about) {
     if (about != kStatsIno) counters_.Count(op);
   }

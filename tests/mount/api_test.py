@@ -17,7 +17,7 @@ import time
 import unittest
 
 from bad_input_test import PROPOSAL_PUT_BODY  # the spec's example as it prints it: not JSON
-from harness import HOST, LISTED, MountTest, wait_for
+from harness import HOST, LISTED, MountTest, metric, parse_metrics, wait_for
 
 VM = "8e45a2ea-5364-4b0d-a252-bf8becaa606e"
 VM2 = "eaaf1c04-ced2-40e4-89a2-87edded06d64"
@@ -57,6 +57,40 @@ class ApiTestBase(MountTest):
         self.assertEqual([record["health"]] + record["health_reasons"], self.acc(u, "health").splitlines())
         self.assertEqual(record["acc_specs"], json.loads(self.acc(u, "spec")))
 
+
+
+class MetricsTest(ApiTestBase):
+    """GET /metrics: the Prometheus text format, as prometheus-cpp writes it."""
+
+    def scrape(self):
+        r = self.api("GET", "/metrics")
+        self.assertEqual(r.status, 200)
+        self.assertIn("text/plain; version=0.0.4", r.headers["content-type"])
+        return parse_metrics(r.body.decode())
+
+    def test_every_accelerator_its_state_health_and_the_daemons_work(self):
+        u = self.gpu()
+        samples = self.scrape()
+        for v in self.uuids():
+            self.assertEqual(metric(samples, "cyborgfs_accelerator_info", UUID=v, Hostname=HOST), 1)
+            self.assertEqual(metric(samples, "cyborgfs_accelerator_state", UUID=v, state="available"), 1)
+            self.assertEqual(metric(samples, "cyborgfs_accelerator_state", UUID=v, state="attached"), 0)
+            self.assertEqual(metric(samples, "cyborgfs_accelerator_health", UUID=v, health="ok"), 1)
+        info = [ls for (n, ls) in samples if n == "cyborgfs_accelerator_info" and ("UUID", u) in ls][0]
+        self.assertIn(("device_type", "GPU"), info)
+        self.assertIn(("pci_bus_id", self.acc(u, "name").strip().split("-", 1)[1]), info)
+        self.assertIn(("numa_node", self.acc(u, "numa_node").strip()), info)
+        self.assertGreater(metric(samples, "cyborgfs_requests_total", op="lookup"), 0)
+        commits = metric(samples, "cyborgfs_store_commits_total")
+        self.assertEqual([n for (n, ls) in samples if n.startswith("cyborgfs_fleet")], [])  # no --fleet
+        # They follow: an attach, maintenance.
+        self.ok("echo vm 11111111-2222-4333-8444-555555555555 > accelerators/%s/attach" % u)
+        self.ok("echo 1 > accelerators/%s/maintenance" % u)
+        samples = self.scrape()
+        self.assertEqual(metric(samples, "cyborgfs_accelerator_state", UUID=u, state="attached"), 1)
+        self.assertEqual(metric(samples, "cyborgfs_accelerator_state", UUID=u, state="available"), 0)
+        self.assertEqual(metric(samples, "cyborgfs_accelerator_maintenance", UUID=u), 1)
+        self.assertGreater(metric(samples, "cyborgfs_store_commits_total"), commits)
 
 class SpecRoutesTest(ApiTestBase):
     """The rows of the spec's table."""

@@ -17,7 +17,8 @@ import threading
 import time
 import unittest
 
-from harness import HOST, Mount, MountTest, PrivatePostgres, clear_mounts, echo_into, wait_for
+from harness import (HOST, Mount, MountTest, PrivatePostgres, clear_mounts, echo_into, metric, parse_metrics,
+                     wait_for)
 
 VM = "8e45a2ea-5364-4b0d-a252-bf8becaa606e"
 U1 = "11111111-2222-4333-8444-555555555555"
@@ -106,6 +107,11 @@ class PublishTest(FleetTest):
         gpu = self.fake_uuid("GPU")
         echo_into(self.fs.path("accelerators", gpu, "attach"), "vm %s\n" % VM)
         self.published(lambda inv: inv[gpu][1:3] == ("attached", "vm " + VM), "the attach in PostgreSQL")
+        # The metrics say the publisher's state: nothing waiting, a publication made.
+        wait_for(lambda: self.fleet()["outbox"] == 0, what="the outbox drained")
+        samples = parse_metrics(self.api("GET", "/metrics").body.decode())
+        self.assertEqual(metric(samples, "cyborgfs_fleet_outbox_depth"), 0)
+        self.assertGreater(metric(samples, "cyborgfs_fleet_last_publish_timestamp_seconds"), time.time() - 60)
         # A change over the REST API, and the record as the API shows it.
         reply = self.api("PUT", "/accelerators/%s/acc_specs" % gpu, {"acc_specs": {"num": 7}})
         self.assertEqual(reply.status, 200)

@@ -5,7 +5,7 @@ import sys
 import unittest
 import uuid as uuidlib
 
-from harness import HOST, MountTest, wait_for
+from harness import HOST, MountTest, metric, parse_metrics, wait_for
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sysfs"))
 import fake_sysfs  # noqa: E402
@@ -379,6 +379,9 @@ class HealthTest(KernelTestBase):
             self.assertEqual(self.health(), "%s\npcie aer: 3 %s errors since the last rescan\n" % (state, severity))
             record = self.record()
             self.assertEqual((record["health"], record["aer_" + severity]), (state, 3))
+            samples = parse_metrics(self.api("GET", "/metrics").body.decode())  # the metrics follow
+            self.assertEqual(metric(samples, "cyborgfs_pcie_aer_errors_total", UUID=self.gpu, severity=severity), 3)
+            self.assertEqual(metric(samples, "cyborgfs_accelerator_health", UUID=self.gpu, health=state), 1)
             self.rescan()  # no new ones: counted since boot, but not since the last rescan
             self.assertEqual(self.health(), "ok\n", severity)
             self.assertEqual(self.record()["aer_" + severity], 3)
