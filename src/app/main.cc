@@ -30,6 +30,7 @@
 
 #include "api.h"
 #include "binder.h"
+#include "client.h"
 #include "cyborgfs/drivers.h"
 #include "cyborgfs/service.h"
 #include "cyborgfs/store.h"
@@ -407,5 +408,6 @@ int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == cyborgfs::fs::EntryLane::kHelperArgument) {
     return cyborgfs::fs::RunEntryLaneHelper(argc, argv);
   }
+  if (cyborgfs::app::IsClientCommand(argc, argv)) return cyborgfs::app::RunClient(argc, argv);
   return cyborgfs::app::Run(argc, argv);
 }

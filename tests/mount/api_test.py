@@ -17,7 +17,7 @@ import time
 import unittest
 
 from bad_input_test import PROPOSAL_PUT_BODY  # the spec's example as it prints it: not JSON
-from harness import HOST, LISTED, MountTest, metric, parse_metrics, wait_for
+from harness import BIN, HOST, LISTED, Mount, MountTest, metric, parse_metrics, wait_for
 
 VM = "8e45a2ea-5364-4b0d-a252-bf8becaa606e"
 VM2 = "eaaf1c04-ced2-40e4-89a2-87edded06d64"
@@ -91,6 +91,88 @@ class MetricsTest(ApiTestBase):
         self.assertEqual(metric(samples, "cyborgfs_accelerator_state", UUID=u, state="available"), 0)
         self.assertEqual(metric(samples, "cyborgfs_accelerator_maintenance", UUID=u), 1)
         self.assertGreater(metric(samples, "cyborgfs_store_commits_total"), commits)
+
+
+README_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "README.md")
+README_VM = "8e45a2ea-5364-4b0d-a252-bf8becaa606e"
+
+
+def readme_listing():
+    """The `cyborgfs list` block of the README (after its command line)."""
+    with open(README_PATH) as f:
+        text = f.read()
+    block = text[text.index("    $ cyborgfs list\n") + len("    $ cyborgfs list\n"):]
+    lines = []
+    for line in block.splitlines():
+        if not line.startswith("    ") or line.startswith("    $"):
+            break
+        lines.append(line[4:])
+    return "\n".join(lines) + "\n"
+
+
+class ListCommandTest(MountTest):
+    """cyborgfs list and show: the same binary, asking a running daemon over its API socket."""
+
+    def cli(self, *args, columns=None):
+        if columns:  # on a terminal of that width (script(1) gives it a pty)
+            command = "stty cols %d; %s %s" % (columns, BIN, " ".join(args))
+            r = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, text=True, timeout=30)
+            return r.returncode, r.stdout.replace("\r\n", "\n"), r.stderr
+        r = subprocess.run([BIN, *args], capture_output=True, text=True, timeout=30)
+        return r.returncode, r.stdout, r.stderr
+
+    def test_the_readme_listing_is_what_list_prints_for_the_fake_devices(self):
+        workdir = os.path.join(self.workdir, "compute-1")
+        os.mkdir(workdir)
+        m = Mount(workdir, host="compute-1", fake_devices=4)
+        self.addCleanup(m.stop)
+        gpu = os.path.basename(os.readlink(m.path("by-name", "gpu-0000:f0:00.0")))
+        with open(m.path("accelerators", gpu, "attach"), "w") as f:
+            f.write("vm %s\n" % README_VM)
+        rc, out, err = self.cli("list", "--api-socket", m.api_socket)
+        self.assertEqual((rc, err), (0, ""))
+        self.assertEqual(out, readme_listing())
+
+    def test_list_fits_the_terminal_and_json_is_the_records(self):
+        rc, wide, _ = self.cli("list", "--api-socket", self.fs.api_socket)
+        self.assertEqual(rc, 0)
+        self.assertEqual(len(wide.splitlines()), 5)
+        self.assertTrue(all(len(line) > 80 for line in wide.splitlines()[1:]))  # not cut without a terminal
+        for u in self.uuids():
+            self.assertIn(u, wide)
+        rc, narrow, _ = self.cli("list", "--api-socket", self.fs.api_socket, columns=80)
+        self.assertEqual(rc, 0)
+        self.assertEqual(len(narrow.splitlines()), 5, narrow)
+        self.assertTrue(all(len(line) <= 80 for line in narrow.splitlines()), narrow)
+        self.assertIn("gpu-0000:f0:00.0", narrow)  # names stay whole where they can
+        rc, out, _ = self.cli("list", "--json", "--api-socket", self.fs.api_socket)
+        self.assertEqual(json.loads(out), self.api("GET", "/accelerators").json()["accelerator"])
+
+    def test_show_prints_one_accelerators_files_by_name_or_uuid(self):
+        u = self.fake_uuid("GPU")
+        name = self.acc(u, "name").strip()
+        rc, by_uuid, _ = self.cli("show", "--api-socket", self.fs.api_socket, u)
+        rc2, by_name, _ = self.cli("show", "--api-socket", self.fs.api_socket, name)
+        self.assertEqual((rc, rc2), (0, 0))
+        self.assertEqual(by_uuid, by_name)
+        fields = dict(line.split(":", 1) for line in by_uuid.splitlines())
+        self.assertEqual(fields["uuid"].strip(), u)
+        self.assertEqual(fields["status"].strip(), "available")
+        self.assertEqual(fields["health"].strip(), "ok")
+
+    def test_no_daemon_and_unknown_accelerators_exit_non_zero_saying_why(self):
+        rc, out, err = self.cli("list", "--api-socket", os.path.join(self.workdir, "nobody.sock"))
+        self.assertEqual((rc, out), (1, ""))
+        self.assertIn("no cyborgfs answers on", err)
+        self.assertIn("is the daemon running?", err)
+        rc, out, err = self.cli("show", "--api-socket", self.fs.api_socket, "no-such-card")
+        self.assertEqual(rc, 1)
+        self.assertIn("no-such-card", err)
+        rc, _, err = self.cli("show", "--api-socket", self.fs.api_socket)
+        self.assertEqual(rc, 2)
+        self.assertIn("accelerator", err)
+        rc, _, _ = self.cli("list", "--bogus")
+        self.assertEqual(rc, 2)
 
 class SpecRoutesTest(ApiTestBase):
     """The rows of the spec's table."""

@@ -17,7 +17,7 @@ import threading
 import time
 import unittest
 
-from harness import (HOST, Mount, MountTest, PrivatePostgres, clear_mounts, echo_into, metric, parse_metrics,
+from harness import (BIN, HOST, Mount, MountTest, PrivatePostgres, clear_mounts, echo_into, metric, parse_metrics,
                      wait_for)
 
 VM = "8e45a2ea-5364-4b0d-a252-bf8becaa606e"
@@ -168,6 +168,19 @@ class ViewTest(FleetTest):
     """MOUNT/fleet/ and GET /fleet/...: every host's accelerators, from any host."""
 
     lease = 3
+
+    def test_cyborgfs_list_fleet_shows_every_hosts_accelerators_with_its_host(self):
+        b = self.another_host("hostb", 2)
+        wait_for(lambda: len(self.api("GET", "/fleet/accelerators").json()["accelerator"]) == 6,
+                 what="both hosts in the view")
+        r = subprocess.run([BIN, "list", "--fleet", "--api-socket", self.fs.api_socket], capture_output=True,
+                           text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        self.assertEqual(lines[0].split()[:2], ["HOST", "NAME"])
+        self.assertEqual(sorted(line.split()[0] for line in lines[1:]), sorted([HOST] * 4 + ["hostb"] * 2))
+        for u in os.listdir(b.path("accelerators")):
+            self.assertIn(u, r.stdout)
 
     def view_state(self, m):
         """The fleet view's drivers-file part of daemon `m`."""
