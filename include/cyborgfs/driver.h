@@ -94,8 +94,8 @@ class Driver {
   // bound as its record wants, powered off while attached. It may read the
   // host, cheaply, and changes nothing. The core calls it whenever it takes
   // a device's facts into its record.
-  virtual void JudgeHealth(const std::string& address, const AttachTarget* target, const std::string& memory,
-                           HostFacts& facts) const {}
+  virtual void JudgeHealth(const std::string& /*address*/, const AttachTarget* /*target*/,
+                           const std::string& /*memory*/, HostFacts& /*facts*/) const {}
 };
 
 }  // namespace cyborgfs

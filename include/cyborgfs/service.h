@@ -153,6 +153,8 @@ class Service {
   // SQLite transactions committed since the start (Store::Commits: a group
   // commit of many changes counts once).
   uint64_t StoreCommits() const { return store_.Commits(); }
+  // Whether one of its drivers is `name` ("pci", "fake").
+  bool HasDriver(const std::string& name) const;
   // This host's name (--host).
   const std::string& host() const { return host_; }
 

@@ -41,6 +41,7 @@
 #include "options.h"
 #include "publisher.h"
 #include "requests.h"
+#include "uevents.h"
 
 namespace cyborgfs::app {
 namespace {
@@ -280,6 +281,9 @@ int Serve(fs::Filesystem& fs, Service& service, Store& store, Signals& signals, 
     fuse_daemonize(options.foreground ? 1 : 0);
     fs.Mounted(session);  // threads only after the fork
     service.StartRescans(std::chrono::seconds(options.rescan_interval));
+    // With the pci driver: a PCI hotplug event rescans at once.
+    UeventListener uevents(service, std::chrono::seconds(options.rescan_interval));
+    if (service.HasDriver("pci")) uevents.Start();
     store.StartCheckpoints(kCheckpointInterval);
     if (fleet.publisher) fleet.publisher->Start();
     if (fleet.reader) fleet.reader->Start();
@@ -302,6 +306,7 @@ int Serve(fs::Filesystem& fs, Service& service, Store& store, Signals& signals, 
     sd_notify(0, "STOPPING=1");
     fuse_loop_cfg_destroy(config);
     if (http) http->Stop();  // the requests in flight are answered first
+    uevents.Stop();
     service.StopRescans();
     if (fleet.publisher) fleet.publisher->Stop();  // what is not published yet stays in the outbox
     if (fleet.reader) fleet.reader->Stop();

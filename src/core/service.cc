@@ -736,6 +736,13 @@ void Service::AddReport(std::string name, std::function<Json()> part) {
   reports_.emplace_back(std::move(name), std::move(part));
 }
 
+bool Service::HasDriver(const std::string& name) const {
+  for (const auto& driver : drivers_) {
+    if (driver->Name() == name) return true;
+  }
+  return false;
+}
+
 void Service::StartRescans(std::chrono::milliseconds interval) {
   if (interval.count() <= 0 || rescanner_.joinable()) return;
   {

@@ -5,7 +5,7 @@ import sys
 import unittest
 import uuid as uuidlib
 
-from harness import HOST, MountTest, metric, parse_metrics, wait_for
+from harness import BUILD_DIR, HOST, MountTest, metric, parse_metrics, wait_for
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sysfs"))
 import fake_sysfs  # noqa: E402
@@ -436,6 +436,59 @@ class HealthTest(KernelTestBase):
         fake_sysfs.link(os.path.join(self.dev, "driver"), "../../../bus/pci/drivers/nvidia")
         self.ok("echo 1 > rescan")
         self.assertIn("failed\nbound to nvidia, not as its attachment to vm %s needs\n" % self.VM, self.health())
+
+
+def real_pci_device():
+    """A PCI device of this machine's own sysfs, whose uevent file takes a synthetic event."""
+    try:
+        devices = sorted(os.listdir("/sys/bus/pci/devices"))
+    except OSError:
+        return None
+    for d in devices:
+        if os.access(os.path.join("/sys/bus/pci/devices", d, "uevent"), os.W_OK):
+            return d
+    return None
+
+
+class UeventTest(PciTestBase):
+    """Hotplug at once: a PCI uevent from the kernel rescans; without uevents, the periodic rescan."""
+
+    def setUp(self):
+        self.real = real_pci_device()
+        if not self.real:
+            self.skipTest("no PCI device with a writable uevent file on this machine")
+        super().setUp()
+
+    def synthetic_uevent(self):
+        with open(os.path.join("/sys/bus/pci/devices", self.real, "uevent"), "w") as f:
+            f.write("change")
+
+    def test_a_uevent_rescans_at_once_and_the_periodic_rescan_still_runs(self):
+        self.assertIn("uevents: listening for PCI hotplug", self.fs.log_text())
+        fpga = self.by_address()["0000:86:00.0"]
+        fake_sysfs.remove_device(self.tree, "0000:86:00.0")  # unplugged: no rescan comes for 60 s
+        self.synthetic_uevent()
+        wait_for(lambda: self.acc(fpga, "status") == "offline\n", timeout=5, what="the rescan the uevent made")
+        self.assertIn("uevent: pci change %s: rescanned" % self.real, self.fs.log_text())
+        fake_sysfs.restore_device(self.tree, "0000:86:00.0")
+        self.synthetic_uevent()
+        wait_for(lambda: self.acc(fpga, "status") == "available\n", timeout=5, what="back at the next uevent")
+
+    def test_without_uevents_it_says_so_once_and_rescans_periodically(self):
+        self.fs.stop()
+        before = len(self.fs.log_text())  # the log goes on in the same file
+        shim = os.path.join(BUILD_DIR, "no_netlink.so")
+        self.fs = self.start("--rescan-interval", "1", db=self.fs.db, env={
+            "LD_PRELOAD": shim,
+            # an ASan build's runtime then is not the first library
+            "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"})
+        fpga = self.by_address()["0000:86:00.0"]
+        fake_sysfs.remove_device(self.tree, "0000:86:00.0")
+        wait_for(lambda: self.acc(fpga, "status") == "offline\n", timeout=10, what="the periodic rescan")
+        log = self.fs.log_text()[before:]
+        self.assertEqual(log.count("uevents unavailable"), 1, log)
+        self.assertIn("uevents unavailable (socket: Permission denied)", log)
+        self.assertNotIn("uevents: listening", log)
 
 
 class VgpuTest(KernelTestBase):
