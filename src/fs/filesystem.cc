@@ -1,5 +1,6 @@
 #include "filesystem.h"
 
+#include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -122,6 +123,9 @@ const fuse_lowlevel_ops kOperations = [] {
   ops.readdirplus = [](fuse_req_t r, fuse_ino_t i, size_t s, off_t o, fuse_file_info*) {
     Guarded(r, Op::kReaddirplus, i, [&] { Self(r).ReadDir(r, i, s, o, true); });
   };
+  ops.poll = [](fuse_req_t r, fuse_ino_t i, fuse_file_info*, fuse_pollhandle* ph) {
+    Guarded(r, Op::kPoll, i, [&] { Self(r).Poll(r, i, ph); });
+  };
   ops.fsyncdir = [](fuse_req_t r, fuse_ino_t, int, fuse_file_info*) {
     Self(r).Count(Op::kFsyncdir, 0);
     fuse_reply_err(r, 0);
@@ -154,6 +158,8 @@ Filesystem::Filesystem(Service& service, gid_t admin_group, size_t scratch_limit
       mounted_at_(std::time(nullptr)) {
   service_.AddListener(
       this, [this](const Service::Snapshot& before, const Service::Snapshot& after) { Invalidate(before, after); });
+  notifier_.OnStale([this](fuse_ino_t ino) { return watchers_.Watching(ino); },
+                    [this](fuse_ino_t ino) { watchers_.Changed(ino); });  // a watcher then reads the new value
 }
 
 const fuse_lowlevel_ops& Filesystem::Operations() { return kOperations; }
@@ -290,6 +296,7 @@ Result<Renderings::Rendering> Filesystem::Render(fuse_ino_t ino) const {
   } else {
     Json stats = counters_.Counts();
     stats["store_commits"] = service_.StoreCommits();
+    stats["watchers"] = watchers_.Size();
     r.text = std::make_shared<const std::string>(RenderJson(stats));
   }
   r.mode = S_IFREG | GroupLikeOwner(0444);
@@ -750,6 +757,30 @@ void Filesystem::Write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t 
   fuse_reply_write(req, size);
 }
 
+namespace {
+
+// The files poll(2) waits on (watchers.h).
+bool Watched(Attr attr) {
+  return attr == Attr::kStatus || attr == Attr::kHealth || attr == Attr::kAttach || attr == Attr::kMaintenance;
+}
+
+}  // namespace
+
+void Filesystem::Poll(fuse_req_t req, fuse_ino_t ino, fuse_pollhandle* handle) {
+  const Node node = Decode(ino);
+  constexpr unsigned kReadable = POLLIN | POLLRDNORM;
+  if (node.kind != NodeKind::kAttribute || !Watched(node.attr)) {
+    if (handle) fuse_pollhandle_destroy(handle);
+    return (void)fuse_reply_poll(req, kReadable);
+  }
+  if (!service_.FindById(node.id)) {
+    if (handle) fuse_pollhandle_destroy(handle);
+    return ReplyErrno(req, ENOENT);
+  }
+  const bool changed = watchers_.Poll(ino, fuse_req_ctx(req)->pid, handle, Watchers::Clock::now());
+  fuse_reply_poll(req, kReadable | (changed ? POLLPRI | POLLERR : 0));
+}
+
 // --- what the kernel holds of a change ----------------------------------------
 
 // Only what the kernel can hold is invalidated: a new name it was told is
@@ -761,8 +792,9 @@ void Filesystem::Invalidate(const Service::Snapshot& before, const Service::Snap
   const Accelerator& any = after ? *after : *before;
   for (const AttrInfo& info : Attributes()) {
     const fuse_ino_t ino = AttrIno(any.id, info.attr);
-    if (ino == written) continue;
+    if (ino == written && !watchers_.Watching(ino)) continue;  // the kernel marks it stale once answered
     const uint64_t told = kernel_.WhatWasTold(ino);
+    // A watcher of it is woken once it is marked stale (the Notifier's), so that what it reads is new.
     if (told != 0 && (!after || told != KernelInodes::Fingerprint(info.render(*after)))) notifier_.Stale(ino);
   }
   if (before && after && before->name == after->name) return;

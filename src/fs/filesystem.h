@@ -62,6 +62,7 @@
 #include "renderings.h"
 #include "request_counters.h"
 #include "scratch.h"
+#include "watchers.h"
 
 namespace cyborgfs::fs {
 
@@ -124,6 +125,9 @@ class Filesystem {
   void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset);
   void Write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t offset, const fuse_file_info* fi);
   void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t offset, bool plus);
+  // poll(2): on an accelerator's status, health, attach and maintenance, as
+  // sysfs_notify (watchers.h); any other file is always readable.
+  void Poll(fuse_req_t req, fuse_ino_t ino, fuse_pollhandle* handle);
 
  private:
   // What an attribute reply tells the kernel of an inode.
@@ -191,6 +195,7 @@ class Filesystem {
   NegativeEntries negative_{std::chrono::seconds(static_cast<int>(kCacheSeconds))};
   Notifier notifier_;
   RequestCounters counters_;
+  Watchers watchers_;
   const uid_t uid_;
   const gid_t admin_group_;
   const time_t mounted_at_;

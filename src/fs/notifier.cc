@@ -30,8 +30,10 @@ void Notifier::Start(fuse_session* session) {
       const fuse_ino_t ino = stale_.front();
       stale_.pop_front();
       lock.unlock();
-      const int result = fuse_lowlevel_notify_inval_inode(session_, ino, -1, 0);
+      const bool pages = watched_ && watched_(ino);  // a page lock is held only by a READ being answered
+      const int result = fuse_lowlevel_notify_inval_inode(session_, ino, pages ? 0 : -1, 0);
       if (result != 0 && result != -ENOENT) spdlog::warn("cache invalidation (attributes) failed: errno {}", -result);
+      if (on_stale_) on_stale_(ino);
       lock.lock();
       ++stale_done_;
       stale_progress_.notify_all();

@@ -30,6 +30,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -55,6 +56,13 @@ class Notifier {
   void Stop();
 
   void Stale(fuse_ino_t ino);
+  // Set before Start(): `watched` says whether someone polls an inode (its
+  // pages are then dropped too, so that a woken watcher reads the new value
+  // and size), `done` is called with each inode once it is marked stale.
+  void OnStale(std::function<bool(fuse_ino_t)> watched, std::function<void(fuse_ino_t)> done) {
+    watched_ = std::move(watched);
+    on_stale_ = std::move(done);
+  }
   // REQUIRES: parent is kAcceleratorsIno or kByNameIno.
   void ForgetEntry(fuse_ino_t parent, std::string name);
   void AwaitStale();  // the attributes marked stale so far are
@@ -75,6 +83,8 @@ class Notifier {
   std::condition_variable stale_cv_;  // queued, or stopping
   std::condition_variable stale_progress_;
   std::thread stale_thread_;
+  std::function<bool(fuse_ino_t)> watched_;   // set before Start()
+  std::function<void(fuse_ino_t)> on_stale_;  // set before Start()
   EntryLane accelerators_{kAcceleratorsIno};
   EntryLane by_name_{kByNameIno};
 };

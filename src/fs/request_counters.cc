@@ -3,9 +3,10 @@
 namespace cyborgfs::fs {
 namespace {
 
-constexpr const char* kNames[] = {"lookup", "forget",  "getattr", "setattr",     "readlink", "mknod", "mkdir", "unlink",
-                                  "rmdir",  "symlink", "rename",  "link",        "open",     "read",  "write", "flush",
-                                  "fsync",  "opendir", "readdir", "readdirplus", "fsyncdir", "create"};
+constexpr const char* kNames[] = {"lookup",  "forget",      "getattr",  "setattr", "readlink", "mknod",
+                                  "mkdir",   "unlink",      "rmdir",    "symlink", "rename",   "link",
+                                  "open",    "read",        "write",    "flush",   "fsync",    "opendir",
+                                  "readdir", "readdirplus", "fsyncdir", "create",  "poll"};
 static_assert(std::size(kNames) == static_cast<size_t>(Op::kCount), "one name per operation");
 
 }  // namespace

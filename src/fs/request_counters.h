@@ -38,6 +38,7 @@ enum class Op : size_t {
   kReaddirplus,
   kFsyncdir,
   kCreate,
+  kPoll,
   kCount,  // not an operation: the number of them
 };
 

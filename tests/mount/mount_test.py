@@ -713,6 +713,67 @@ def _is_zombie(pid):
         return True
 
 
+WATCHER = r"""
+import select, sys
+f = open(sys.argv[1])
+f.read()
+p = select.poll()
+p.register(f, select.POLLPRI | select.POLLERR)
+p.poll(0)  # the first poll: what it read is what it was told of
+print("ready", flush=True)
+while True:
+    events = p.poll(int(float(sys.argv[2]) * 1000))
+    if not events:
+        break
+    f.seek(0)
+    print("woken " + f.read().strip(), flush=True)
+"""
+
+
+class WatchTest(MountTest):
+    """poll(2) on status, health, attach and maintenance, as on sysfs files (sysfs_notify)."""
+
+    def watcher(self, path, idle=3):
+        """A watcher process: prints "ready", then "woken <value>" at each wake; ends after `idle` s quiet."""
+        proc = subprocess.Popen([sys.executable, "-c", WATCHER, path, str(idle)], stdout=subprocess.PIPE, text=True)
+        self.addCleanup(proc.wait)
+        self.addCleanup(proc.kill)
+        self.assertEqual(proc.stdout.readline().strip(), "ready")
+        return proc
+
+    def test_ten_watchers_wake_once_per_change_and_never_else(self):
+        u = self.fake_uuid("GPU")
+        attach = self.fs.path("accelerators", u, "attach")
+        watchers = [self.watcher(self.fs.path("accelerators", u, "status")) for _ in range(10)]
+        lines = [[] for _ in watchers]
+        readers = []
+        for w, out in zip(watchers, lines):
+            t = threading.Thread(target=lambda w=w, out=out: out.extend(line.strip() for line in w.stdout))
+            t.start()
+            readers.append(t)
+        for i in range(100):
+            echo_into(attach, "vm 11111111-2222-4333-8444-555555555555\n" if i % 2 == 0 else "\n")
+            wait_for(lambda: all(len(out) >= i + 1 for out in lines), timeout=10, what="every watcher woken")
+            self.assertEqual([len(out) for out in lines], [i + 1] * len(lines), "change %d: one wake each" % i)
+        for t in readers:  # each ends after 3 s without a wake
+            t.join(timeout=30)
+        for out in lines:
+            self.assertEqual(len(out), 100, "one wake per change, none spurious")
+            # each read after a wake gives the new value, whole
+            self.assertEqual(out, ["woken attached" if k % 2 == 0 else "woken available" for k in range(100)])
+
+    def test_no_change_no_wake_and_a_change_elsewhere_is_no_change(self):
+        gpu, other = self.fake_uuid("GPU"), self.fake_uuid("FPGA")
+        w = self.watcher(self.fs.path("accelerators", gpu, "attach"), idle=1)
+        echo_into(self.fs.path("accelerators", other, "attach"), "vm 11111111-2222-4333-8444-555555555555\n")
+        self.ok("echo '{\"num\": 2}' > accelerators/%s/spec" % gpu)  # a file it does not watch
+        self.assertEqual(w.stdout.read(), "")  # it ended, never woken
+        w = self.watcher(self.fs.path("accelerators", gpu, "maintenance"), idle=5)
+        echo_into(self.fs.path("accelerators", gpu, "maintenance"), "1\n")
+        self.assertEqual(w.stdout.readline().strip(), "woken 1")
+        self.assertLessEqual(json.loads(self.ok("cat stats"))["watchers"], 3)
+
+
 class StatsTest(MountTest):
     """The stats file counts the requests the daemon answers, so costs can be asserted."""
 

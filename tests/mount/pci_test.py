@@ -1,6 +1,7 @@
 """The pci driver on sysfs trees built by tests/sysfs/fake_sysfs.py, through the real mount."""
 import json
 import os
+import subprocess
 import sys
 import unittest
 import uuid as uuidlib
@@ -9,6 +10,7 @@ from harness import BUILD_DIR, HOST, MountTest, metric, parse_metrics, wait_for
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sysfs"))
 import fake_sysfs  # noqa: E402
+from mount_test import WATCHER  # noqa: E402
 
 # address -> (device_type, vendor_id, product_id, kernel driver, numa_node, iommu_group, physfn)
 EXPECTED = {
@@ -403,6 +405,17 @@ class HealthTest(KernelTestBase):
             fake_sysfs.signal(self.tree, address, name, good)
             self.rescan()
             self.assertEqual(self.health(u), "ok\n", name)
+
+    def test_a_watcher_of_health_wakes_when_a_rescan_finds_a_change(self):
+        w = subprocess.Popen([sys.executable, "-c", WATCHER, self.fs.path("accelerators", self.gpu, "health"), "5"],
+                             stdout=subprocess.PIPE, text=True)
+        self.addCleanup(w.wait)
+        self.addCleanup(w.kill)
+        self.assertEqual(w.stdout.readline().strip(), "ready")
+        fake_sysfs.signal(self.tree, "0000:17:00.0", "power_state", "error")
+        self.rescan()
+        self.assertEqual(w.stdout.readline().strip(), "woken failed")
+        self.assertEqual(w.stdout.readline().strip(), "power state error")  # the rest of what it read
 
     def test_a_signal_that_cannot_be_read_is_unknown_never_failed(self):
         path = os.path.join(self.dev, "aer_dev_fatal")
