@@ -102,6 +102,12 @@ class FleetBoard {
   View Current() const;
   void Publish(View view);
 
+  // Told of each Publish() with the view it replaced and the new one, on the
+  // publishing thread (the reader's), before the next Publish(). Add
+  // listeners before the reader starts.
+  using Listener = std::function<void(const FleetView& before, const FleetView& after)>;
+  void AddListener(Listener listener);
+
   // Wakes the reader and returns true once it has ended a read begun after
   // this call began (the view published then, if anything changed, is
   // Current()); false after `timeout`, or at once without a reader.
@@ -121,6 +127,7 @@ class FleetBoard {
   uint64_t asked_ = 0;          // REQUIRES: mu_; AwaitRead() calls so far
   uint64_t read_ = 0;           // REQUIRES: mu_; the highest ticket of an ended read
   std::condition_variable read_ended_;
+  std::vector<Listener> listeners_;  // set before the reader starts
 };
 
 // Fills the view's indexes from hosts and accelerators.

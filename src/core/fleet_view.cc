@@ -1,6 +1,7 @@
 #include "cyborgfs/fleet_view.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "cyborgfs/records.h"
 
@@ -87,9 +88,15 @@ FleetBoard::View FleetBoard::Current() const {
 }
 
 void FleetBoard::Publish(View view) {
-  std::lock_guard lock(mu_);
-  current_ = std::move(view);
+  View before;
+  {
+    std::lock_guard lock(mu_);
+    before = std::exchange(current_, view);
+  }
+  for (const Listener& listener : listeners_) listener(*before, *view);
 }
+
+void FleetBoard::AddListener(Listener listener) { listeners_.push_back(std::move(listener)); }
 
 bool FleetBoard::AwaitRead(std::chrono::milliseconds timeout) {
   std::unique_lock lock(mu_);

@@ -160,6 +160,9 @@ Filesystem::Filesystem(Service& service, gid_t admin_group, size_t scratch_limit
       this, [this](const Service::Snapshot& before, const Service::Snapshot& after) { Invalidate(before, after); });
   notifier_.OnStale([this](fuse_ino_t ino) { return watchers_.Watching(ino); },
                     [this](fuse_ino_t ino) { watchers_.Changed(ino); });  // a watcher then reads the new value
+  if (fleet_) {
+    fleet_->AddListener([this](const FleetView& before, const FleetView& after) { InvalidateFleet(before, after); });
+  }
 }
 
 const fuse_lowlevel_ops& Filesystem::Operations() { return kOperations; }
@@ -760,20 +763,29 @@ void Filesystem::Write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t 
 namespace {
 
 // The files poll(2) waits on (watchers.h).
-bool Watched(Attr attr) {
-  return attr == Attr::kStatus || attr == Attr::kHealth || attr == Attr::kAttach || attr == Attr::kMaintenance;
+bool Watched(const Node& node) {
+  const Attr attr = node.attr;
+  return node.kind == NodeKind::kFleetHostStatus ||
+         (node.kind == NodeKind::kAttribute &&
+          (attr == Attr::kStatus || attr == Attr::kHealth || attr == Attr::kAttach || attr == Attr::kMaintenance));
 }
+
+constexpr fuse_ino_t kHostStatusSlot = kFleetHostEntries[0].ino;
+static_assert(kFleetHostEntries[0].kind == NodeKind::kFleetHostStatus);
 
 }  // namespace
 
 void Filesystem::Poll(fuse_req_t req, fuse_ino_t ino, fuse_pollhandle* handle) {
   const Node node = Decode(ino);
   constexpr unsigned kReadable = POLLIN | POLLRDNORM;
-  if (node.kind != NodeKind::kAttribute || !Watched(node.attr)) {
+  if (!Watched(node)) {
     if (handle) fuse_pollhandle_destroy(handle);
     return (void)fuse_reply_poll(req, kReadable);
   }
-  if (!service_.FindById(node.id)) {
+  const bool exists = node.kind == NodeKind::kAttribute
+                          ? service_.FindById(node.id) != nullptr
+                          : fleet_ && fleet_->Current()->HostByNumber(static_cast<uint64_t>(node.id)) != nullptr;
+  if (!exists) {
     if (handle) fuse_pollhandle_destroy(handle);
     return ReplyErrno(req, ENOENT);
   }
@@ -782,6 +794,17 @@ void Filesystem::Poll(fuse_req_t req, fuse_ino_t ino, fuse_pollhandle* handle) {
 }
 
 // --- what the kernel holds of a change ----------------------------------------
+
+// fleet/ is never cached (fleet_tree.h): only a watched host status is told
+// of a change, or of its host gone, and its watchers woken then.
+void Filesystem::InvalidateFleet(const FleetView& before, const FleetView& after) {
+  for (const FleetHost& was : before.hosts) {
+    const fuse_ino_t ino = FleetHostIno(was.number, kHostStatusSlot);
+    if (!watchers_.Watching(ino)) continue;
+    const FleetHost* host = after.HostByNumber(was.number);
+    if (!host || host->status_changes != was.status_changes) notifier_.Stale(ino);
+  }
+}
 
 // Only what the kernel can hold is invalidated: a new name it was told is
 // absent, an old by-name link it holds.

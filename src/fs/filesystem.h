@@ -174,6 +174,9 @@ class Filesystem {
   // and the uuid `made` by a mkdir (the kernel makes that entry itself).
   void Invalidate(const Service::Snapshot& before, const Service::Snapshot& after, fuse_ino_t written = 0,
                   std::string_view made = {});
+  // What a new fleet view changed that the kernel must be told of: the
+  // status of a host someone watches (the FleetBoard's listener).
+  void InvalidateFleet(const FleetView& before, const FleetView& after);
 
   // Whether the root lists `entry` (fleet/ only with a fleet).
   bool Shown(const RootEntry& entry) const { return entry.kind != NodeKind::kFleet || fleet_; }
@@ -195,7 +198,7 @@ class Filesystem {
   NegativeEntries negative_{std::chrono::seconds(static_cast<int>(kCacheSeconds))};
   Notifier notifier_;
   RequestCounters counters_;
-  Watchers watchers_;
+  mutable Watchers watchers_;  // the stats file's count sweeps it
   const uid_t uid_;
   const gid_t admin_group_;
   const time_t mounted_at_;

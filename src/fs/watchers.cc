@@ -1,6 +1,18 @@
 #include "watchers.h"
 
+#include <signal.h>
+
+#include <cerrno>
+
 namespace cyborgfs::fs {
+namespace {
+
+// A tid the daemon cannot see (0: in another pid namespace) counts as alive.
+bool Runs(pid_t tid) { return tid <= 0 || kill(tid, 0) == 0 || errno != ESRCH; }
+
+}  // namespace
+
+Watchers::Watchers(Alive alive) : alive_(alive ? alive : Runs) {}
 
 Watchers::~Watchers() {
   for (auto& [key, watch] : watches_) {
@@ -10,7 +22,7 @@ Watchers::~Watchers() {
 
 bool Watchers::Poll(fuse_ino_t ino, pid_t tid, fuse_pollhandle* handle, Clock::time_point now) {
   std::lock_guard lock(mu_);
-  Forget(now);
+  Sweep(now, false);
   const uint64_t count = changes_[ino];
   auto [it, first] = watches_.try_emplace({ino, tid});
   Watch& watch = it->second;
@@ -29,6 +41,7 @@ bool Watchers::Poll(fuse_ino_t ino, pid_t tid, fuse_pollhandle* handle, Clock::t
 
 void Watchers::Changed(fuse_ino_t ino) {
   std::lock_guard lock(mu_);
+  Sweep(Clock::now(), false);
   ++changes_[ino];
   for (auto it = watches_.lower_bound({ino, 0}); it != watches_.end() && it->first.first == ino; ++it) {
     if (!it->second.handle) continue;
@@ -44,14 +57,19 @@ bool Watchers::Watching(fuse_ino_t ino) const {
   return it != watches_.end() && it->first.first == ino;
 }
 
-size_t Watchers::Size() const {
+size_t Watchers::Size(Clock::time_point now) {
   std::lock_guard lock(mu_);
+  Sweep(now, true);
   return watches_.size();
 }
 
-void Watchers::Forget(Clock::time_point now) {
+void Watchers::Sweep(Clock::time_point now, bool now_or_never) {
+  if (!now_or_never && now - swept_ < kSweepEvery) return;
+  swept_ = now;
   for (auto it = watches_.begin(); it != watches_.end();) {
-    if (!it->second.handle && now - it->second.last_poll > kForgetAfter) {
+    Watch& watch = it->second;
+    if ((!watch.handle && now - watch.last_poll > kForgetAfter) || !alive_(it->first.second)) {
+      if (watch.handle) fuse_pollhandle_destroy(watch.handle);
       it = watches_.erase(it);
     } else {
       ++it;

@@ -13,9 +13,15 @@
 // it was last told of is kept, set at its first poll (poll once right after
 // reading). A poll that finds a newer count is answered POLLPRI | POLLERR
 // at once; otherwise the kernel's poll handle is kept and the poll waits
-// until Changed() uses it. A watcher that closed its file is forgotten kForgetAfter
-// after its last poll, once its handle was used or replaced: it costs no
-// thread, timer or work.
+// until Changed() uses it.
+//
+// A closed watcher costs nothing: no thread, timer or work is ever its. A
+// watcher whose thread has ended is forgotten (its handle dropped) at the
+// next sweep; one whose thread lives on but closed the file, kForgetAfter
+// after its last poll once its handle was used by a change. (The kernel does
+// not say when a file is closed: opens never reach the daemon.) Sweeps run
+// at most once per kSweepEvery, from Poll() and Changed(), and at every
+// Size().
 //
 // Thread safety: all methods may be called concurrently.
 #pragma once
@@ -35,8 +41,11 @@ class Watchers {
  public:
   using Clock = std::chrono::steady_clock;
   static constexpr std::chrono::seconds kForgetAfter{30};
+  static constexpr std::chrono::seconds kSweepEvery{1};
+  // Whether thread `tid` still runs (kill(tid, 0) unless told otherwise).
+  using Alive = bool (*)(pid_t tid);
 
-  Watchers() = default;
+  explicit Watchers(Alive alive = nullptr);
   ~Watchers();
   Watchers(const Watchers&) = delete;
   Watchers& operator=(const Watchers&) = delete;
@@ -49,8 +58,9 @@ class Watchers {
   void Changed(fuse_ino_t ino);
   // Whether a thread polls `ino`.
   bool Watching(fuse_ino_t ino) const;
-  // How many (file, thread) pairs are kept (the stats file's "watchers").
-  size_t Size() const;
+  // How many (file, thread) pairs are kept (the stats file's "watchers"),
+  // after a sweep.
+  size_t Size(Clock::time_point now = Clock::now());
 
  private:
   struct Watch {
@@ -58,9 +68,11 @@ class Watchers {
     fuse_pollhandle* handle = nullptr;  // owned; null: not waiting
     Clock::time_point last_poll;
   };
-  void Forget(Clock::time_point now);  // REQUIRES: mu_
+  void Sweep(Clock::time_point now, bool now_or_never);  // REQUIRES: mu_
 
+  const Alive alive_;
   mutable std::mutex mu_;
+  Clock::time_point swept_;                                // REQUIRES: mu_
   std::map<fuse_ino_t, uint64_t> changes_;                 // REQUIRES: mu_; Changed() calls per file
   std::map<std::pair<fuse_ino_t, pid_t>, Watch> watches_;  // REQUIRES: mu_
 };

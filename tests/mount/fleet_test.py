@@ -256,7 +256,9 @@ class ViewTest(FleetTest):
         status = other.path("fleet", "hosts", HOST, "status")
         wait_for(lambda: os.path.exists(status) and len(os.listdir(other.path("fleet", "accelerators"))) == 6,
                  what="both hosts on B")
+        watcher = self.watcher(status, idle=30)  # poll(2) on it, as on an accelerator's status
         self.fs.crash()
+        self.assertEqual(watcher.stdout.readline().strip(), "woken down")
         wait_for(lambda: slurp(status) == "down\n", timeout=15, what="A down on B once its lease ran out")
         self.assertEqual(len(os.listdir(other.path("fleet", "hosts", HOST, "accelerators"))), 4, "kept")
         hosts = {h["name"]: h["status"] for h in self.api("GET", "/fleet/hosts", sock=other.api_socket).json()["hosts"]}
@@ -265,6 +267,7 @@ class ViewTest(FleetTest):
         self.assertEqual({r["host_status"] for r in records}, {"down"})
         self.fs = self.start(db=self.fs.db)
         wait_for(lambda: slurp(status) == "up\n", what="A up again on B")
+        self.assertEqual(watcher.stdout.readline().strip(), "woken up")
         self.assertEqual(len(os.listdir(other.path("fleet", "accelerators"))), 6, "no duplicates")
         self.assertEqual(len(json.loads(slurp(other.path("fleet", "accelerators.json")))["accelerator"]), 6)
 

@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -23,6 +24,26 @@ LISTED = {"name", "spec", "attach", "status", "error", "device_type", "acc_type"
           "remotable", "driver", "attach_handle", "reported_by", "model", "numa_node", "iommu_group", "physfn",
           "mdev_types", "virtfns", "sriov_totalvfs", "sriov_numvfs", "subsystem_id", "health",
           "maintenance"}
+
+
+# A watcher of a file, as the README's "Watching a file" has it: prints "ready"
+# after its first poll, then "woken <value>" at each wake; ends after argv[2]
+# seconds without one.
+WATCHER = r"""
+import select, sys
+f = open(sys.argv[1])
+f.read()
+p = select.poll()
+p.register(f, select.POLLPRI | select.POLLERR)
+p.poll(0)  # the first poll: what it read is what it was told of
+print("ready", flush=True)
+while True:
+    events = p.poll(int(float(sys.argv[2]) * 1000))
+    if not events:
+        break
+    f.seek(0)
+    print("woken " + f.read().strip(), flush=True)
+"""
 
 
 def parse_metrics(text):
@@ -310,6 +331,15 @@ class MountTest(unittest.TestCase):
             self.assertEqual(self.fs.stop(), 0, self.fs.log_text())
         self.fs = self.start(*args, db=self.fs.db, **kwargs)
         return self.fs
+
+    def watcher(self, path, idle=3):
+        """A watcher process of `path` (WATCHER), once it polls."""
+        proc = subprocess.Popen([sys.executable, "-c", WATCHER, path, str(idle)], stdout=subprocess.PIPE, text=True)
+        self.addCleanup(proc.stdout.close)
+        self.addCleanup(proc.wait)
+        self.addCleanup(proc.kill)
+        self.assertEqual(proc.stdout.readline().strip(), "ready")
+        return proc
 
     def api(self, method, path, body=None, headers=None, sock=None):
         """One request to the daemon's REST API (a fresh connection); a Reply."""

@@ -713,33 +713,8 @@ def _is_zombie(pid):
         return True
 
 
-WATCHER = r"""
-import select, sys
-f = open(sys.argv[1])
-f.read()
-p = select.poll()
-p.register(f, select.POLLPRI | select.POLLERR)
-p.poll(0)  # the first poll: what it read is what it was told of
-print("ready", flush=True)
-while True:
-    events = p.poll(int(float(sys.argv[2]) * 1000))
-    if not events:
-        break
-    f.seek(0)
-    print("woken " + f.read().strip(), flush=True)
-"""
-
-
 class WatchTest(MountTest):
     """poll(2) on status, health, attach and maintenance, as on sysfs files (sysfs_notify)."""
-
-    def watcher(self, path, idle=3):
-        """A watcher process: prints "ready", then "woken <value>" at each wake; ends after `idle` s quiet."""
-        proc = subprocess.Popen([sys.executable, "-c", WATCHER, path, str(idle)], stdout=subprocess.PIPE, text=True)
-        self.addCleanup(proc.wait)
-        self.addCleanup(proc.kill)
-        self.assertEqual(proc.stdout.readline().strip(), "ready")
-        return proc
 
     def test_ten_watchers_wake_once_per_change_and_never_else(self):
         u = self.fake_uuid("GPU")
@@ -768,10 +743,28 @@ class WatchTest(MountTest):
         echo_into(self.fs.path("accelerators", other, "attach"), "vm 11111111-2222-4333-8444-555555555555\n")
         self.ok("echo '{\"num\": 2}' > accelerators/%s/spec" % gpu)  # a file it does not watch
         self.assertEqual(w.stdout.read(), "")  # it ended, never woken
+        w.wait()
         w = self.watcher(self.fs.path("accelerators", gpu, "maintenance"), idle=5)
         echo_into(self.fs.path("accelerators", gpu, "maintenance"), "1\n")
         self.assertEqual(w.stdout.readline().strip(), "woken 1")
-        self.assertLessEqual(json.loads(self.ok("cat stats"))["watchers"], 3)
+        self.assertEqual(json.loads(self.ok("cat stats"))["watchers"], 1, "the one that ended is forgotten")
+
+    def test_a_closed_watcher_costs_nothing(self):
+        u = self.fake_uuid("GPU")
+        status = self.fs.path("accelerators", u, "status")
+        watchers = [self.watcher(status, idle=60) for _ in range(10)]
+        self.assertEqual(json.loads(self.ok("cat stats"))["watchers"], 10)
+        for w in watchers:
+            w.kill()
+            w.wait()
+        self.assertEqual(json.loads(self.ok("cat stats"))["watchers"], 0, "nothing kept of them")
+        before = json.loads(self.ok("cat stats"))
+        echo_into(self.fs.path("accelerators", u, "attach"), "vm 11111111-2222-4333-8444-555555555555\n")
+        after = json.loads(self.ok("cat stats"))
+        self.assertEqual(after["poll"], before["poll"], "no poll was asked for")
+        w = self.watcher(status, idle=5)  # a new one is told from its own first poll
+        echo_into(self.fs.path("accelerators", u, "attach"), "\n")
+        self.assertEqual(w.stdout.readline().strip(), "woken available")
 
 
 class StatsTest(MountTest):

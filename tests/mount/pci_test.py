@@ -10,7 +10,6 @@ from harness import BUILD_DIR, HOST, MountTest, metric, parse_metrics, wait_for
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sysfs"))
 import fake_sysfs  # noqa: E402
-from mount_test import WATCHER  # noqa: E402
 
 # address -> (device_type, vendor_id, product_id, kernel driver, numa_node, iommu_group, physfn)
 EXPECTED = {
@@ -407,11 +406,7 @@ class HealthTest(KernelTestBase):
             self.assertEqual(self.health(u), "ok\n", name)
 
     def test_a_watcher_of_health_wakes_when_a_rescan_finds_a_change(self):
-        w = subprocess.Popen([sys.executable, "-c", WATCHER, self.fs.path("accelerators", self.gpu, "health"), "5"],
-                             stdout=subprocess.PIPE, text=True)
-        self.addCleanup(w.wait)
-        self.addCleanup(w.kill)
-        self.assertEqual(w.stdout.readline().strip(), "ready")
+        w = self.watcher(self.fs.path("accelerators", self.gpu, "health"), idle=5)
         fake_sysfs.signal(self.tree, "0000:17:00.0", "power_state", "error")
         self.rescan()
         self.assertEqual(w.stdout.readline().strip(), "woken failed")

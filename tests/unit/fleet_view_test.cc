@@ -304,5 +304,20 @@ TEST(FleetBoardTest, AwaitReadWaitsForAReadBegunAfterIt) {
   EXPECT_FALSE(board.AwaitRead(std::chrono::milliseconds(20))) << "an older read answers no newer ask";
 }
 
+TEST(FleetBoardTest, ListenersAreToldOfEachViewAndTheOneItReplaced) {
+  FleetBoard board;
+  std::vector<std::pair<size_t, size_t>> told;  // hosts before, after
+  board.AddListener([&](const FleetView& before, const FleetView& after) {
+    EXPECT_EQ(board.Current().get(), &after) << "told once it is current";
+    told.emplace_back(before.hosts.size(), after.hosts.size());
+  });
+  board.Publish(std::make_shared<const FleetView>(TwoHosts()));
+  FleetView one = TwoHosts();
+  one.hosts.pop_back();
+  IndexFleetView(one);
+  board.Publish(std::make_shared<const FleetView>(std::move(one)));
+  EXPECT_EQ(told, (std::vector<std::pair<size_t, size_t>>{{0, 2}, {2, 1}}));
+}
+
 }  // namespace
 }  // namespace cyborgfs
