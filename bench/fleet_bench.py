@@ -21,7 +21,7 @@ Measured, side by side in one run:
     ended by pg_terminate_backend (it reconnects and publishes everything), p50 (goal 50 ms);
   - RSS of B (a fleet view of 1 600 remote accelerators) and of N.
 
-Usage (as root): scripts/bench-fleet.sh [--rounds 7] [--pairs 200] [--changes 100]
+Usage (as root): scripts/bench-py.sh fleet [--rounds 7] [--pairs 200] [--changes 100]
 """
 import argparse
 import json

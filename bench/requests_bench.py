@@ -11,7 +11,7 @@ Measured in one run:
     real ones); claims made / wall time (goal >= 200/s); then no accelerator is held twice
     and every request holds exactly one (checked in PostgreSQL).
 
-Usage (as root): scripts/bench-requests.sh [--rounds 200] [--requesters 20] [--each 10]
+Usage (as root): scripts/bench-py.sh requests [--rounds 200] [--requesters 20] [--each 10]
 """
 import argparse
 import json

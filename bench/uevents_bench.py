@@ -9,11 +9,12 @@ real PCI device of this machine (the kernel sends the event), and times until th
 The same without uevents (the netlink socket refused, tests/tools/no_netlink.cc) waits for
 the periodic rescan (--rescan-interval 1 here; 60 s by default).
 
-Usage (as root): scripts/bench-uevents.sh [--tries 20]
+Usage (as root): scripts/bench-py.sh uevents [--tries 20]
 """
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -21,10 +22,11 @@ import time
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--bin", required=True)
-parser.add_argument("--shim", required=True, help="no_netlink.so, for the run without uevents")
+parser.add_argument("--shim", help="no_netlink.so, for the run without uevents (default: beside --bin)")
 parser.add_argument("--out", default="bench/results")
 parser.add_argument("--tries", type=int, default=20)
 args = parser.parse_args()
+args.shim = args.shim or os.path.join(os.path.dirname(os.path.abspath(args.bin)), "no_netlink.so")
 
 os.environ["CYBORGFS_BIN"] = os.path.abspath(args.bin)
 here = os.path.dirname(os.path.abspath(__file__))
@@ -73,6 +75,7 @@ def measure(env, rescan_interval, tries, real):
         return times
     finally:
         m.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def main():
