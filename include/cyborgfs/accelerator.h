@@ -15,6 +15,7 @@ namespace cyborgfs {
 
 // The lifecycle states; cyborgfs/lifecycle.h documents the transitions.
 enum class State { kAvailable, kAttached, kOffline, kError };
+inline constexpr State kStates[] = {State::kAvailable, State::kAttached, State::kOffline, State::kError};
 
 const char* StateName(State state);
 std::optional<State> StateFromName(const std::string& name);

@@ -11,6 +11,9 @@
 
 namespace cyborgfs {
 
+// The health words, from the best to the worst (HostFacts::health).
+inline constexpr const char* kHealths[] = {"ok", "unknown", "degraded", "failed"};
+
 struct HostFacts {
   std::string kernel_driver;         // the kernel driver bound to it now, e.g. "nvidia"; empty if none
   std::string model;                 // vendor and device name, e.g. "NVIDIA Corporation GH100 [H100 SXM5 80GB]"
@@ -33,7 +36,7 @@ struct HostFacts {
   // "failed" or "unknown" (a signal could not be read, or nothing judged
   // it), with one reason per signal that is not clean ("pcie link at 8 GT/s
   // x8, capable of 16 GT/s x16"). The worst signal decides; a read that
-  // fails is "unknown", never "failed".
+  // fails is "unknown", never "failed". kHealths has the words.
   std::string health = "unknown";
   std::vector<std::string> health_reasons;
   // PCIe AER error counts since boot (the device's aer_dev_* TOTAL_ERR_*

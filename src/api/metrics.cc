@@ -10,8 +10,16 @@
 namespace cyborgfs::api {
 namespace {
 
-constexpr const char* kStates[] = {"available", "attached", "offline", "error"};
-constexpr const char* kHealths[] = {"ok", "degraded", "failed", "unknown"};
+// One sample per value of `label`: 1 for `current`, 0 for the others.
+template <typename Values, typename Name>
+void OneHot(prometheus::Family<prometheus::Gauge>& family, const prometheus::Labels& id, const char* label,
+            const Values& values, Name name, const std::string& current) {
+  for (const auto& value : values) {
+    auto labels = id;
+    labels[label] = name(value);
+    family.Add(labels).Set(labels[label] == current ? 1 : 0);
+  }
+}
 
 }  // namespace
 
@@ -48,16 +56,9 @@ std::string RenderMetrics(const MetricsInput& in) {
               {"pci_bus_id", a->driver_address},
               {"numa_node", a->facts.numa_node < 0 ? "" : std::to_string(a->facts.numa_node)}})
         .Set(1);
-    for (const char* s : kStates) {
-      auto labels = id;
-      labels["state"] = s;
-      state.Add(labels).Set(StateName(a->state) == std::string(s) ? 1 : 0);
-    }
-    for (const char* h : kHealths) {
-      auto labels = id;
-      labels["health"] = h;
-      health.Add(labels).Set(a->facts.health == h ? 1 : 0);
-    }
+    OneHot(state, id, "state", kStates, StateName, StateName(a->state));
+    OneHot(
+        health, id, "health", kHealths, [](const char* h) { return h; }, a->facts.health);
     maintenance.Add(id).Set(a->maintenance ? 1 : 0);
     for (auto [severity, count] :
          {std::pair{"correctable", a->facts.aer_correctable}, std::pair{"nonfatal", a->facts.aer_nonfatal},

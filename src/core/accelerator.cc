@@ -18,7 +18,7 @@ const char* StateName(State state) {
 }
 
 std::optional<State> StateFromName(const std::string& name) {
-  for (State s : {State::kAvailable, State::kAttached, State::kOffline, State::kError}) {
+  for (State s : kStates) {
     if (name == StateName(s)) return s;
   }
   return std::nullopt;

@@ -177,6 +177,18 @@ Result<Accelerator> AcceleratorFromRecord(const Json& record) {
     if (!member.ok()) bad = member.status();
     into = member.ok() && *member ? (*member)->dump() : if_absent;
   };
+  auto strings = [&](const char* key, std::vector<std::string>& into) {  // absent or null: none
+    auto member = Member(record, key, &Json::is_array, true);
+    if (!member.ok()) bad = member.status();
+    if (!member.ok() || !*member) return;
+    for (const Json& item : **member) {
+      if (!item.is_string()) {
+        bad = Status::Invalid(std::string("the record's \"") + key + "\" holds a value that is not a string");
+        return;
+      }
+      into.push_back(item.get<std::string>());
+    }
+  };
   std::string status;
   text("uuid", a.uuid);
   object("acc_specs", a.spec, "{}");
@@ -209,26 +221,11 @@ Result<Accelerator> AcceleratorFromRecord(const Json& record) {
   count("aer_correctable", f.aer_correctable);
   count("aer_nonfatal", f.aer_nonfatal);
   count("aer_fatal", f.aer_fatal);
-  if (auto reasons = Member(record, "health_reasons", &Json::is_array, true); !reasons.ok()) {
-    bad = reasons.status();
-  } else if (*reasons) {
-    for (const Json& reason : **reasons) {
-      if (!reason.is_string())
-        return Status::Invalid("the record's \"health_reasons\" holds a value that is not a string");
-      f.health_reasons.push_back(reason.get<std::string>());
-    }
-  }
+  strings("health_reasons", f.health_reasons);
   count("generation", a.generation);
   count("created_at", a.created_at);
   count("updated_at", a.updated_at);
-  if (auto vfs = Member(record, "virtfns", &Json::is_array, true); !vfs.ok()) {
-    bad = vfs.status();
-  } else if (*vfs) {
-    for (const Json& vf : **vfs) {
-      if (!vf.is_string()) return Status::Invalid("the record's \"virtfns\" holds a value that is not a string");
-      f.virtfns.push_back(vf.get<std::string>());
-    }
-  }
+  strings("virtfns", f.virtfns);
   if (auto types = Member(record, "mdev_types", &Json::is_object, true); !types.ok()) {
     bad = types.status();
   } else if (*types) {

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <iterator>
 #include <thread>
 
 #include "cyborgfs/values.h"
@@ -127,8 +128,9 @@ std::optional<DiscoveredDevice> PciDriver::Read(const std::string& address, bool
 
 namespace {
 
-int Rank(const std::string& health) {
-  return health == "failed" ? 3 : health == "degraded" ? 2 : health == "unknown" ? 1 : 0;
+auto Rank(const std::string& health) {  // its place in kHealths
+  return std::find_if(std::begin(kHealths), std::end(kHealths), [&](const char* h) { return health == h; }) -
+         std::begin(kHealths);
 }
 
 // One signal's verdict: the worst so far decides.

@@ -1,6 +1,7 @@
 """The pci driver on sysfs trees built by tests/sysfs/fake_sysfs.py, through the real mount."""
 import json
 import os
+import signal
 import subprocess
 import sys
 import unittest
@@ -26,10 +27,13 @@ EXPECTED = {
 }
 
 
-class PciTestBase(MountTest):
-    """A daemon with the pci driver on a fresh standard tree (self.tree)."""
+class PciTree:
+    """For a MountTest: its daemons have the pci driver on a fresh standard tree (self.tree);
+    with `fake_kernel`, tests/sysfs/fake_kernel.py answers the tree's control files
+    (self.kernel), from before the first daemon until teardown (even if a test paused it)."""
 
     fake_devices = 0
+    fake_kernel = False
 
     def setUp(self):
         self.tree = None
@@ -38,9 +42,21 @@ class PciTestBase(MountTest):
     def start(self, *args, **kwargs):
         if self.tree is None:  # beside the database, removed with the work folder
             self.tree = fake_sysfs.build(os.path.join(self.workdir, "sys"))
+            if self.fake_kernel:
+                self.kernel = fake_sysfs.start_kernel(self.tree)
+                self.addCleanup(self.stop_kernel)
         if "--drivers" not in args:
             args = ("--drivers", "pci", "--sysfs-root", self.tree, *args)
         return super().start(*args, **kwargs)
+
+    def stop_kernel(self):
+        self.kernel.send_signal(signal.SIGCONT)  # a test may have paused it
+        self.kernel.terminate()
+        self.kernel.wait()
+
+
+class PciTestBase(PciTree, MountTest):
+    """A daemon with the pci driver on a fresh standard tree (self.tree)."""
 
     def by_address(self):
         """address -> uuid, from the by-name links (pci names are <type>-<address>)."""
@@ -160,17 +176,12 @@ class KernelTestBase(PciTestBase):
     """Also tests/sysfs/fake_kernel.py, answering the control-file writes for the kernel."""
 
     VM = "11111111-2222-4333-8444-555555555555"
+    fake_kernel = True
 
     def setUp(self):
         super().setUp()
-        self.kernel = fake_sysfs.start_kernel(self.tree)
-        self.addCleanup(self.stop_kernel)
         self.gpu = self.by_address()["0000:17:00.0"]
         self.dev = os.path.join(self.tree, "bus/pci/devices/0000:17:00.0")
-
-    def stop_kernel(self):
-        self.kernel.terminate()
-        self.kernel.wait()
 
     def journal(self):
         try:

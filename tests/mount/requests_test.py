@@ -10,7 +10,6 @@ import multiprocessing
 import os
 import signal
 import subprocess
-import sys
 import time
 import unittest
 import uuid as uuidlib
@@ -18,9 +17,8 @@ import uuid as uuidlib
 from config_tools_test import readme_block, run_playbook
 from fleet_test import CuttingProxy, FleetTest
 from harness import HOST, Mount, UnixHTTPConnection, echo_into, http_request, wait_for
+from pci_test import PciTree
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "sysfs"))
-import fake_sysfs  # noqa: E402
 
 VM = "8e45a2ea-5364-4b0d-a252-bf8becaa606e"
 OTHER_VM = "0b0b0b0b-1111-4222-8333-444444444444"
@@ -324,23 +322,10 @@ class PartitionTest(ArqTest):
                  [["vm " + OTHER_VM]], what="the local attach published after the partition")
 
 
-class DriverFailureTest(ArqTest):
+class DriverFailureTest(PciTree, ArqTest):
     """testhost with the pci driver on a test sysfs tree (tests/sysfs), its kernel faked."""
 
-    fake_devices = 0
-
-    def setUp(self):
-        self.tree = None
-        super().setUp()
-
-    def start(self, *args, **kwargs):
-        if self.tree is None:  # beside the database, removed with the work folder
-            self.tree = fake_sysfs.build(os.path.join(self.workdir, "sys"))
-            self.kernel = fake_sysfs.start_kernel(self.tree)
-            self.addCleanup(self.kernel.wait)
-            self.addCleanup(self.kernel.terminate)
-            self.addCleanup(self.kernel.send_signal, signal.SIGCONT)  # a test may have stopped it
-        return super().start("--drivers", "pci", "--sysfs-root", self.tree, *args, **kwargs)
+    fake_kernel = True
 
     def test_a_driver_failure_during_the_bind_fails_the_request_with_its_words_and_frees_the_device(self):
         self.fleet_of([self.fs])
