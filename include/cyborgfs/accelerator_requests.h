@@ -37,12 +37,17 @@
 // Errors: kInvalid (a bad body or filter), kNotFound, kExists (the uuid is
 // taken), kUnavailable (PostgreSQL cannot be reached now: nothing changed).
 //
+// Create and Delete write the audit trail (audit.h) with `who` asked: the
+// request made or deleted, or why not (a write of the same body again,
+// which changes nothing, writes nothing).
+//
 // Thread safety: all methods may be called concurrently.
 #pragma once
 
 #include <optional>
 #include <string>
 
+#include "cyborgfs/caller.h"
 #include "cyborgfs/status.h"
 #include "cyborgfs/values.h"
 
@@ -58,12 +63,12 @@ class AcceleratorRequests {
   // Records `body` ({"device_type", "instance_uuid"} and optionally "uuid",
   // "host", "match", "count") and claims for it; the request as it is then
   // (BindStarted or BindFailed).
-  virtual Result<Json> Create(const Json& body, Taken taken) = 0;
+  virtual Result<Json> Create(const Json& body, Taken taken, const Caller& who) = 0;
   virtual Result<Json> Get(const std::string& uuid) = 0;
   // {"arqs": [...]}, of `instance` only if given; oldest first.
   virtual Result<Json> List(const std::optional<std::string>& instance) = 0;
   // Ends the request: gone at once if it holds nothing, Deleting otherwise.
-  virtual Status Delete(const std::string& uuid) = 0;
+  virtual Status Delete(const std::string& uuid, const Caller& who) = 0;
 };
 
 }  // namespace cyborgfs

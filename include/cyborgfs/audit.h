@@ -37,4 +37,12 @@ void Changed(const Caller& who, std::string_view accelerator, std::string_view f
 // fleet/requests/create) "".
 void Refused(const Caller& who, std::string_view accelerator, std::string_view file, const Status& why);
 
+// The fleet's accelerator request `request` (its uuid) was made (`action`
+// "create", `state` its state then) or deleted ("delete", state "Deleting"
+// while its host detaches, "" gone at once), at `who`'s request:
+//   audit time=... uid=0 pid=77 command="curl" accelerator_request="5f0c..." action="create" new="BindStarted"
+void RequestChanged(const Caller& who, std::string_view request, std::string_view action, std::string_view state);
+// `action` on `request` ("" if the body named none) was refused because of `why`.
+void RequestRefused(const Caller& who, std::string_view request, std::string_view action, const Status& why);
+
 }  // namespace cyborgfs::audit

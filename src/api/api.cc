@@ -529,7 +529,7 @@ void Api::CreateRequest(Call& call) {
   if (!requests) return;
   auto body = Body(call, 0, "accelerator request");
   if (!body) return;
-  auto made = requests->Create(*body, AcceleratorRequests::Taken::kExists);
+  auto made = requests->Create(*body, AcceleratorRequests::Taken::kExists, call.peer.caller);
   if (!made.ok()) return FailWith(call, made.status());
   call.res.status = 201;
   call.res.set_header("Location", "/fleet/accelerator_requests/" + (*made)["uuid"].get<std::string>());
@@ -562,7 +562,7 @@ void Api::GetRequest(Call& call) {
 void Api::DeleteRequest(Call& call) {
   AcceleratorRequests* requests = Requests(call);
   if (!requests) return;
-  if (Status s = requests->Delete(call.args.at(0)); !s.ok()) return FailWith(call, s);
+  if (Status s = requests->Delete(call.args.at(0), call.peer.caller); !s.ok()) return FailWith(call, s);
   call.res.status = 204;
 }
 

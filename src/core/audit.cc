@@ -75,5 +75,14 @@ void Refused(const Caller& who, std::string_view accelerator, std::string_view f
   Write(Who(who) + " accelerator=" + Quoted(accelerator) + " file=" + Quoted(file) + " error=" + Quoted(why.message()));
 }
 
+void RequestChanged(const Caller& who, std::string_view request, std::string_view action, std::string_view state) {
+  Write(Who(who) + " accelerator_request=" + Quoted(request) + " action=" + Quoted(action) + " new=" + Quoted(state));
+}
+
+void RequestRefused(const Caller& who, std::string_view request, std::string_view action, const Status& why) {
+  Write(Who(who) + " accelerator_request=" + Quoted(request) + " action=" + Quoted(action) +
+        " error=" + Quoted(why.message()));
+}
+
 }  // namespace audit
 }  // namespace cyborgfs

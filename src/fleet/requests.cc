@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "cyborgfs/audit.h"
 #include "postgres.h"
 
 namespace cyborgfs::fleet {
@@ -141,10 +142,16 @@ Result<T> Requests::With(Call call) {
   return done;
 }
 
-Result<Json> Requests::Create(const Json& body, Taken taken) {
+Result<Json> Requests::Create(const Json& body, Taken taken, const Caller& who) {
   auto columns = Columns(body);
-  if (!columns.ok()) return columns.status();
+  if (!columns.ok()) {
+    const Json* named = body.is_object() && body.contains("uuid") ? &body["uuid"] : nullptr;
+    audit::RequestRefused(who, named && named->is_string() ? named->get<std::string>() : "", "create",
+                          columns.status());
+    return columns.status();
+  }
   const std::string uuid = *(*columns)[0];
+  bool made = false;  // not the same request again
   auto request = With<Json>([&](Postgres& db) -> Result<Json> {
     Transaction t(db);
     if (Status s = t.Begin(); !s.ok()) return s;
@@ -168,10 +175,16 @@ Result<Json> Requests::Create(const Json& body, Taken taken) {
     auto rows = db.Exec(std::string(kSelect) + " WHERE r.uuid = $1", {uuid});  // as the claim left it
     if (!rows.ok()) return rows.status();
     if (Status s = t.Commit(); !s.ok()) return s;
+    made = true;
     return FromRow(rows->front());
   });
-  if (request.ok())
-    spdlog::info("fleet: accelerator request {} made: {}", uuid, (*request)["state"].get<std::string>());
+  if (!request.ok()) {
+    audit::RequestRefused(who, uuid, "create", request.status());
+  } else if (made) {
+    const std::string state = (*request)["state"].get<std::string>();
+    spdlog::info("fleet: accelerator request {} made: {}", uuid, state);
+    audit::RequestChanged(who, uuid, "create", state);
+  }
   return request;
 }
 
@@ -203,10 +216,15 @@ Result<Json> Requests::List(const std::optional<std::string>& instance) {
   });
 }
 
-Status Requests::Delete(const std::string& uuid) {
+Status Requests::Delete(const std::string& uuid, const Caller& who) {
   auto canonical = NormalizeUuid(uuid);
-  if (!canonical) return Status::NotFound("no accelerator request has the uuid " + uuid);
-  Result<bool> done = With<bool>([&](Postgres& db) -> Result<bool> {
+  if (!canonical) {
+    const Status why = Status::NotFound("no accelerator request has the uuid " + uuid);
+    audit::RequestRefused(who, uuid, "delete", why);
+    return why;
+  }
+  // What it is left in: "" gone, "Deleting" while its host detaches.
+  Result<std::string> done = With<std::string>([&](Postgres& db) -> Result<std::string> {
     Transaction t(db);
     if (Status s = t.Begin(); !s.ok()) return s;
     auto rows = db.Exec("SELECT state, host FROM fleet_requests WHERE uuid = $1 FOR UPDATE", {*canonical});
@@ -214,8 +232,10 @@ Status Requests::Delete(const std::string& uuid) {
     if (rows->empty()) return Status::NotFound("no accelerator request has the uuid " + *canonical);
     const std::string state = rows->front()[0].value_or("");
     Result<std::vector<Row>> changed = std::vector<Row>{};
+    std::string left = "Deleting";
     if (state == "Initial" || state == "BindFailed") {  // it holds nothing
       changed = db.Exec("DELETE FROM fleet_requests WHERE uuid = $1", {*canonical});
+      left = "";
     } else if (state != "Deleting") {
       changed = db.Exec(
           "UPDATE fleet_requests SET state = 'Deleting', updated_at = now(), revision = nextval('fleet_revision') "
@@ -225,10 +245,14 @@ Status Requests::Delete(const std::string& uuid) {
     }
     if (!changed.ok()) return changed.status();
     if (Status s = t.Commit(); !s.ok()) return s;
-    return true;
+    return left;
   });
-  if (!done.ok()) return done.status();
+  if (!done.ok()) {
+    audit::RequestRefused(who, *canonical, "delete", done.status());
+    return done.status();
+  }
   spdlog::info("fleet: accelerator request {} deleted", *canonical);
+  audit::RequestChanged(who, *canonical, "delete", *done);
   return Status::Ok();
 }
 

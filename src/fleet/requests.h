@@ -27,10 +27,10 @@ class Requests : public AcceleratorRequests {
   Requests(std::string conninfo, std::string host);
   ~Requests() override;
 
-  Result<Json> Create(const Json& body, Taken taken) override;
+  Result<Json> Create(const Json& body, Taken taken, const Caller& who) override;
   Result<Json> Get(const std::string& uuid) override;
   Result<Json> List(const std::optional<std::string>& instance) override;
-  Status Delete(const std::string& uuid) override;
+  Status Delete(const std::string& uuid, const Caller& who) override;
 
   // The columns and the query Get and List read a request with (the binder
   // reads the same record).

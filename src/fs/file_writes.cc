@@ -165,15 +165,13 @@ Result<std::optional<Json>> FileWrites::WriteRequest(uint64_t offset, std::strin
   }
   if (!requests_) return Status::NotFound("no fleet (--fleet)");
   // Not under request_mu_: the fleet's PostgreSQL may be slow, other writers need not wait for it.
-  auto made = requests_->Create(*body, AcceleratorRequests::Taken::kSameIsDone);
+  auto made = requests_->Create(*body, AcceleratorRequests::Taken::kSameIsDone, caller);  // audited
   if (made.ok()) return std::optional<Json>(std::move(*made));
   {
     std::lock_guard lock(request_mu_);
     request_.Drop();  // the same body may be tried again
   }
-  const Status why = made.status().Prefixed(kFile);
-  audit::Refused(caller, "", kFile, why);
-  return why;
+  return made.status().Prefixed(kFile);
 }
 
 Status FileWrites::WriteRescan(std::string_view data, const Caller& caller) {

@@ -465,17 +465,17 @@ void Filesystem::AwaitFleetView() {
   }
 }
 
-Status Filesystem::RemoveRequest(const char* name) {
+Status Filesystem::RemoveRequest(const char* name, const Caller& who) {
   if (std::string_view(name) == kFleetRequestsEntry.name) return Status::NotFolder("create is a file");
   if (!fleet_ || !requests_ || !fleet_->Current()->FindRequest(name)) return Status::NotFound("no such request");
-  Status deleted = requests_->Delete(name);
+  Status deleted = requests_->Delete(name, who);
   if (deleted.ok()) AwaitFleetView();
   return deleted;
 }
 
 void Filesystem::RemoveDir(fuse_req_t req, fuse_ino_t parent, const char* name) {
   const Node node = Decode(parent);
-  if (node.kind == NodeKind::kFleetRequests) return ReplyStatus(req, RemoveRequest(name));
+  if (node.kind == NodeKind::kFleetRequests) return ReplyStatus(req, RemoveRequest(name, CallerOf(req)));
   if (IsFleet(node.kind)) return ReplyStatus(req, fleet_tree::ReadOnly("rmdir"));
   if (node.kind == NodeKind::kAcceleratorDir && !Listed(node, name)) {
     return ReplyStatus(req, scratch_.Remove(node.id, name, true));

@@ -186,7 +186,7 @@ class Filesystem {
   void AwaitFleetView();
   static constexpr std::chrono::milliseconds kAwaitView{2000};
   // rmdir fleet/requests/<uuid>.
-  Status RemoveRequest(const char* name);
+  Status RemoveRequest(const char* name, const Caller& who);
 
   Service& service_;
   FleetBoard* const fleet_;

@@ -219,6 +219,10 @@ class Mount:
         with open(self.log_path, errors="replace") as f:
             return f.read()
 
+    def audit(self):
+        """The audit trail's lines in the log, from "time=" on."""
+        return [line.split(" audit ", 1)[1] for line in self.log_text().splitlines() if " audit " in line]
+
     def path(self, *parts):
         return os.path.join(self.mnt, *parts)
 

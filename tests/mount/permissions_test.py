@@ -124,7 +124,7 @@ class PermissionsTest(MountTest):
     def test_every_change_and_refusal_is_audited_with_who_asked(self):
         self.try_each({"spec": MUTATIONS["write spec"],
                        "busy": "os.write(os.open('accelerators/{attached}/attach', os.O_WRONLY), b'host elsewhere')"}, groups=[ADMINS])
-        audit = [line.split(" audit ", 1)[1] for line in self.fs.log_text().splitlines() if " audit " in line]
+        audit = self.fs.audit()
         spec = [line for line in audit if 'file="spec"' in line]
         self.assertEqual(len(spec), 1, audit)
         self.assertRegex(spec[0], r'^time=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z uid=65534 pid=\d+ command="python3" '

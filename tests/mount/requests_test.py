@@ -115,6 +115,10 @@ class RequestTest(ArqTest):
         self.assertEqual(bound["error"], "")
         self.assertEqual(self.attach_of(self.fs, gpu), "vm %s\n" % VM)
         self.assertIn("accelerator_request=" + made["uuid"], self.fs.log_text())  # the audit names it
+        made_on_c = [line for line in c.audit() if 'action="create"' in line]
+        self.assertEqual(len(made_on_c), 1, c.audit())
+        self.assertRegex(made_on_c[0], r'uid=0 pid=%d command="[^"]+" accelerator_request="%s" action="create" '
+                         r'new="%s"$' % (os.getpid(), made["uuid"], made["state"]))
         # Held: a local detach, by file or over HTTP, is refused and changes nothing.
         with self.assertRaises(OSError) as refused:
             echo_into(self.fs.path("accelerators", gpu, "attach"), "\n")
@@ -132,10 +136,14 @@ class RequestTest(ArqTest):
         self.assertEqual(self.api("GET", ARQS + "?instance=" + OTHER_VM).json(), {"arqs": []})
         # Deleting it detaches the GPU on its host and releases it.
         self.assertEqual(self.api("DELETE", ARQS + "/" + made["uuid"], sock=b.api_socket).status, 204)
+        self.assertEqual([line.split(" pid=", 1)[1].split(" ", 2)[2] for line in b.audit() if "action=" in line],
+                         ['accelerator_request="%s" action="delete" new="Deleting"' % made["uuid"]])
         wait_for(lambda: self.request(made["uuid"]) == 404, what="the request gone")
         wait_for(lambda: self.attach_of(self.fs, gpu) == "", what="the GPU detached")
         self.assertEqual(self.claims(), [])
         self.assertEqual(self.api("DELETE", ARQS + "/" + made["uuid"]).status, 404)
+        self.assertIn('accelerator_request="%s" action="delete" error="no accelerator request has the uuid %s"'
+                      % (made["uuid"], made["uuid"]), self.fs.audit()[-1])
 
     def test_two_on_one_host_when_no_host_has_two_fails_and_holds_nothing(self):
         b = self.another_host("hostb", 3)
@@ -462,8 +470,11 @@ class FileRequestTest(ArqTest):
         echo_into(self.requests_dir(None, "create"), json.dumps(
             {"uuid": uuid, "device_type": "GPU", "instance_uuid": VM, "host": "hostb"}) + "\n")
         self.assertEqual(self.rows("SELECT count(*) FROM fleet_requests"), [["1"]])
+        self.assertEqual(len([line for line in self.fs.audit() if 'action="create"' in line]), 1, "the no-op unaudited")
         # rmdir deletes it: the host detaches, and the folder goes.
         os.rmdir(self.requests_dir(None, uuid))
+        self.assertIn('uid=0 pid=%d command="python3" accelerator_request="%s" action="delete" new="Deleting"'
+                      % (os.getpid(), uuid), self.fs.audit()[-1])
         wait_for(lambda: not os.path.exists(self.requests_dir(None, uuid)), what="the request's folder gone")
         self.assertEqual(self.request(uuid), 404)
         wait_for(lambda: self.attach_of(b, gpu) == "", what="the GPU detached")
@@ -537,6 +548,8 @@ class FileRequestTest(ArqTest):
             self.assertEqual(refused.exception.errno, code, body)
         self.assertEqual(self.rows("SELECT count(*) FROM fleet_requests"), [["1"]])
         self.assertIn("unknown member \"colour\"", self.fs.log_text())
+        self.assertIn('accelerator_request="%s" action="create" error="accelerator request: the uuid %s is taken"'
+                      % (taken, taken), "\n".join(self.fs.audit()))
         changes = [
             (lambda: os.rmdir(self.requests_dir(None, "00000000-0000-4000-8000-000000000000")), errno.ENOENT),
             (lambda: os.rmdir(create), errno.ENOTDIR),

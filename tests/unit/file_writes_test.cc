@@ -146,7 +146,7 @@ TEST_F(FileWritesTest, RescanTakesOnly1) {
 // asked to make, and what it answers.
 class RecordedRequests : public AcceleratorRequests {
  public:
-  Result<Json> Create(const Json& body, Taken taken) override {
+  Result<Json> Create(const Json& body, Taken taken, const Caller&) override {
     made.push_back(body);
     takens.push_back(taken);
     if (!answer.ok()) return answer;
@@ -154,7 +154,7 @@ class RecordedRequests : public AcceleratorRequests {
   }
   Result<Json> Get(const std::string&) override { return Status::NotFound("none"); }
   Result<Json> List(const std::optional<std::string>&) override { return Json{{"arqs", Json::array()}}; }
-  Status Delete(const std::string&) override { return Status::NotFound("none"); }
+  Status Delete(const std::string&, const Caller&) override { return Status::NotFound("none"); }
 
   std::vector<Json> made;
   std::vector<Taken> takens;
