@@ -33,13 +33,22 @@
 
 namespace cyborgfs {
 
-// An accelerator of the fleet, as its host published it.
+// An accelerator of the fleet, as its host published it; but while its host
+// is down, nobody vouches for its health: the view shows it `unknown`, with
+// the reason and what its host last said (HostDown()).
 struct FleetAccelerator {
   uint64_t number = 0;
   std::string host;
   int64_t revision = 0;  // the row's fleet revision in PostgreSQL (+1 at every change)
   Accelerator record;    // the host's record (the values of its files)
+  // While its host is down: the accelerator as published (record is then
+  // HostDown()'s); null while its host is up.
+  std::shared_ptr<const FleetAccelerator> published;
 };
+
+// `published` as shown while its host is down: health unknown, one reason,
+// updated at `since` (unix seconds: when the view saw the host go down).
+std::shared_ptr<const FleetAccelerator> HostDown(std::shared_ptr<const FleetAccelerator> published, int64_t since);
 
 struct FleetHost {
   uint64_t number = 0;

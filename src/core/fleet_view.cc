@@ -47,6 +47,18 @@ struct FleetView::Rendered {
   std::shared_ptr<const std::string> body;
 };
 
+std::shared_ptr<const FleetAccelerator> HostDown(std::shared_ptr<const FleetAccelerator> published, int64_t since) {
+  auto shown = std::make_shared<FleetAccelerator>(*published);
+  shown->record.updated_at = since;  // a new mtime: the kernel drops what it kept of the old value
+  HostFacts& facts = shown->record.facts;
+  std::string said = facts.health;
+  for (const std::string& reason : facts.health_reasons) said += "; " + reason;
+  facts.health = "unknown";
+  facts.health_reasons = {"host " + published->host + " is down (its lease ran out); it last said: " + said};
+  shown->published = std::move(published);
+  return shown;
+}
+
 void IndexFleetView(FleetView& view) {
   view.host_index.clear();
   view.host_by_number.clear();

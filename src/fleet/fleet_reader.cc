@@ -267,6 +267,8 @@ Status FleetReader::Read(Postgres& db, bool whole) {
     if (was && was->up != h.up) {
       h.status_since = UnixNow();
       ++h.status_changes;
+      spdlog::info("fleet view: host {} is {} (its lease {} at {} on the server's clock)", h.name, h.up ? "up" : "down",
+                   h.up ? "runs until" : "ran out", h.lease_expires_at);
     }
     changed |= !was || was->up != h.up || was->lease_expires_at != h.lease_expires_at;
     by_number.emplace(h.number, std::move(h));
@@ -279,7 +281,13 @@ Status FleetReader::Read(Postgres& db, bool whole) {
       it = next.accelerators.erase(it);
       continue;
     }
-    by_number[host->second].accelerators.push_back(it->second);
+    FleetHost& h = by_number[host->second];
+    if (!h.up && !it->second->published) {
+      it->second = HostDown(it->second, h.status_since);
+    } else if (h.up && it->second->published) {
+      it->second = it->second->published;  // its own word again
+    }
+    h.accelerators.push_back(it->second);
     ++it;
   }
   // The requests: the old ones still at their revision, those read over them.

@@ -257,17 +257,32 @@ class ViewTest(FleetTest):
         wait_for(lambda: os.path.exists(status) and len(os.listdir(other.path("fleet", "accelerators"))) == 6,
                  what="both hosts on B")
         watcher = self.watcher(status, idle=30)  # poll(2) on it, as on an accelerator's status
+        woken = []
+        reader = threading.Thread(target=lambda: woken.extend(line.strip() for line in watcher.stdout))
+        reader.start()
+        self.addCleanup(reader.join)
+        self.addCleanup(watcher.kill)  # before the join
         self.fs.crash()
-        self.assertEqual(watcher.stdout.readline().strip(), "woken down")
-        wait_for(lambda: slurp(status) == "down\n", timeout=15, what="A down on B once its lease ran out")
+        wait_for(lambda: "woken down" in woken, timeout=15, what="the watcher woken: A down on B")
+        self.assertEqual(slurp(status), "down\n")
         self.assertEqual(len(os.listdir(other.path("fleet", "hosts", HOST, "accelerators"))), 4, "kept")
         hosts = {h["name"]: h["status"] for h in self.api("GET", "/fleet/hosts", sock=other.api_socket).json()["hosts"]}
         self.assertEqual(hosts, {HOST: "down", "otherhost": "up"})
         records = self.api("GET", "/fleet/accelerators?host=" + HOST, sock=other.api_socket).json()["accelerator"]
         self.assertEqual({r["host_status"] for r in records}, {"down"})
+        # Nobody vouches for a down host's devices: their health is unknown, with what they last said.
+        self.assertEqual({r["health"] for r in records}, {"unknown"})
+        health = other.path("fleet", "hosts", HOST, "accelerators", records[0]["uuid"], "health")
+        self.assertEqual(slurp(health), "unknown\nhost %s is down (its lease ran out); it last said: ok\n" % HOST)
         self.fs = self.start(db=self.fs.db)
         wait_for(lambda: slurp(status) == "up\n", what="A up again on B")
-        self.assertEqual(watcher.stdout.readline().strip(), "woken up")
+        wait_for(lambda: woken[-1:] == ["woken up"], what="the watcher woken: A up on B")
+        # One wake per change B saw (two quick ones may make one), each re-read the new value.
+        flips = [line.split(" is ")[1].split(" ")[0] for line in other.log_text().splitlines()
+                 if "fleet view: host %s is " % HOST in line]
+        self.assertLessEqual(len(woken), len(flips), (woken, flips))
+        self.assertEqual(flips[-2:], ["down", "up"])
+        self.assertEqual(slurp(health), "ok\n")
         self.assertEqual(len(os.listdir(other.path("fleet", "accelerators"))), 6, "no duplicates")
         self.assertEqual(len(json.loads(slurp(other.path("fleet", "accelerators.json")))["accelerator"]), 6)
 

@@ -488,7 +488,9 @@ class UeventTest(PciTestBase):
         fake_sysfs.remove_device(self.tree, "0000:86:00.0")  # unplugged: no rescan comes for 60 s
         self.synthetic_uevent()
         wait_for(lambda: self.acc(fpga, "status") == "offline\n", timeout=5, what="the rescan the uevent made")
-        self.assertIn("uevent: pci change %s: rescanned" % self.real, self.fs.log_text())
+        # (logged once the rescan returns, which may be after the status shows it)
+        wait_for(lambda: "uevent: pci change %s: rescanned" % self.real in self.fs.log_text(), timeout=5,
+                 what="the rescan logged with its uevent")
         fake_sysfs.restore_device(self.tree, "0000:86:00.0")
         self.synthetic_uevent()
         wait_for(lambda: self.acc(fpga, "status") == "available\n", timeout=5, what="back at the next uevent")
